@@ -1,0 +1,301 @@
+"""The multi-scale EfficientNet backbone: stem, stages up to the deepest tap, optional scSE taps."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+
+from .blocks import build_stage
+from .layers import (PADDING_MODES, SCSE, ConvNormAct, is_norm, resolve_act_layer,
+                     resolve_norm_layer)
+from .layers.checkpoint import checkpoint_module
+from .spec import ARCHS, TAP_STAGES, NetworkPlan, build_plan, check_arch
+
+__all__ = ['EfficientNet', 'TapInfo', 'default_norm_args', 'build_body', 'init_weights',
+           'MIN_INPUT_SIZE', 'NUM_LEVELS']
+
+NUM_LEVELS = len(TAP_STAGES)
+MIN_INPUT_SIZE = 32
+WITH_CP_MODES = ('stage', 'block')
+
+NormSpec = Union[str, Dict[str, Any], Callable[[int], nn.Module]]
+ActSpec = Union[str, Callable[[], nn.Module]]
+
+
+@dataclass(frozen=True)
+class TapInfo:
+    """One tap of the backbone: its feature level (0..4), channels, stride and producing module."""
+
+    level: int
+    channels: int
+    stride: int
+    module: str
+
+
+def default_norm_args(arch: str) -> Tuple[float, float]:
+    """BN (eps, momentum) torchvision uses for ``arch``: 1e-5/0.1 for b0-b4, 1e-3/0.01 for b5-b7."""
+    return (1e-3, 0.01) if check_arch(arch) in ('b5', 'b6', 'b7') else (1e-5, 0.1)
+
+
+def build_body(plan: NetworkPlan, num_stages: int, in_chans: int, norm_layer: Callable[[int], nn.Module],
+               act_layer: Callable[[], nn.Module], padding: str) -> Tuple[nn.Module, nn.ModuleList]:
+    """Build the stem and the first ``num_stages`` stages of ``plan``."""
+    stem = ConvNormAct(in_chans, plan.stem_channels, 3, norm_layer, act_layer, stride=2,
+                       padding=padding)
+    stages = nn.ModuleList(build_stage(blocks, norm_layer, act_layer, padding)
+                           for blocks in plan.stages[:num_stages])
+    return stem, stages
+
+
+def init_weights(module: nn.Module) -> None:
+    """torchvision's EfficientNet initialisation: He (fan-out) convs, unit norms, uniform linears."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode='fan_out')
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm, nn.SyncBatchNorm)) and m.weight is not None:
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            bound = 1.0 / m.out_features ** 0.5
+            nn.init.uniform_(m.weight, -bound, bound)
+            nn.init.zeros_(m.bias)
+
+
+def _check_out_indices(out_indices: Sequence[int]) -> Tuple[int, ...]:
+    valid = f'levels 0..{NUM_LEVELS - 1} = strides 2, 4, 8, 16, 32'
+    if isinstance(out_indices, int) or not isinstance(out_indices, Sequence):
+        raise TypeError(f'out_indices must be a sequence of ints ({valid}), got {out_indices!r}')
+    indices = tuple(out_indices)
+    if not indices:
+        raise ValueError(f'out_indices is empty; pick one or more of {valid}')
+    for index in indices:
+        if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < NUM_LEVELS:
+            raise ValueError(f'out_indices entry {index!r} is not valid; valid: {valid}')
+    if list(indices) != sorted(set(indices)):
+        raise ValueError(f'out_indices {indices!r} must be strictly increasing '
+                         f'(shallow to deep, no repeats), e.g. (1, 2, 3, 4)')
+    return indices
+
+
+def _pretrained_from_init_cfg(pretrained: Any, source: str,
+                              init_cfg: Optional[Dict[str, Any]]) -> Tuple[Any, str]:
+    if init_cfg is None:
+        return pretrained, source
+    if not isinstance(init_cfg, dict) or init_cfg.get('type') != 'Pretrained' \
+            or 'checkpoint' not in init_cfg:
+        raise ValueError(f"init_cfg must be dict(type='Pretrained', checkpoint=PATH_OR_NAME"
+                         f"[, source=...]), got {init_cfg!r}")
+    if pretrained is not None:
+        raise ValueError(f'give pretrained={pretrained!r} or init_cfg={init_cfg!r}, not both')
+    return init_cfg['checkpoint'], init_cfg.get('source', source)
+
+
+def _check_scse(scse: Union[bool, Sequence[bool]], num_taps: int) -> Tuple[bool, ...]:
+    if isinstance(scse, bool):
+        return (scse,) * num_taps
+    if isinstance(scse, Sequence) and all(isinstance(flag, bool) for flag in scse):
+        if len(scse) != num_taps:
+            raise ValueError(f'scse has {len(scse)} flags but out_indices has {num_taps} taps; '
+                             f'give one bool per tap or a single bool')
+        return tuple(scse)
+    raise TypeError(f'scse must be a bool or one bool per tap, got {scse!r}')
+
+
+def _check_with_cp(with_cp: Union[bool, str]) -> Optional[str]:
+    if with_cp is False or with_cp is None:
+        return None
+    if with_cp is True:
+        return 'stage'
+    if with_cp in WITH_CP_MODES:
+        return with_cp
+    raise ValueError(f'with_cp must be False, True (= "stage") or one of {WITH_CP_MODES}, '
+                     f'got {with_cp!r}')
+
+
+class EfficientNet(nn.Module):
+    """EfficientNet B0-B7 feature extractor returning taps at strides 2/4/8/16/32.
+
+    Only the stem and the stages up to the deepest requested tap are built, so every parameter
+    gets a gradient (DDP needs no ``find_unused_parameters``).
+
+    Args:
+        arch: 'b0' ... 'b7' (or 'efficientnet_b4').
+        out_indices: feature levels to return, 0..4 = strides 2, 4, 8, 16, 32, shallow to deep.
+        scse: scSE attention on the taps; one bool for all or one per tap.
+        scse_reduction: channel bottleneck ratio of the scSE channel gate.
+        in_chans: input channels (1 for grayscale, 4+ for multispectral images).
+        drop_path_rate: stochastic depth of the deepest block, ramped linearly from 0.
+        frozen_stages: -1 freezes nothing, 0 the stem, k the stem and stages 0..k-1 of the 7
+            (parameters get no gradient, norms stay in eval mode).
+        norm_eval: keep every norm layer in eval mode while training (small-batch fine-tuning).
+        norm_layer: 'bn', 'syncbn', 'gn', 'frozenbn', an mmcv-style dict or a callable.
+        norm_eps: BN epsilon; default is torchvision's for the arch (1e-5 b0-b4, 1e-3 b5-b7).
+        norm_momentum: BN momentum; default is torchvision's (0.1 b0-b4, 0.01 b5-b7).
+        act_layer: 'swish', 'relu6', 'hardswish', 'relu' or a callable.
+        padding: 'symmetric' (torchvision, timm) or 'same' (TF ports: timm ``tf_efficientnet_*``).
+        output_stride: 32, 16 or 8; deeper strides become dilations.
+        with_cp: activation checkpointing, False, True/'stage' (per stage) or 'block'.
+        pretrained: weights to load after building: a file, a state dict or a hub name (see
+            :func:`effnet_backbones.weights.load_pretrained`). Unless given explicitly, ``padding``,
+            ``norm_eps`` and ``norm_momentum`` then follow the source (TF ports: 'same', 1e-3).
+        source: where ``pretrained`` comes from: 'auto', 'torchvision', 'timm', 'timm_tf',
+            'effnet_backbones'.
+        init_cfg: MMEngine-style ``dict(type='Pretrained', checkpoint=PATH, source=...)``, an
+            alternative spelling of ``pretrained``.
+    """
+
+    def __init__(self, arch: str = 'b0', out_indices: Sequence[int] = (1, 2, 3, 4),
+                 scse: Union[bool, Sequence[bool]] = False, scse_reduction: int = 16,
+                 in_chans: int = 3, drop_path_rate: float = 0.0, frozen_stages: int = -1,
+                 norm_eval: bool = False, norm_layer: NormSpec = 'bn',
+                 norm_eps: Optional[float] = None, norm_momentum: Optional[float] = None,
+                 act_layer: ActSpec = 'swish', padding: Optional[str] = None,
+                 output_stride: int = 32, with_cp: Union[bool, str] = False,
+                 pretrained: Optional[Union[str, Dict[str, Any]]] = None, source: str = 'auto',
+                 init_cfg: Optional[Dict[str, Any]] = None) -> None:
+        super().__init__()
+        self.arch = check_arch(arch)
+        pretrained, source = _pretrained_from_init_cfg(pretrained, source, init_cfg)
+        self.pretrained, self.source = pretrained, source
+        if pretrained is not None:
+            from .weights import source_defaults  # weights import torchvision/timm helpers lazily
+            defaults = source_defaults(pretrained, source, self.arch)
+            padding = defaults.get('padding', 'symmetric') if padding is None else padding
+            norm_eps = defaults.get('norm_eps') if norm_eps is None else norm_eps
+            norm_momentum = defaults.get('norm_momentum') if norm_momentum is None else norm_momentum
+        padding = 'symmetric' if padding is None else padding
+        self.out_indices = _check_out_indices(out_indices)
+        if not isinstance(in_chans, int) or isinstance(in_chans, bool) or in_chans < 1:
+            raise ValueError(f'in_chans must be a positive int, got {in_chans!r}')
+        if not isinstance(drop_path_rate, (int, float)) or not 0.0 <= drop_path_rate < 1.0:
+            raise ValueError(f'drop_path_rate must be in [0, 1), got {drop_path_rate!r}')
+        if padding not in PADDING_MODES:
+            raise ValueError(f'padding must be one of {PADDING_MODES}, got {padding!r}')
+        self.in_chans = in_chans
+        self.padding = padding
+        self.norm_eval = bool(norm_eval)
+        self.with_cp = _check_with_cp(with_cp)
+        default_eps, default_momentum = default_norm_args(self.arch)
+        self.norm_eps = default_eps if norm_eps is None else norm_eps
+        self.norm_momentum = default_momentum if norm_momentum is None else norm_momentum
+
+        self.plan = build_plan(self.arch, drop_path_rate=drop_path_rate, output_stride=output_stride)
+        self.output_stride = output_stride
+        num_stages = TAP_STAGES[self.out_indices[-1]] + 1
+        norm_factory = resolve_norm_layer(norm_layer, self.norm_eps, self.norm_momentum)
+        act_factory = resolve_act_layer(act_layer)
+        self.stem, self.stages = build_body(self.plan, num_stages, in_chans, norm_factory,
+                                            act_factory, padding)
+
+        scse_flags = _check_scse(scse, len(self.out_indices))
+        self.taps = nn.ModuleList(
+            SCSE(self.plan.level_channels(level), scse_reduction) if flag else nn.Identity()
+            for level, flag in zip(self.out_indices, scse_flags))
+        self.scse = scse_flags
+        self.feature_info: Tuple[TapInfo, ...] = tuple(
+            TapInfo(level=level, channels=self.plan.level_channels(level),
+                    stride=self.plan.level_stride(level), module=f'stages.{TAP_STAGES[level]}')
+            for level in self.out_indices)
+        # stage index -> position in the output list, for the forward loop
+        self._tap_slots: Dict[int, int] = {TAP_STAGES[level]: slot
+                                           for slot, level in enumerate(self.out_indices)}
+
+        if not isinstance(frozen_stages, int) or not -1 <= frozen_stages <= num_stages:
+            raise ValueError(f'frozen_stages must be -1 (none), 0 (stem) or 1..{num_stages} '
+                             f'(stem + that many of the {num_stages} built stages), '
+                             f'got {frozen_stages!r}')
+        self.frozen_stages = frozen_stages
+        # the resolved constructor arguments, saved with checkpoints so a file rebuilds its backbone
+        self.config: Dict[str, Any] = dict(
+            arch=self.arch, out_indices=self.out_indices, scse=self.scse,
+            scse_reduction=scse_reduction, in_chans=in_chans, drop_path_rate=drop_path_rate,
+            frozen_stages=frozen_stages, norm_eval=self.norm_eval, norm_layer=norm_layer,
+            norm_eps=self.norm_eps, norm_momentum=self.norm_momentum, act_layer=act_layer,
+            padding=padding, output_stride=output_stride, with_cp=with_cp)
+        self.init_weights()
+
+    # ------------------------------------------------------------------ description
+    @property
+    def out_channels(self) -> List[int]:
+        """Channels of each returned tap, shallow to deep."""
+        return [info.channels for info in self.feature_info]
+
+    @property
+    def strides(self) -> List[int]:
+        """Stride of each returned tap, shallow to deep."""
+        return [info.stride for info in self.feature_info]
+
+    def init_weights(self) -> None:
+        """Initialise all weights (torchvision's scheme), load ``pretrained`` if set, re-apply freezing."""
+        init_weights(self)
+        if self.pretrained is not None:
+            from .weights import load_pretrained
+            load_pretrained(self, self.pretrained, source=self.source)
+        self._freeze_stages()
+        # MMEngine's runner calls init_weights() on children unless they say they are initialised
+        self.is_init = True
+
+    # ------------------------------------------------------------------ training behaviour
+    def _frozen_modules(self) -> List[nn.Module]:
+        if self.frozen_stages < 0:
+            return []
+        return [self.stem, *self.stages[:self.frozen_stages]]
+
+    def _freeze_stages(self) -> None:
+        for module in self._frozen_modules():
+            module.eval()
+            for param in module.parameters():
+                param.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> 'EfficientNet':
+        """Set training mode, keeping frozen stages (and all norms if ``norm_eval``) in eval mode."""
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for module in self.modules():
+                if is_norm(module):
+                    module.eval()
+        return self
+
+    # ------------------------------------------------------------------ forward
+    def _check_input(self, x: torch.Tensor) -> None:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f'EfficientNet expects a torch.Tensor (N, C, H, W), got {type(x).__name__}')
+        if x.dim() != 4:
+            raise ValueError(f'EfficientNet expects a 4D tensor (N, C, H, W), got shape {tuple(x.shape)}')
+        if x.shape[1] != self.in_chans:
+            raise ValueError(f'input has {x.shape[1]} channels but the backbone was built with '
+                             f'in_chans={self.in_chans} (input shape {tuple(x.shape)})')
+        if x.shape[2] < MIN_INPUT_SIZE or x.shape[3] < MIN_INPUT_SIZE:
+            raise ValueError(f'input of {x.shape[2]}x{x.shape[3]} px is too small; both sides must '
+                             f'be at least {MIN_INPUT_SIZE} px (input shape {tuple(x.shape)})')
+
+    def _run_stage(self, stage: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+        if self.with_cp is None or not (self.training and torch.is_grad_enabled()):
+            return stage(x)
+        if self.with_cp == 'stage':
+            return checkpoint_module(stage, x)
+        for block in stage:
+            x = checkpoint_module(block, x)
+        return x
+
+    def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
+        """Return the taps listed in ``out_indices``, shallow to deep."""
+        if not (torch.jit.is_tracing() or torch.jit.is_scripting()):
+            self._check_input(x)
+        x = self.stem(x)
+        features: List[torch.Tensor] = []
+        for stage_id, stage in enumerate(self.stages):
+            x = self._run_stage(stage, x)
+            slot = self._tap_slots.get(stage_id)
+            if slot is not None:
+                features.append(self.taps[slot](x))
+        return features
+
+    def extra_repr(self) -> str:
+        return (f'arch={self.arch!r}, out_indices={self.out_indices}, '
+                f'out_channels={self.out_channels}, strides={self.strides}')

@@ -1,0 +1,53 @@
+"""The MBConv block (inverted residual with depthwise conv and squeeze-and-excitation)."""
+from __future__ import annotations
+
+from typing import List, Sequence
+
+import torch
+import torch.nn as nn
+
+from .layers import ActFactory, ConvNormAct, DropPath, NormFactory, SqueezeExcite
+from .spec import BlockSpec
+
+__all__ = ['MBConv', 'build_stage']
+
+
+class MBConv(nn.Module):
+    """Mobile inverted bottleneck: [1x1 expand] -> kxk depthwise -> SE -> linear 1x1 projection.
+
+    The residual (with stochastic depth on the branch) is used when the block keeps stride 1 and
+    channels, as in the paper, torchvision and timm.
+
+    Args:
+        spec: the scaled block description (channels, kernel, stride, dilation, SE width, drop path).
+        norm_layer: ``factory(channels)`` for every norm of the block.
+        act_layer: ``factory()`` for the expansion, depthwise and SE activations.
+        padding: 'symmetric' or TF 'same'.
+    """
+
+    def __init__(self, spec: BlockSpec, norm_layer: NormFactory, act_layer: ActFactory,
+                 padding: str = 'symmetric') -> None:
+        super().__init__()
+        mid = spec.mid_channels
+        self.has_skip = spec.has_skip
+        self.expand = (ConvNormAct(spec.in_channels, mid, 1, norm_layer, act_layer)
+                       if spec.expand_ratio != 1 else nn.Identity())
+        self.depthwise = ConvNormAct(mid, mid, spec.kernel_size, norm_layer, act_layer,
+                                     stride=spec.stride, dilation=spec.dilation, groups=mid,
+                                     padding=padding)
+        self.se = SqueezeExcite(mid, spec.se_channels, act_layer)
+        self.project = ConvNormAct(mid, spec.out_channels, 1, norm_layer, None)
+        self.drop_path = DropPath(spec.drop_path) if self.has_skip else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.project(self.se(self.depthwise(self.expand(x))))
+        if self.has_skip:
+            out = self.drop_path(out) + x
+        return out
+
+
+def build_stage(blocks: Sequence[BlockSpec], norm_layer: NormFactory, act_layer: ActFactory,
+                padding: str) -> nn.Sequential:
+    """One stage as an ``nn.Sequential`` of MBConv blocks."""
+    modules: List[nn.Module] = [MBConv(spec, norm_layer, act_layer, padding) for spec in blocks]
+    return nn.Sequential(*modules)

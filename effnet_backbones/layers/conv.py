@@ -1,0 +1,70 @@
+"""Convolutions with PyTorch-style symmetric or TensorFlow-style 'same' padding."""
+from __future__ import annotations
+
+import math
+from typing import Optional, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .norm_act import ActFactory, NormFactory
+
+__all__ = ['PADDING_MODES', 'Conv2dSame', 'create_conv2d', 'ConvNormAct', 'same_padding']
+
+PADDING_MODES = ('symmetric', 'same')
+
+
+def same_padding(size: int, kernel_size: int, stride: int, dilation: int) -> Tuple[int, int]:
+    """(before, after) padding that TensorFlow's 'SAME' applies along one side of length ``size``."""
+    total = max((math.ceil(size / stride) - 1) * stride + (kernel_size - 1) * dilation + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
+class Conv2dSame(nn.Conv2d):
+    """Conv2d with TF 'SAME' padding computed from the input size at run time (asymmetric if needed).
+
+    Used only where the padding depends on the input size (stride > 1 or an odd total padding);
+    elsewhere 'same' equals a fixed symmetric padding and a plain ``nn.Conv2d`` is built.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[-2:]
+        top, bottom = same_padding(height, self.kernel_size[0], self.stride[0], self.dilation[0])
+        left, right = same_padding(width, self.kernel_size[1], self.stride[1], self.dilation[1])
+        x = F.pad(x, [left, right, top, bottom])
+        return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+
+
+def create_conv2d(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+                  dilation: int = 1, groups: int = 1, padding: str = 'symmetric',
+                  bias: bool = False) -> nn.Conv2d:
+    """Build a conv whose output side is ceil(input side / stride) in either padding mode.
+
+    Args:
+        padding: 'symmetric' (PyTorch ports: pad (k-1)/2 * dilation on every side) or 'same'
+            (TF ports: pad computed at run time, the extra pixel going after).
+    """
+    if padding not in PADDING_MODES:
+        raise ValueError(f'padding must be one of {PADDING_MODES}, got {padding!r}')
+    span = (kernel_size - 1) * dilation
+    static = padding == 'symmetric' or (stride == 1 and span % 2 == 0)
+    cls = nn.Conv2d if static else Conv2dSame
+    return cls(in_channels, out_channels, kernel_size, stride=stride,
+               padding=span // 2 if static else 0, dilation=dilation, groups=groups, bias=bias)
+
+
+class ConvNormAct(nn.Module):
+    """Conv, then norm, then an optional activation: the unit every EfficientNet layer is made of."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, norm_layer: NormFactory,
+                 act_layer: Optional[ActFactory], stride: int = 1, dilation: int = 1,
+                 groups: int = 1, padding: str = 'symmetric') -> None:
+        super().__init__()
+        self.conv = create_conv2d(in_channels, out_channels, kernel_size, stride=stride,
+                                  dilation=dilation, groups=groups, padding=padding)
+        self.norm = norm_layer(out_channels)
+        self.act = act_layer() if act_layer is not None else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.norm(self.conv(x)))
