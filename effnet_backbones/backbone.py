@@ -192,6 +192,8 @@ class EfficientNet(nn.Module):
                                             act_factory, padding)
 
         scse_flags = _check_scse(scse, len(self.out_indices))
+        if not isinstance(scse_reduction, int) or isinstance(scse_reduction, bool) or scse_reduction < 1:
+            raise ValueError(f'scse_reduction must be a positive int, got {scse_reduction!r}')
         self.taps = nn.ModuleList(
             SCSE(self.plan.level_channels(level), scse_reduction) if flag else nn.Identity()
             for level, flag in zip(self.out_indices, scse_flags))

@@ -1,12 +1,17 @@
 """Model figures: parameter counts and multiply-accumulates (MACs) of convolutions and linears."""
 from __future__ import annotations
 
-from typing import List, Sequence
+from typing import Any, Dict, Iterable, List, Mapping, Sequence
 
 import torch
 import torch.nn as nn
 
-__all__ = ['count_parameters', 'count_macs']
+from .backbone import EfficientNet
+from .classifier import EfficientNetClassifier
+from .spec import ARCHS, build_plan, check_arch
+
+__all__ = ['count_parameters', 'count_macs', 'describe_variant', 'describe_variants',
+           'markdown_table']
 
 
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
@@ -37,11 +42,62 @@ def count_macs(module: nn.Module, input_size: Sequence[int]) -> int:
             handles.append(sub.register_forward_hook(linear_hook))
     was_training = module.training
     module.eval()
+    device = next(module.parameters()).device
     try:
         with torch.no_grad():
-            module(torch.zeros(*input_size))
+            module(torch.zeros(*input_size, device=device))
     finally:
         module.train(was_training)
         for handle in handles:
             handle.remove()
     return total[0]
+
+
+def describe_variant(arch: str) -> Dict[str, Any]:
+    """Figures of one variant: parameters, GMACs at its resolution, blocks, skips, taps.
+
+    Models are built on the meta device, so describing B7 costs no memory and no time.
+    """
+    plan = build_plan(check_arch(arch))
+    resolution = plan.scaling.resolution
+    with torch.device('meta'):
+        classifier = EfficientNetClassifier(plan.arch)
+        backbone = EfficientNet(plan.arch, out_indices=(0, 1, 2, 3, 4))
+    blocks = plan.blocks
+    skips = sum(block.has_skip for block in blocks)
+    return {
+        'arch': plan.arch,
+        'params_backbone': count_parameters(backbone),
+        'params_full': count_parameters(classifier),
+        'gmacs': round(count_macs(classifier, (1, 3, resolution, resolution)) / 1e9, 2),
+        'blocks': len(blocks),
+        'skip_blocks': skips,
+        'skip_ratio': round(skips / len(blocks), 3),
+        'tap_channels': list(backbone.out_channels),
+        'tap_strides': list(backbone.strides),
+        'resolution': resolution,
+        'dropout': plan.scaling.dropout,
+    }
+
+
+def describe_variants(archs: Iterable[str] = ARCHS) -> List[Dict[str, Any]]:
+    """:func:`describe_variant` for each of ``archs`` (default all, b0 ... b7)."""
+    return [describe_variant(arch) for arch in archs]
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return '/'.join(str(item) for item in value)
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10000:
+        return f'{value:,}'
+    return str(value)
+
+
+def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Render dict rows (same keys) as a GitHub markdown table; lists print as 'a/b/c'."""
+    if not rows:
+        return ''
+    columns = list(rows[0])
+    lines = ['| ' + ' | '.join(columns) + ' |', '|' + '---|' * len(columns)]
+    lines += ['| ' + ' | '.join(_cell(row[col]) for col in columns) + ' |' for row in rows]
+    return '\n'.join(lines)

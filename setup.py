@@ -1,0 +1,48 @@
+"""Packaging for effnet-backbones: the library (effnet_backbones) and the task code (tasks)."""
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+ROOT = Path(__file__).parent
+
+
+def read_version() -> str:
+    for line in (ROOT / 'effnet_backbones' / '__init__.py').read_text().splitlines():
+        if line.startswith('__version__'):
+            return line.split('=')[1].strip().strip("'\"")
+    raise RuntimeError('effnet_backbones/__init__.py has no __version__')
+
+
+setup(
+    name='effnet-backbones',
+    version=read_version(),
+    description='EfficientNet B0-B7 as exact, fast, multi-scale backbones for segmentation and '
+                'detection (smp, torchvision, MMEngine)',
+    long_description=(ROOT / 'README.md').read_text(encoding='utf-8'),
+    long_description_content_type='text/markdown',
+    license='Apache-2.0',
+    python_requires='>=3.9',
+    packages=find_packages(include=['effnet_backbones', 'effnet_backbones.*', 'tasks', 'tasks.*']),
+    include_package_data=True,
+    package_data={'tasks': ['**/*.png', '**/*.json', '**/*.md', '**/*.txt']},
+    # torch and torchvision unpinned so pip resolves a matching pair (the CUDA build, which also
+    # runs on CPU); pinning torch alone can select a CPU-only wheel torchvision's ops do not load on.
+    install_requires=[
+        'torch>=2.1',
+        'torchvision>=0.16',
+        'timm>=0.9.16',
+        'segmentation-models-pytorch>=0.4',
+        'mmengine>=0.10.4',
+        'albumentations>=1.4',
+        'pycocotools>=2.0.7',
+        'numpy',
+        'pillow',
+        'tifffile',
+        'matplotlib',
+        'safetensors',
+        'opencv-python-headless',
+    ],
+    extras_require={
+        'dev': ['pytest>=7', 'pytest-xdist', 'pytest-timeout'],
+    },
+)
