@@ -7,7 +7,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn as nn
 
-from .blocks import build_stage
+from .blocks import build_stage, set_memory_efficient
 from .layers import (PADDING_MODES, SCSE, ConvNormAct, is_norm, resolve_act_layer,
                      resolve_norm_layer)
 from .layers.checkpoint import checkpoint_module
@@ -139,6 +139,8 @@ class EfficientNet(nn.Module):
         padding: 'symmetric' (torchvision, timm) or 'same' (TF ports: timm ``tf_efficientnet_*``).
         output_stride: 32, 16 or 8; deeper strides become dilations.
         with_cp: activation checkpointing, False, True/'stage' (per stage) or 'block'.
+        memory_efficient: save fewer activations in training without recomputing convolutions
+            (fused norm + activation, fused SE gate + projection); same outputs and gradients.
         pretrained: weights to load after building: a file, a state dict or a hub name (see
             :func:`effnet_backbones.weights.load_pretrained`). Unless given explicitly, ``padding``,
             ``norm_eps`` and ``norm_momentum`` then follow the source (TF ports: 'same', 1e-3).
@@ -155,6 +157,7 @@ class EfficientNet(nn.Module):
                  norm_eps: Optional[float] = None, norm_momentum: Optional[float] = None,
                  act_layer: ActSpec = 'swish', padding: Optional[str] = None,
                  output_stride: int = 32, with_cp: Union[bool, str] = False,
+                 memory_efficient: bool = False,
                  pretrained: Optional[Union[str, Dict[str, Any]]] = None, source: str = 'auto',
                  init_cfg: Optional[Dict[str, Any]] = None) -> None:
         super().__init__()
@@ -190,6 +193,8 @@ class EfficientNet(nn.Module):
         act_factory = resolve_act_layer(act_layer)
         self.stem, self.stages = build_body(self.plan, num_stages, in_chans, norm_factory,
                                             act_factory, padding)
+        self.memory_efficient = bool(memory_efficient)
+        set_memory_efficient(self, self.memory_efficient)
 
         scse_flags = _check_scse(scse, len(self.out_indices))
         if not isinstance(scse_reduction, int) or isinstance(scse_reduction, bool) or scse_reduction < 1:
@@ -217,7 +222,8 @@ class EfficientNet(nn.Module):
             scse_reduction=scse_reduction, in_chans=in_chans, drop_path_rate=drop_path_rate,
             frozen_stages=frozen_stages, norm_eval=self.norm_eval, norm_layer=norm_layer,
             norm_eps=self.norm_eps, norm_momentum=self.norm_momentum, act_layer=act_layer,
-            padding=padding, output_stride=output_stride, with_cp=with_cp)
+            padding=padding, output_stride=output_stride, with_cp=with_cp,
+            memory_efficient=self.memory_efficient)
         self.init_weights()
 
     # ------------------------------------------------------------------ description

@@ -7,16 +7,19 @@ import torch
 import torch.nn as nn
 
 from .layers import ActFactory, ConvNormAct, DropPath, NormFactory, SqueezeExcite
+from .layers.memory_efficient import gate_project
 from .spec import BlockSpec
 
-__all__ = ['MBConv', 'build_stage']
+__all__ = ['MBConv', 'build_stage', 'set_memory_efficient']
 
 
 class MBConv(nn.Module):
     """Mobile inverted bottleneck: [1x1 expand] -> kxk depthwise -> SE -> linear 1x1 projection.
 
     The residual (with stochastic depth on the branch) is used when the block keeps stride 1 and
-    channels, as in the paper, torchvision and timm.
+    channels, as in the paper, torchvision and timm. With ``memory_efficient`` set (and gradients
+    enabled), the SE gate and the projection run as one autograd function that keeps the ungated
+    input and the gate instead of their product (see :mod:`effnet_backbones.layers.memory_efficient`).
 
     Args:
         spec: the scaled block description (channels, kernel, stride, dilation, SE width, drop path).
@@ -38,9 +41,14 @@ class MBConv(nn.Module):
         self.se = SqueezeExcite(mid, spec.se_channels, act_layer)
         self.project = ConvNormAct(mid, spec.out_channels, 1, norm_layer, None)
         self.drop_path = DropPath(spec.drop_path) if self.has_skip else nn.Identity()
+        self.memory_efficient = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.project(self.se(self.depthwise(self.expand(x))))
+        out = self.depthwise(self.expand(x))
+        if self.memory_efficient and torch.is_grad_enabled():
+            out = self.project.norm(gate_project(out, self.se.gate(out), self.project.conv.weight))
+        else:
+            out = self.project(self.se(out))
         if self.has_skip:
             out = self.drop_path(out) + x
         return out
@@ -51,3 +59,10 @@ def build_stage(blocks: Sequence[BlockSpec], norm_layer: NormFactory, act_layer:
     """One stage as an ``nn.Sequential`` of MBConv blocks."""
     modules: List[nn.Module] = [MBConv(spec, norm_layer, act_layer, padding) for spec in blocks]
     return nn.Sequential(*modules)
+
+
+def set_memory_efficient(module: nn.Module, enabled: bool = True) -> None:
+    """Switch every MBConv and ConvNormAct inside ``module`` to (or from) the memory-efficient path."""
+    for sub in module.modules():
+        if isinstance(sub, (MBConv, ConvNormAct)):
+            sub.memory_efficient = enabled

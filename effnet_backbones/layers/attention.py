@@ -24,10 +24,12 @@ class SqueezeExcite(nn.Module):
         self.act = act_layer()
         self.expand = nn.Conv2d(reduced_channels, channels, 1)
 
+    def gate(self, x: torch.Tensor) -> torch.Tensor:
+        """The (N, C, 1, 1) sigmoid gate for ``x``."""
+        return self.expand(self.act(self.reduce(x.mean((2, 3), keepdim=True)))).sigmoid()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scale = x.mean((2, 3), keepdim=True)
-        scale = self.expand(self.act(self.reduce(scale)))
-        return x * scale.sigmoid()
+        return x * self.gate(x)
 
 
 class SCSE(nn.Module):

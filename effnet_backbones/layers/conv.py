@@ -8,6 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .memory_efficient import norm_act, supports_fused_norm_act
 from .norm_act import ActFactory, NormFactory
 
 __all__ = ['PADDING_MODES', 'Conv2dSame', 'create_conv2d', 'ConvNormAct', 'same_padding']
@@ -55,7 +56,11 @@ def create_conv2d(in_channels: int, out_channels: int, kernel_size: int, stride:
 
 
 class ConvNormAct(nn.Module):
-    """Conv, then norm, then an optional activation: the unit every EfficientNet layer is made of."""
+    """Conv, then norm, then an optional activation: the unit every EfficientNet layer is made of.
+
+    With ``memory_efficient`` set (and gradients enabled), norm and activation run as one autograd
+    function that keeps only the conv output for backward.
+    """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, norm_layer: NormFactory,
                  act_layer: Optional[ActFactory], stride: int = 1, dilation: int = 1,
@@ -65,6 +70,11 @@ class ConvNormAct(nn.Module):
                                   dilation=dilation, groups=groups, padding=padding)
         self.norm = norm_layer(out_channels)
         self.act = act_layer() if act_layer is not None else nn.Identity()
+        self.fusable = act_layer is not None and supports_fused_norm_act(self.norm)
+        self.memory_efficient = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.norm(self.conv(x)))
+        x = self.conv(x)
+        if self.memory_efficient and self.fusable and torch.is_grad_enabled():
+            return norm_act(x, self.norm, self.act)
+        return self.act(self.norm(x))

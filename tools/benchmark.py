@@ -1,0 +1,78 @@
+"""Benchmark training/inference speed and peak memory of our backbones against timm, torchvision, smp.
+
+    python tools/benchmark.py ours:b0 ours:b0+me ours:b0+cp timm:b0 timm_tf:b0 tv:b0 \
+        --batch 8 --resolution 256 --baseline timm:b0 --out docs/bench/b0_cpu
+Candidates: see effnet_backbones/benchmark.py. Writes OUT.json, OUT.md and OUT.png.
+"""
+import argparse
+import json
+import platform
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from effnet_backbones.benchmark import (BenchSettings, add_ratios, format_markdown,
+                                        parse_candidate, plot_scatter, run_benchmark)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('candidates', nargs='+', help='e.g. ours:b4 ours:b4+me timm:b4 tv:b4')
+    parser.add_argument('--batch', type=int, default=8)
+    parser.add_argument('--resolution', type=int, default=256)
+    parser.add_argument('--mode', choices=('train', 'infer'), default='train')
+    parser.add_argument('--dtype', choices=('float32', 'bfloat16', 'float16'), default='float32')
+    parser.add_argument('--channels-last', action='store_true')
+    parser.add_argument('--compile', action='store_true')
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--warmup', type=int, default=2)
+    parser.add_argument('--steps', type=int, default=5)
+    parser.add_argument('--rounds', type=int, default=3)
+    parser.add_argument('--threads', type=int, default=None)
+    parser.add_argument('--baseline', default=None, help='candidate the ratios refer to (default: first)')
+    parser.add_argument('--out', default=None, help='write OUT.json, OUT.md and OUT.png')
+    args = parser.parse_args(argv)
+    try:
+        for name in args.candidates:
+            parse_candidate(name)
+    except ValueError as err:
+        parser.error(str(err))
+    if args.baseline is not None and args.baseline not in args.candidates:
+        parser.error(f'--baseline {args.baseline!r} is not among the candidates {args.candidates}')
+    return args
+
+
+def machine() -> str:
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    return f'{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads'
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    settings = BenchSettings(batch=args.batch, resolution=args.resolution, mode=args.mode,
+                             dtype=args.dtype, channels_last=args.channels_last,
+                             compile=args.compile, device=args.device, warmup=args.warmup,
+                             steps=args.steps, threads=args.threads)
+    rows = run_benchmark(args.candidates, settings, rounds=args.rounds,
+                         log=lambda line: print(line, file=sys.stderr))
+    rows = add_ratios(rows, args.baseline or args.candidates[0])
+    header = (f'{args.mode}, batch {args.batch}, {args.resolution}x{args.resolution}, {args.dtype}, '
+              f'channels_last={args.channels_last}, compile={args.compile}, device {machine()}, '
+              f'torch {torch.__version__}, {args.rounds} rounds x {args.steps} steps')
+    table = format_markdown(rows)
+    print(header + '\n\n' + table)
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.with_suffix('.json').write_text(json.dumps(
+            dict(settings=asdict(settings), machine=machine(), command=' '.join(sys.argv),
+                 rows=rows), indent=2))
+        out.with_suffix('.md').write_text(header + '\n\n' + table + '\n')
+        plot_scatter(rows, str(out.with_suffix('.png')), title=header[:90])
+
+
+if __name__ == '__main__':
+    main()
