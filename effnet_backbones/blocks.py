@@ -45,7 +45,7 @@ class MBConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.depthwise(self.expand(x))
-        if self.memory_efficient and torch.is_grad_enabled():
+        if self.memory_efficient and torch.is_grad_enabled() and not torch.compiler.is_compiling():
             out = self.project.norm(gate_project(out, self.se.gate(out), self.project.conv.weight))
         else:
             out = self.project(self.se(out))

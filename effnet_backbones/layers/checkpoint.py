@@ -37,4 +37,7 @@ def _contexts(module: nn.Module) -> Tuple[contextlib.AbstractContextManager, con
 
 def checkpoint_module(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Run ``module(x)`` keeping only its input for backward, recomputing the rest."""
+    if torch.compiler.is_compiling():
+        # compiled recomputation never replays the running-statistics updates
+        return checkpoint(module, x, use_reentrant=False)
     return checkpoint(module, x, use_reentrant=False, context_fn=lambda: _contexts(module))
