@@ -1,7 +1,6 @@
 """Convolutions with PyTorch-style symmetric or TensorFlow-style 'same' padding."""
 from __future__ import annotations
 
-import math
 from typing import Optional, Tuple
 
 import torch
@@ -17,8 +16,15 @@ PADDING_MODES = ('symmetric', 'same')
 
 
 def same_padding(size: int, kernel_size: int, stride: int, dilation: int) -> Tuple[int, int]:
-    """(before, after) padding that TensorFlow's 'SAME' applies along one side of length ``size``."""
-    total = max((math.ceil(size / stride) - 1) * stride + (kernel_size - 1) * dilation + 1 - size, 0)
+    """(before, after) padding that TensorFlow's 'SAME' applies along one side of length ``size``.
+
+    Integer arithmetic only, so that ``size`` may be a symbolic shape (torch.export, ONNX with
+    dynamic axes) without specialising on its value.
+    """
+    span = (kernel_size - 1) * dilation + 1
+    total = ((size + stride - 1) // stride - 1) * stride + span - size
+    if span < stride:  # only then can the total go negative; EfficientNet never gets here
+        total = max(total, 0)
     return total // 2, total - total // 2
 
 

@@ -1,0 +1,42 @@
+import pytest
+import torch
+
+from effnet_backbones import EfficientNet
+from effnet_backbones.export import export_model, max_abs_difference, run_exported
+
+# a second batch size and odd sides prove the exported graph is not fixed to the example
+INPUTS = [torch.randn(1, 3, 64, 64), torch.randn(2, 3, 97, 131)]
+
+
+@pytest.mark.parametrize('fmt,padding', [('onnx', 'symmetric'), ('onnx', 'same'),
+                                         ('torchscript', 'same'),
+                                         ('exported-program', 'symmetric')])
+def test_backbone_export_matches_pytorch_at_other_sizes(tmp_path, fmt, padding):
+    model = EfficientNet('b0', padding=padding, scse=True).eval()
+    path = export_model(model, tmp_path / f'b0.{fmt}', fmt, torch.randn(1, 3, 64, 64))
+    assert path.exists() and not list(tmp_path.glob('.*tmp*'))
+    assert max_abs_difference(model, path, fmt, INPUTS) <= 1e-4
+    shapes = [tuple(t.shape) for t in run_exported(path, fmt, INPUTS[1])]
+    assert shapes == [(2, 24, 25, 33), (2, 40, 13, 17), (2, 112, 7, 9), (2, 320, 4, 5)]
+
+
+def test_onnx_opset_is_17_or_newer(tmp_path):
+    import onnx
+    model = EfficientNet('b0', out_indices=(4,)).eval()
+    path = export_model(model, tmp_path / 'b0.onnx', 'onnx', torch.randn(1, 3, 64, 64), opset=17)
+    opsets = {entry.domain: entry.version for entry in onnx.load(str(path)).opset_import}
+    assert opsets[''] >= 17
+    with pytest.raises(ValueError, match='opset must be 17 or newer, got 13'):
+        export_model(model, tmp_path / 'old.onnx', 'onnx', torch.randn(1, 3, 64, 64), opset=13)
+
+
+def test_unknown_format_and_failed_export_leave_the_previous_file(tmp_path):
+    model = EfficientNet('b0').eval()
+    with pytest.raises(ValueError, match="one of \\('onnx', 'torchscript', 'exported-program'\\), got 'tflite'"):
+        export_model(model, tmp_path / 'x', 'tflite', torch.randn(1, 3, 64, 64))
+    target = tmp_path / 'b0.ts'
+    target.write_bytes(b'previous good export')
+    with pytest.raises(ValueError, match="1 channels but the backbone was built with in_chans=3"):
+        export_model(model, target, 'torchscript', torch.randn(1, 1, 64, 64))
+    assert target.read_bytes() == b'previous good export'
+    assert [p.name for p in tmp_path.iterdir()] == ['b0.ts']
