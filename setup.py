@@ -13,6 +13,8 @@ def read_version() -> str:
     raise RuntimeError('effnet_backbones/__init__.py has no __version__')
 
 
+EXPORT_REQUIRES = ['onnx>=1.16', 'onnxscript>=0.3', 'onnxruntime>=1.18']
+
 setup(
     name='effnet-backbones',
     version=read_version(),
@@ -43,6 +45,7 @@ setup(
         'opencv-python-headless',
     ],
     extras_require={
-        'dev': ['pytest>=7', 'pytest-xdist', 'pytest-timeout'],
+        'export': EXPORT_REQUIRES,
+        'dev': ['pytest>=7', 'pytest-xdist', 'pytest-timeout'] + EXPORT_REQUIRES,
     },
 )
