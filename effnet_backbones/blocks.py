@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 
 from .layers import ActFactory, ConvNormAct, DropPath, NormFactory, SqueezeExcite
-from .layers.memory_efficient import gate_project
+from .layers.memory_efficient import gate_project, norm_act_conv
 from .spec import BlockSpec
 
 __all__ = ['MBConv', 'build_stage', 'set_memory_efficient']
@@ -43,12 +43,21 @@ class MBConv(nn.Module):
         self.drop_path = DropPath(spec.drop_path) if self.has_skip else nn.Identity()
         self.memory_efficient = False
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.depthwise(self.expand(x))
-        if self.memory_efficient and torch.is_grad_enabled() and not torch.compiler.is_compiling():
-            out = self.project.norm(gate_project(out, self.se.gate(out), self.project.conv.weight))
+    def _forward_memory_efficient(self, x: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.expand, ConvNormAct) and self.expand.fusable:
+            # the expanded activation is recomputed in backward instead of being kept
+            out = self.depthwise.finish(norm_act_conv(self.expand.conv(x), self.expand.norm,
+                                                      self.expand.act, self.depthwise.conv))
         else:
-            out = self.project(self.se(out))
+            out = self.depthwise(self.expand(x))
+        return self.project.norm(gate_project(out, self.se.gate(out), self.project.conv.weight))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # compiled graphs get the same saving from the partitioner's rematerialisation
+        if self.memory_efficient and torch.is_grad_enabled() and not torch.compiler.is_compiling():
+            out = self._forward_memory_efficient(x)
+        else:
+            out = self.project(self.se(self.depthwise(self.expand(x))))
         if self.has_skip:
             out = self.drop_path(out) + x
         return out

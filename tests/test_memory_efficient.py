@@ -72,12 +72,12 @@ def test_eval_and_no_grad_use_the_plain_path_with_identical_results():
             assert torch.equal(a, b)
 
 
-def test_saves_at_most_three_quarters_of_the_plain_activations():
+def test_saves_at_most_sixty_percent_of_the_plain_activations():
     plain, efficient = _pair()
     x = torch.randn(2, 3, 128, 128)
     plain_bytes, _ = saved_bytes(plain, x)
     efficient_bytes, _ = saved_bytes(efficient, x)
-    assert efficient_bytes <= 0.75 * plain_bytes
+    assert efficient_bytes <= 0.6 * plain_bytes  # measured 0.567 for b0 at 128 px
 
 
 def test_norm_act_function_matches_modules_for_batchnorm_in_train_and_eval():

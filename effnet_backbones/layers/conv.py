@@ -35,12 +35,16 @@ class Conv2dSame(nn.Conv2d):
     elsewhere 'same' equals a fixed symmetric padding and a plain ``nn.Conv2d`` is built.
     """
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def pad(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` padded the way TF 'SAME' pads it for this conv."""
         height, width = x.shape[-2:]
         top, bottom = same_padding(height, self.kernel_size[0], self.stride[0], self.dilation[0])
         left, right = same_padding(width, self.kernel_size[1], self.stride[1], self.dilation[1])
-        x = F.pad(x, [left, right, top, bottom])
-        return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+        return F.pad(x, [left, right, top, bottom])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(self.pad(x), self.weight, self.bias, self.stride, 0, self.dilation,
+                        self.groups)
 
 
 def create_conv2d(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
@@ -80,7 +84,10 @@ class ConvNormAct(nn.Module):
         self.memory_efficient = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.conv(x)
+        return self.finish(self.conv(x))
+
+    def finish(self, x: torch.Tensor) -> torch.Tensor:
+        """Norm and activation of an already convolved ``x``."""
         # compiled graphs get the same saving from the partitioner's rematerialisation
         if self.memory_efficient and self.fusable and torch.is_grad_enabled() \
                 and not torch.compiler.is_compiling():
