@@ -81,17 +81,19 @@ def _check_out_indices(out_indices: Sequence[int]) -> Tuple[int, ...]:
     return indices
 
 
-def _pretrained_from_init_cfg(pretrained: Any, source: str,
-                              init_cfg: Optional[Dict[str, Any]]) -> Tuple[Any, str]:
+def _pretrained_from_init_cfg(pretrained: Any, source: str, init_cfg: Optional[Dict[str, Any]]
+                              ) -> Tuple[Any, str, Optional[str]]:
+    if pretrained is False:  # timm/smp spelling of "no weights"
+        pretrained = None
     if init_cfg is None:
-        return pretrained, source
+        return pretrained, source, None
     if not isinstance(init_cfg, dict) or init_cfg.get('type') != 'Pretrained' \
             or 'checkpoint' not in init_cfg:
         raise ValueError(f"init_cfg must be dict(type='Pretrained', checkpoint=PATH_OR_NAME"
                          f"[, source=...]), got {init_cfg!r}")
     if pretrained is not None:
         raise ValueError(f'give pretrained={pretrained!r} or init_cfg={init_cfg!r}, not both')
-    return init_cfg['checkpoint'], init_cfg.get('source', source)
+    return init_cfg['checkpoint'], init_cfg.get('source', source), init_cfg.get('prefix')
 
 
 def _check_scse(scse: Union[bool, Sequence[bool]], num_taps: int) -> Tuple[bool, ...]:
@@ -146,8 +148,9 @@ class EfficientNet(nn.Module):
             ``norm_eps`` and ``norm_momentum`` then follow the source (TF ports: 'same', 1e-3).
         source: where ``pretrained`` comes from: 'auto', 'torchvision', 'timm', 'timm_tf',
             'effnet_backbones'.
-        init_cfg: MMEngine-style ``dict(type='Pretrained', checkpoint=PATH, source=...)``, an
-            alternative spelling of ``pretrained``.
+        init_cfg: MMEngine-style ``dict(type='Pretrained', checkpoint=PATH, source=...,
+            prefix='backbone.')``, an alternative spelling of ``pretrained``; ``prefix`` picks the
+            backbone out of a whole detector or segmentation checkpoint.
     """
 
     def __init__(self, arch: str = 'b0', out_indices: Sequence[int] = (1, 2, 3, 4),
@@ -162,11 +165,11 @@ class EfficientNet(nn.Module):
                  init_cfg: Optional[Dict[str, Any]] = None) -> None:
         super().__init__()
         self.arch = check_arch(arch)
-        pretrained, source = _pretrained_from_init_cfg(pretrained, source, init_cfg)
-        self.pretrained, self.source = pretrained, source
+        pretrained, source, prefix = _pretrained_from_init_cfg(pretrained, source, init_cfg)
+        self.pretrained, self.source, self.pretrained_prefix = pretrained, source, prefix
         if pretrained is not None:
             from .weights import source_defaults  # weights import torchvision/timm helpers lazily
-            defaults = source_defaults(pretrained, source, self.arch)
+            defaults = source_defaults(pretrained, source, self.arch, prefix)
             padding = defaults.get('padding', 'symmetric') if padding is None else padding
             norm_eps = defaults.get('norm_eps') if norm_eps is None else norm_eps
             norm_momentum = defaults.get('norm_momentum') if norm_momentum is None else norm_momentum
@@ -242,7 +245,7 @@ class EfficientNet(nn.Module):
         init_weights(self)
         if self.pretrained is not None:
             from .weights import load_pretrained
-            load_pretrained(self, self.pretrained, source=self.source)
+            load_pretrained(self, self.pretrained, source=self.source, prefix=self.pretrained_prefix)
         self._freeze_stages()
         # MMEngine's runner calls init_weights() on children unless they say they are initialised
         self.is_init = True

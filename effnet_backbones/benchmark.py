@@ -102,8 +102,7 @@ def build_candidate(name: str) -> nn.Module:
         return _TorchvisionTaps(arch)
     if family == 'unet':
         from .adapters.smp import create_smp_model
-        return create_smp_model('Unet', f'effnet-{arch}', classes=2, encoder_weights=None,
-                                **{k: v for k, v in ours.items() if k != 'padding'})
+        return create_smp_model('Unet', arch, classes=2, encoder_options=ours)
     if family in ('unet_smp', 'unet_timm'):
         import segmentation_models_pytorch as smp
         encoder = f'efficientnet-{arch}' if family == 'unet_smp' else arch

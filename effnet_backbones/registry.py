@@ -4,16 +4,24 @@ MMEngine resolves a scoped type ``'effnet_backbones.EfficientNet'`` by importing
 ``effnet_backbones.registry`` and looking for a child of its root ``MODELS`` with this scope, so a
 config in any scope (mmdet's, mmseg's, the root) can build our models without importing us first.
 """
+from mmengine.registry import DATASETS as MMENGINE_DATASETS
+from mmengine.registry import HOOKS as MMENGINE_HOOKS
+from mmengine.registry import METRICS as MMENGINE_METRICS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import Registry
 
 from .backbone import EfficientNet
 from .classifier import EfficientNetClassifier
 
-__all__ = ['MODELS', 'SCOPE']
+__all__ = ['MODELS', 'DATASETS', 'METRICS', 'HOOKS', 'SCOPE']
 
 SCOPE = 'effnet_backbones'
 
 MODELS = Registry('model', parent=MMENGINE_MODELS, scope=SCOPE)
 MODELS.register_module(module=EfficientNet)
 MODELS.register_module(module=EfficientNetClassifier)
+
+# filled by the task packages (tasks/*), which register their datasets, metrics and hooks here
+DATASETS = Registry('dataset', parent=MMENGINE_DATASETS, scope=SCOPE)
+METRICS = Registry('metric', parent=MMENGINE_METRICS, scope=SCOPE)
+HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope=SCOPE)

@@ -1,0 +1,26 @@
+# Runtime shared by every task: hooks, logging, seeds, environment. Task configs add
+# `save_best` to the checkpoint hook and their `custom_imports`.
+default_hooks = dict(
+    timer=dict(type='IterTimerHook'),
+    logger=dict(type='LoggerHook', interval=20, log_metric_by_epoch=False),
+    param_scheduler=dict(type='ParamSchedulerHook'),
+    # last checkpoints rotate (max_keep_ckpts); the best one is kept apart by save_best
+    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=500, max_keep_ckpts=2,
+                    save_last=True),
+    sampler_seed=dict(type='DistSamplerSeedHook'),
+)
+custom_hooks = [
+    dict(type='effnet_backbones.NanLossGuardHook'),  # stop with the iteration on a NaN loss
+    dict(type='effnet_backbones.TrainingCurvesHook'),  # training_curves.png in the work dir
+]
+env_cfg = dict(
+    cudnn_benchmark=True,
+    mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
+    dist_cfg=dict(backend='nccl'),
+)
+log_processor = dict(by_epoch=False, window_size=20)
+log_level = 'INFO'
+visualizer = dict(type='Visualizer', vis_backends=[dict(type='LocalVisBackend')])
+randomness = dict(seed=42, deterministic=False)
+load_from = None
+resume = False

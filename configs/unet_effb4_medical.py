@@ -1,0 +1,37 @@
+# U-Net + EfficientNet-B4 with scSE on every encoder tap, Dice + CE, AdamW with warm-up and cosine
+# decay: medical image segmentation, sized for one GPU (batch 8 of 256 x 256 crops, 4000 iters).
+#
+#   python tools/train.py configs/unet_effb4_medical.py                  # demo nuclei data
+#   python tools/train.py configs/unet_effb4_medical.py --data-root DIR  # your data
+#
+# Without CUDA the cpu_profile below applies (printed at start), so the same command finishes on
+# a CPU in minutes.
+_base_ = [
+    './_base_/models/unet_effnet.py',
+    './_base_/datasets/medical_folder.py',
+    './_base_/schedules/adamw_cosine_4k.py',
+    './_base_/default_runtime.py',
+]
+
+model = dict(
+    arch='b4',
+    in_channels=1,  # = in_channels of the datasets
+    num_classes=3,  # = len(classes) of the datasets
+    encoder_options=dict(scse=True, drop_path_rate=0.2),
+)
+default_hooks = dict(checkpoint=dict(interval=250, save_best='mDice', rule='greater'))
+
+cpu_profile = dict(
+    max_iters=400,
+    options={
+        'train_cfg.val_interval': 50,
+        'default_hooks.checkpoint.interval': 100,  # a B4 checkpoint with AdamW state is ~230 MB
+        'train_dataloader.batch_size': 4,
+        'train_dataloader.dataset.crop_size': 128,
+        'train_dataloader.num_workers': 1,
+        'val_dataloader.num_workers': 0,
+        'val_dataloader.persistent_workers': False,
+        'test_dataloader.num_workers': 0,
+        'test_dataloader.persistent_workers': False,
+    },
+)

@@ -1,0 +1,1 @@
+"""Adapters that plug the backbone into other libraries (segmentation-models-pytorch, ...)."""

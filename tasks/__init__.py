@@ -1,0 +1,1 @@
+"""Task code built on the library: segmentation (smp decoders) and detection, on MMEngine."""

@@ -1,0 +1,139 @@
+"""``CocoMetric``: COCO box mAP with pycocotools' COCOeval, in the original image pixels."""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+from mmengine.evaluator import BaseMetric
+from mmengine.logging import print_log
+
+from effnet_backbones.registry import METRICS
+
+from .coco import coco_index
+
+__all__ = ['CocoMetric', 'SUMMARY_KEYS', 'to_coco_results', 'coco_evaluate']
+
+#: COCOeval.stats[0:6] under MMDetection's names (AP at IoU .50:.95, .50, .75; small/medium/large)
+SUMMARY_KEYS = ('bbox_mAP', 'bbox_mAP_50', 'bbox_mAP_75', 'bbox_mAP_s', 'bbox_mAP_m', 'bbox_mAP_l')
+
+
+def _value(stat: float) -> float:
+    """COCOeval writes -1 where nothing could be scored (no ground truth in that range): NaN."""
+    return float('nan') if stat < 0 else float(stat)
+
+
+def to_coco_results(img_id: int, boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray,
+                    cat_ids: Sequence[int]) -> List[Dict[str, Any]]:
+    """Detections as COCO results entries: ``bbox`` as x, y, width, height."""
+    return [dict(image_id=int(img_id), category_id=int(cat_ids[int(label)]),
+                 bbox=[float(x1), float(y1), float(x2 - x1), float(y2 - y1)], score=float(score))
+            for (x1, y1, x2, y2), score, label in zip(boxes, scores, labels)]
+
+
+def coco_evaluate(ground_truth: Dict[str, Any], detections: List[Dict[str, Any]],
+                  classwise: bool = False, class_names: Sequence[str] = ()) -> Dict[str, float]:
+    """COCOeval (bbox) of ``detections`` against a COCO ground-truth dict.
+
+    Returns :data:`SUMMARY_KEYS` and, with ``classwise``, ``AP.<class>`` and ``AP50.<class>``.
+    """
+    from pycocotools.cocoeval import COCOeval
+    gt = coco_index(ground_truth)
+    if detections:
+        with contextlib.redirect_stdout(io.StringIO()):
+            dt = gt.loadRes(detections)
+    else:  # loadRes cannot take an empty list; no detections means AP 0 wherever there is truth
+        dt = coco_index(dict(images=ground_truth['images'], annotations=[],
+                             categories=ground_truth['categories']))
+    evaluator = COCOeval(gt, dt, 'bbox')
+    evaluator.params.imgIds = [image['id'] for image in ground_truth['images']]
+    evaluator.params.catIds = [category['id'] for category in ground_truth['categories']]
+    summary = io.StringIO()
+    with contextlib.redirect_stdout(summary):
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    print_log('\n' + summary.getvalue(), logger='current')
+    metrics = {key: _value(stat) for key, stat in zip(SUMMARY_KEYS, evaluator.stats)}
+    if classwise:
+        # precision: [IoU threshold, recall, category, area range (0 = all), max dets (-1 = 100)]
+        precision = evaluator.eval['precision']
+        for index, name in enumerate(class_names):
+            for key, values in (('AP', precision[:, :, index, 0, -1]),
+                                ('AP50', precision[0, :, index, 0, -1])):
+                valid = values[values > -1]
+                metrics[f'{key}.{name}'] = float(valid.mean()) if valid.size else float('nan')
+    return metrics
+
+
+@METRICS.register_module()
+class CocoMetric(BaseMetric):
+    """COCO box AP (pycocotools COCOeval) of the predictions, in original image pixels.
+
+    Keys (with the default prefix ``coco/``): ``bbox_mAP``, ``bbox_mAP_50``, ``bbox_mAP_75``,
+    ``bbox_mAP_s``, ``bbox_mAP_m``, ``bbox_mAP_l``, and with ``classwise`` ``AP.<class>`` and
+    ``AP50.<class>``. A value COCOeval cannot compute (no ground truth of that size) is NaN.
+
+    The ground truth is the dataset's cleaned annotations carried by each sample (crowd boxes
+    included, which COCOeval ignores), so it matches the split exactly, negatives included.
+
+    Args:
+        classwise: also report AP and AP50 per class.
+        outfile_prefix: write the detections to ``<prefix>.bbox.json`` (COCO results format).
+        collect_device: 'cpu' or 'gpu', for distributed evaluation.
+        prefix: key prefix; default 'coco'.
+    """
+
+    default_prefix: Optional[str] = 'coco'
+
+    def __init__(self, classwise: bool = False, outfile_prefix: Optional[str] = None,
+                 collect_device: str = 'cpu', prefix: Optional[str] = None) -> None:
+        super().__init__(collect_device=collect_device, prefix=prefix)
+        self.classwise = classwise
+        self.outfile_prefix = outfile_prefix
+
+    def _classes(self) -> 'tuple[List[str], List[int]]':
+        meta = self.dataset_meta or {}
+        if not meta.get('classes') or not meta.get('cat_ids'):
+            raise ValueError('CocoMetric needs a dataset whose metainfo has classes and cat_ids '
+                             '(CocoDetDataset provides them)')
+        return list(meta['classes']), list(meta['cat_ids'])
+
+    def process(self, data_batch: Any, data_samples: Sequence[Any]) -> None:
+        """Keep each image's ground truth and predictions (as numpy, on the CPU)."""
+        for sample in data_samples:
+            if sample.gt_coco is None:
+                raise ValueError(f'{sample.img_path} has no ground truth to score against')
+            if sample.pred_boxes is None:
+                raise ValueError(f'{sample.img_path} has no predictions; run the model in '
+                                 f"'predict' mode")
+            self.results.append(dict(
+                img_id=int(sample.img_id), height=int(sample.ori_shape[0]),
+                width=int(sample.ori_shape[1]), gt=list(sample.gt_coco),
+                boxes=sample.pred_boxes.detach().cpu().numpy(),
+                scores=sample.pred_scores.detach().cpu().numpy(),
+                labels=sample.pred_labels.detach().cpu().numpy()))
+
+    def compute_metrics(self, results: List[Dict[str, Any]]) -> Dict[str, float]:
+        """COCOeval over every image seen (each counted once)."""
+        names, cat_ids = self._classes()
+        images: Dict[int, Dict[str, Any]] = {}
+        for result in results:  # distributed samplers may repeat images to even out ranks
+            images.setdefault(result['img_id'], result)
+        annotations = [dict(ann, id=index + 1)  # COCOeval treats id 0 as "unmatched": renumber
+                       for index, ann in enumerate(a for r in images.values() for a in r['gt'])]
+        ground_truth = dict(
+            images=[dict(id=i, height=r['height'], width=r['width']) for i, r in images.items()],
+            annotations=annotations,
+            categories=[dict(id=cat_id, name=name) for cat_id, name in zip(cat_ids, names)])
+        detections = [entry for img_id, r in images.items() for entry in
+                      to_coco_results(img_id, r['boxes'], r['scores'], r['labels'], cat_ids)]
+        if self.outfile_prefix:
+            path = Path(f'{self.outfile_prefix}.bbox.json')
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(detections))
+            print_log(f'detections written to {path}', logger='current')
+        return coco_evaluate(ground_truth, detections, self.classwise, names)

@@ -1,0 +1,68 @@
+"""Loading MMEngine checkpoints on torch >= 2.6, where ``torch.load`` defaults to weights only.
+
+mmengine 0.10's local loader calls ``torch.load(path)``. A training checkpoint holds more than
+tensors: the message hub's ``HistoryBuffer`` objects pickle bound methods (``getattr``), which the
+weights-only unpickler can never allow, so resuming fails and allow-listing classes cannot fix it.
+:func:`install_checkpoint_loader` replaces mmengine's loader for local files with one that tries the
+safe weights-only load first (plain state dicts, exported weights) and falls back to a full pickle
+load only for files that are MMEngine training checkpoints, which is what mmengine did on torch
+< 2.6 and what its upstream fix does. The check tells training checkpoints from other files (a
+pickled whole model, say, gets a clear error instead of being unpickled); it is no security
+boundary: as with any pickle, load only checkpoints you trust.
+"""
+from __future__ import annotations
+
+import logging
+import os.path as osp
+import pickle
+import zipfile
+from typing import Any, Callable, Optional, Union
+
+import torch
+from mmengine.logging import print_log
+from mmengine.runner import CheckpointLoader
+
+__all__ = ['load_from_local', 'install_checkpoint_loader', 'is_mmengine_checkpoint']
+
+MapLocation = Optional[Union[str, torch.device, Callable]]
+#: A pickled global every MMEngine training checkpoint references (the message hub's buffers).
+MMENGINE_MARKER = b'mmengine.logging.history_buffer'
+
+
+def is_mmengine_checkpoint(path: str) -> bool:
+    """Whether ``path`` is a torch zip archive whose pickle references MMEngine's message hub."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            pickled = next(name for name in archive.namelist() if name.endswith('/data.pkl'))
+            return MMENGINE_MARKER in archive.read(pickled)
+    except (zipfile.BadZipFile, StopIteration, OSError):
+        return False
+
+
+def load_from_local(filename: str, map_location: MapLocation = None) -> Any:
+    """Load a local checkpoint: weights only if possible, else a full load of an MMEngine one.
+
+    Named like the mmengine loader it replaces (mmengine logs the name after 'load_from_').
+    """
+    filename = osp.expanduser(filename)
+    if not osp.isfile(filename):
+        raise FileNotFoundError(f'checkpoint {filename} not found')
+    try:
+        return torch.load(filename, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        if not is_mmengine_checkpoint(filename):
+            raise pickle.UnpicklingError(
+                f'{filename} holds objects that torch.load(weights_only=True) refuses and it is '
+                f'not an MMEngine training checkpoint, so it is not unpickled: {err}') from err
+    except (RuntimeError, EOFError) as err:
+        raise RuntimeError(f'cannot read checkpoint {filename} (truncated or not a torch '
+                           f'file?): {err}') from err
+    print_log(f'{filename}: MMEngine training state (message hub, optimizer) needs a full pickle '
+              f'load (torch >= 2.6 loads weights only by default); loading it as trusted',
+              logger='current', level=logging.DEBUG)
+    return torch.load(filename, map_location=map_location, weights_only=False)
+
+
+def install_checkpoint_loader() -> None:
+    """Make MMEngine's runner (resume, ``load_from``) use :func:`load_from_local`."""
+    CheckpointLoader.register_scheme(prefixes='', loader=load_from_local, force=True)

@@ -1,0 +1,82 @@
+"""Config preparation and Runner building for ``tools/train.py`` and ``tools/test.py``.
+
+Nothing here is task-specific: a config names its model, datasets, metric and hooks, and its
+``custom_imports`` register them.
+"""
+from __future__ import annotations
+
+import os.path as osp
+from typing import Any, Dict, Optional
+
+from mmengine.config import Config
+from mmengine.runner import Runner
+
+from .checkpoint import install_checkpoint_loader
+from .config import (apply_cpu_profile, default_work_dir, load_config, merge_options,
+                     rescale_schedule, set_amp, set_data_root, set_resume)
+from .config_check import check_config
+from .transplant import apply_init_from
+
+__all__ = ['prepare_train_config', 'prepare_test_config', 'build_runner', 'train', 'test']
+
+
+def prepare_train_config(config: str, work_dir: Optional[str] = None,
+                         data_root: Optional[str] = None, max_iters: Optional[int] = None,
+                         resume: Optional[str] = None, amp: bool = False,
+                         cfg_options: Optional[Dict[str, Any]] = None,
+                         launcher: str = 'none') -> Config:
+    """The training config after the command-line options, in a fixed order of precedence:
+    config < cpu_profile (no CUDA) < --max-iters < --data-root, --amp < --cfg-options."""
+    cfg = load_config(config)
+    merge_options(cfg, cfg_options)  # first too, so --cfg-options cpu_profile=None can turn it off
+    max_iters_given = max_iters is not None or 'train_cfg.max_iters' in (cfg_options or {})
+    apply_cpu_profile(cfg, max_iters_given=max_iters_given)
+    if max_iters is not None:
+        rescale_schedule(cfg, max_iters)
+    if data_root is not None:
+        set_data_root(cfg, data_root)
+    set_amp(cfg, amp)
+    merge_options(cfg, cfg_options)
+    cfg.work_dir = work_dir or cfg.get('work_dir') or default_work_dir(cfg)
+    cfg.launcher = launcher
+    set_resume(cfg, resume)
+    apply_init_from(cfg)  # init_from=dict(type='transplant', ...): grow a trained smaller model
+    return cfg
+
+
+def prepare_test_config(config: str, checkpoint: str, work_dir: Optional[str] = None,
+                        data_root: Optional[str] = None,
+                        cfg_options: Optional[Dict[str, Any]] = None,
+                        launcher: str = 'none') -> Config:
+    """The evaluation config: weights from ``checkpoint``, data from ``data_root``."""
+    if not osp.isfile(checkpoint):
+        raise FileNotFoundError(f'checkpoint {checkpoint} not found')
+    cfg = load_config(config)
+    if data_root is not None:
+        set_data_root(cfg, data_root)
+    merge_options(cfg, cfg_options)
+    cfg.work_dir = work_dir or cfg.get('work_dir') or default_work_dir(cfg)
+    cfg.load_from = checkpoint
+    cfg.resume = False
+    cfg.launcher = launcher
+    return cfg
+
+
+def build_runner(cfg: Config) -> Runner:
+    """Check the config for key typos, make checkpoints load on torch >= 2.6, build the Runner."""
+    check_config(cfg)
+    install_checkpoint_loader()
+    return Runner.from_cfg(cfg)
+
+
+def train(cfg: Config) -> Runner:
+    """Build the runner and train; returns the runner (its ``iter``, ``work_dir`` ...)."""
+    runner = build_runner(cfg)
+    runner.train()
+    return runner
+
+
+def test(cfg: Config) -> Dict[str, float]:
+    """Evaluate ``cfg.load_from`` on the test split; returns the flat metrics."""
+    runner = build_runner(cfg)
+    return dict(runner.test())

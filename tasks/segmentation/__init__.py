@@ -1,0 +1,17 @@
+"""Semantic segmentation on MMEngine: smp decoders over our EfficientNet encoders.
+
+Importing this package registers, in the ``effnet_backbones`` scope, the model
+(``SegmentationModel``), its batching (``SegDataPreprocessor``), the losses (``DiceLoss``,
+``CrossEntropyLoss``, ``BCELoss``), the dataset (``SegFolderDataset``) and the metric
+(``SegMetric``); configs name them ``'effnet_backbones.<Name>'``.
+"""
+from .data_preprocessor import SegDataPreprocessor
+from .dataset import SegFolderDataset
+from .demo import DEMO_CLASSES, DEMO_DATA_ROOT
+from .losses import BCELoss, CrossEntropyLoss, DiceLoss
+from .metrics import SegMetric
+from .model import SegmentationModel
+from .sample import SegSample
+
+__all__ = ['SegDataPreprocessor', 'SegFolderDataset', 'DEMO_CLASSES', 'DEMO_DATA_ROOT', 'BCELoss',
+           'CrossEntropyLoss', 'DiceLoss', 'SegMetric', 'SegmentationModel', 'SegSample']

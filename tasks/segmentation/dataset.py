@@ -1,0 +1,117 @@
+"""``SegFolderDataset``: images and class-index masks in ``DATA_ROOT/{split}/{images,masks}``."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from effnet_backbones.registry import DATASETS
+
+from .augment import CropSize, apply_pipeline, build_pipeline
+from .intensity import build_intensity_norm
+from .io import (DataError, SamplePaths, check_mask_values, image_size, pair_samples, read_image,
+                 read_mask, to_channels)
+from .sample import SegSample
+
+__all__ = ['SegFolderDataset', 'VERIFY_MODES']
+
+VERIFY_MODES = ('full', 'pairs')
+
+
+@DATASETS.register_module()
+class SegFolderDataset(Dataset):
+    """Semantic segmentation data in the project's folder layout.
+
+    ``DATA_ROOT/{split}/images/<name>.<png|tif|tiff|jpg>`` pairs with
+    ``DATA_ROOT/{split}/masks/<name>.png``, whose pixels hold class indices (0 = background) or
+    ``ignore_index``. Images may be gray or colour, 8- or 16-bit (or float TIFF).
+
+    Each item is ``dict(inputs=float tensor (C, H, W), data_samples=SegSample)``.
+
+    Args:
+        data_root: the dataset folder.
+        split: subfolder, e.g. 'train' or 'val'.
+        classes: class names, index order; their number is the number of classes.
+        in_channels: channels the model takes; gray images are repeated, RGB becomes luminance.
+        normalize: :class:`~tasks.segmentation.intensity.IntensityNorm` options, e.g.
+            ``dict(mode='minmax', percentiles=(1, 99.8))`` or ``dict(mode='window', center=40,
+            width=400)``.
+        crop_size: random crop (int or (h, w)) before ``pipeline``; smaller images are padded,
+            their padding marked ``ignore_index``. ``None`` keeps whole images.
+        pipeline: albumentations steps, see :mod:`tasks.segmentation.augment`.
+        img_dir: image subfolder name.
+        mask_dir: mask subfolder name; ``None`` reads images only (inference).
+        ignore_index: mask value excluded from losses and metrics.
+        verify: 'full' reads every pair once at start-up and checks sizes and mask values, so bad
+            data stops the run before training; 'pairs' only checks that files pair up (large
+            datasets), the rest is checked as each file is loaded.
+    """
+
+    def __init__(self, data_root: str, split: str = 'train',
+                 classes: Sequence[str] = ('background', 'foreground'), in_channels: int = 3,
+                 normalize: Optional[Dict[str, Any]] = None, crop_size: Optional[CropSize] = None,
+                 pipeline: Sequence[Dict[str, Any]] = (), img_dir: str = 'images',
+                 mask_dir: Optional[str] = 'masks', ignore_index: int = 255,
+                 verify: str = 'full') -> None:
+        root = Path(data_root).expanduser()
+        if not root.is_dir():
+            raise DataError(f'data root {root} does not exist; expected a folder holding '
+                            f'{split}/{img_dir} and {split}/{mask_dir} (see docs/segmentation.md)')
+        if len(classes) < 2:
+            raise ValueError(f'classes must name at least 2 classes (background first), '
+                             f'got {tuple(classes)!r}')
+        if not 0 <= ignore_index <= 255 or len(classes) > 255:
+            # masks travel through albumentations as uint8
+            raise ValueError(f'ignore_index must be in 0..255 and there can be at most 255 '
+                             f'classes, got ignore_index={ignore_index}, {len(classes)} classes')
+        if verify not in VERIFY_MODES:
+            raise ValueError(f'verify must be one of {VERIFY_MODES}, got {verify!r}')
+        self.data_root, self.split = root, split
+        self.classes = tuple(classes)
+        self.in_channels = in_channels
+        self.ignore_index = ignore_index
+        self.norm = build_intensity_norm(normalize)
+        self.pipeline = build_pipeline(pipeline, crop_size, ignore_index)
+        self.samples: List[SamplePaths] = pair_samples(
+            root / split / img_dir, None if mask_dir is None else root / split / mask_dir)
+        if verify == 'full':
+            for paths in self.samples:
+                self._load(paths)
+
+    @property
+    def metainfo(self) -> Dict[str, Any]:
+        """Class names and ignore index; MMEngine hands this to the metric as ``dataset_meta``."""
+        return dict(classes=self.classes, ignore_index=self.ignore_index)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def _load(self, paths: SamplePaths) -> 'tuple[np.ndarray, Optional[np.ndarray]]':
+        """Read and check one pair: the image as (H, W, in_channels), the mask as (H, W) uint8."""
+        image = to_channels(read_image(paths.image), self.in_channels, paths.image)
+        if np.issubdtype(image.dtype, np.floating) and not np.isfinite(image).all():
+            raise DataError(f'image {paths.image} holds NaN or infinite values; they would make '
+                            f'the loss NaN')
+        if paths.mask is None:
+            return image, None
+        mask = read_mask(paths.mask)
+        if image_size(image) != image_size(mask):
+            raise DataError(f'image {paths.image} is {image_size(image)} (H, W) but its mask '
+                            f'{paths.mask} is {image_size(mask)}; they must match')
+        check_mask_values(mask, paths.mask, len(self.classes), self.ignore_index)
+        return image, mask.astype(np.uint8)
+
+    def __getitem__(self, index: int) -> Dict[str, Any]:
+        paths = self.samples[index]
+        image, mask = self._load(paths)
+        image, mask = apply_pipeline(self.pipeline, self.norm.to_unit(image), mask)
+        if image.ndim == 2:  # some albumentations steps drop a single channel axis
+            image = image[:, :, None]
+        image = self.norm.standardize(image)
+        gt_mask = None if mask is None else torch.from_numpy(mask.astype(np.int64))
+        sample = SegSample(img_path=str(paths.image), img_shape=image_size(image), gt_mask=gt_mask)
+        inputs = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+        return dict(inputs=inputs, data_samples=sample)

@@ -1,0 +1,96 @@
+"""Intensity normalisation chosen in the config: fixed scale, per-image min-max or a CT window.
+
+Normalising happens in two steps around augmentation: :meth:`IntensityNorm.to_unit` maps the raw
+image (8/16-bit, float, Hounsfield units) to float32 in [0, 1], which is the range albumentations'
+colour transforms assume; :meth:`IntensityNorm.standardize` then applies ``(x - mean) / std``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+__all__ = ['IntensityNorm', 'NORM_MODES', 'build_intensity_norm']
+
+NORM_MODES = ('fixed', 'minmax', 'window')
+Floats = Union[float, Sequence[float]]
+
+
+def _dtype_max(dtype: np.dtype) -> float:
+    return float(np.iinfo(dtype).max) if np.issubdtype(dtype, np.integer) else 1.0
+
+
+@dataclass(frozen=True)
+class IntensityNorm:
+    """How raw intensities become network inputs.
+
+    Args:
+        mode: 'fixed' (divide by ``max_value``), 'minmax' (per image, between the ``percentiles``)
+            or 'window' (CT: ``slope * x + intercept`` clipped to ``center +- width / 2``).
+        mean: subtracted after augmentation, in [0, 1] units (one value or one per channel).
+        std: divides after subtracting ``mean``.
+        max_value: 'fixed' only; default is the dtype's maximum (255, 65535) or 1 for floats.
+        percentiles: 'minmax' only; (low, high), e.g. (1, 99.8) to ignore outliers.
+        center: 'window' only, in the units after slope and intercept (e.g. 40 HU).
+        width: 'window' only (e.g. 400 HU).
+        slope: 'window' only; raw value to physical unit, as in DICOM RescaleSlope.
+        intercept: 'window' only; e.g. -1024 for CT PNGs stored as HU + 1024.
+    """
+
+    mode: str = 'fixed'
+    mean: Floats = 0.0
+    std: Floats = 1.0
+    max_value: Optional[float] = None
+    percentiles: Tuple[float, float] = (0.0, 100.0)
+    center: Optional[float] = None
+    width: Optional[float] = None
+    slope: float = 1.0
+    intercept: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.mode not in NORM_MODES:
+            raise ValueError(f'normalize mode must be one of {NORM_MODES}, got {self.mode!r}')
+        if self.mode == 'window' and (self.center is None or not self.width or self.width <= 0):
+            raise ValueError(f"normalize mode 'window' needs center and a positive width, "
+                             f'got center={self.center!r}, width={self.width!r}')
+        low, high = self.percentiles
+        if not 0 <= low < high <= 100:
+            raise ValueError(f'normalize percentiles must satisfy 0 <= low < high <= 100, '
+                             f'got {self.percentiles!r}')
+        if np.any(np.asarray(self.std, np.float32) <= 0):
+            raise ValueError(f'normalize std must be positive, got {self.std!r}')
+
+    def to_unit(self, image: np.ndarray) -> np.ndarray:
+        """Raw ``(H, W, C)`` image -> float32 in [0, 1] (or beyond for 'fixed' with floats)."""
+        data = image.astype(np.float32)
+        if self.mode == 'fixed':
+            scale = self.max_value if self.max_value is not None else _dtype_max(image.dtype)
+            return data / np.float32(scale)
+        if self.mode == 'minmax':
+            low, high = np.percentile(data, self.percentiles)
+        else:
+            data = data * np.float32(self.slope) + np.float32(self.intercept)
+            low, high = self.center - self.width / 2, self.center + self.width / 2
+        if high <= low:  # a constant image carries no contrast
+            return np.zeros_like(data)
+        return np.clip((data - low) / np.float32(high - low), 0.0, 1.0)
+
+    def standardize(self, image: np.ndarray) -> np.ndarray:
+        """Apply ``(x - mean) / std`` to a float ``(H, W, C)`` image."""
+        mean = np.asarray(self.mean, np.float32)
+        std = np.asarray(self.std, np.float32)
+        return ((image - mean) / std).astype(np.float32)
+
+
+def build_intensity_norm(cfg: Union[None, Dict[str, Any], IntensityNorm]) -> IntensityNorm:
+    """An :class:`IntensityNorm` from a config dict such as ``dict(mode='minmax')``."""
+    if cfg is None:
+        return IntensityNorm()
+    if isinstance(cfg, IntensityNorm):
+        return cfg
+    try:
+        return IntensityNorm(**dict(cfg))
+    except TypeError as err:
+        valid = ', '.join(IntensityNorm.__dataclass_fields__)
+        raise TypeError(f'normalize={dict(cfg)!r}: {err}; valid keys: {valid}') from None

@@ -1,0 +1,32 @@
+"""``SegSample``: what travels with each image through the data pipeline, model and metric."""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Optional, Tuple
+
+import torch
+
+__all__ = ['SegSample']
+
+
+@dataclass
+class SegSample:
+    """One image's metadata, ground truth and prediction.
+
+    Attributes:
+        img_path: the image file.
+        img_shape: ``(H, W)`` of the image given to the model, before batch padding; predictions
+            are cropped back to it.
+        gt_mask: ``(H, W)`` int64 class indices, 255 = ignore; ``None`` without a mask.
+        pred_mask: ``(H, W)`` int64 predicted class indices, set by the model's predict mode.
+    """
+
+    img_path: str
+    img_shape: Tuple[int, int]
+    gt_mask: Optional[torch.Tensor] = None
+    pred_mask: Optional[torch.Tensor] = None
+
+    def to(self, device: torch.device) -> 'SegSample':
+        """A copy with its tensors on ``device``."""
+        move = (lambda t: None if t is None else t.to(device))  # noqa: E731
+        return replace(self, gt_mask=move(self.gt_mask), pred_mask=move(self.pred_mask))

@@ -1,0 +1,248 @@
+"""tools/train.py, test.py and infer.py end to end on tiny synthetic data (B0, 64 px, 4 iterations):
+outputs, resume, AMP gating, schedule rescaling, the CPU profile and every bad input's error."""
+import importlib.util
+import json
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from effnet_backbones.registry import MODELS
+from seg_data import make_dataset
+from tasks.engine import (ConfigKeyError, NonFiniteLossError, load_from_local,
+                          prepare_train_config, train)
+from tasks.engine import config as engine_config
+from tasks.segmentation.io import DataError
+from tasks.segmentation.losses import SegLoss
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = str(ROOT / 'configs/unet_effb0_quick.py')
+MAIN = str(ROOT / 'configs/unet_effb4_medical.py')
+SMALL = {  # 2 images of 64 px per batch, no worker processes, a narrow decoder
+    'train_dataloader.batch_size': 2, 'train_dataloader.num_workers': 0,
+    'train_dataloader.persistent_workers': False, 'train_dataloader.dataset.crop_size': 64,
+    'val_dataloader.num_workers': 0, 'val_dataloader.persistent_workers': False,
+    'test_dataloader.num_workers': 0, 'test_dataloader.persistent_workers': False,
+    'model.decoder_options.decoder_channels': [16, 16, 16, 16, 16],
+    'train_cfg.val_interval': 2, 'default_hooks.checkpoint.interval': 2,
+    'default_hooks.logger.interval': 1,
+}
+
+
+def tool(name):
+    """Import tools/<name>.py (tools is no package, and 'test' would clash with the stdlib)."""
+    spec = importlib.util.spec_from_file_location(f'tools_{name}', ROOT / 'tools' / f'{name}.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def options(name, **extra):
+    """--cfg-options arguments: SMALL plus a unique experiment name (MMEngine keys state by it)."""
+    merged = {**SMALL, 'experiment_name': name, **extra}
+    return ['--cfg-options'] + [f'{key}={value}'.replace(' ', '') for key, value in merged.items()]
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+    """One 4-iteration run: (data root, work dir, runner)."""
+    data = make_dataset(tmp_path_factory.mktemp('data'))
+    work = tmp_path_factory.mktemp('work')
+    torch.manual_seed(0)
+    runner = tool('train').main([QUICK, '--work-dir', str(work), '--data-root', str(data),
+                                 '--max-iters', '4', *options('trained')])
+    return data, work, runner
+
+
+def test_train_writes_checkpoints_log_and_curves(trained):
+    _, work, runner = trained
+    assert runner.iter == 4
+    assert (work / 'iter_4.pth').is_file() and list(work.glob('best_mDice_iter_*.pth'))
+    assert Path((work / 'last_checkpoint').read_text()).name == 'iter_4.pth'
+    log = next(work.glob('*/*.log')).read_text()
+    for field in ('lr:', 'eta:', 'loss:', 'loss_dice:', 'loss_ce:', 'mDice:'):
+        assert field in log
+    curves = json.loads((work / 'training_curves.json').read_text())
+    assert [point[0] for point in curves['loss']] == [1, 2, 3, 4]
+    assert curves['metric_key'] == 'mDice' and [p[0] for p in curves['metric']] == [2, 4]
+    assert cv2.imread(str(work / 'training_curves.png')) is not None
+
+
+def test_checkpoints_need_and_get_the_torch26_fix(trained):
+    _, work, _ = trained
+    with pytest.raises(Exception, match='[Ww]eights only'):
+        torch.load(work / 'iter_4.pth')  # what mmengine 0.10 does on torch >= 2.6
+    checkpoint = load_from_local(str(work / 'iter_4.pth'))
+    assert checkpoint['meta']['iter'] == 4 and 'message_hub' in checkpoint
+
+
+def test_resume_continues_from_saved_iteration(trained, tmp_path):
+    data, work, _ = trained
+    resumed = tmp_path / 'work'
+    shutil.copytree(work, resumed)
+    (resumed / 'iter_4.pth').unlink()  # as if the run had been killed during iteration 3
+    (resumed / 'last_checkpoint').write_text(str(resumed / 'iter_2.pth'))
+    runner = tool('train').main([QUICK, '--work-dir', str(resumed), '--data-root', str(data),
+                                 '--max-iters', '4', '--resume', *options('resumed')])
+    assert runner.iter == 4 and (resumed / 'iter_4.pth').is_file()
+    logs = sorted(resumed.glob('*/*.log'))
+    assert 'resumed epoch: 0, iter: 2' in logs[-1].read_text()
+    assert 'Iter(train) [1/4]' not in logs[-1].read_text()  # iterations 1-2 were not redone
+    curves = json.loads((resumed / 'training_curves.json').read_text())
+    assert [point[0] for point in curves['loss']] == [1, 2, 3, 4]
+
+
+def test_test_tool_prints_table_and_writes_flat_json(trained, tmp_path, capsys):
+    data, work, _ = trained
+    out = tmp_path / 'metrics.json'
+    checkpoint = next(work.glob('best_mDice_iter_*.pth'))
+    tool('test').main([QUICK, str(checkpoint), '--data-root', str(data), '--out', str(out),
+                       '--work-dir', str(tmp_path), *options('tested')])
+    metrics = json.loads(out.read_text())
+    # --data-root changes the data, not the config's class names
+    assert {'mDice', 'mIoU', 'aAcc', 'Dice.background', 'IoU.contour'} <= set(metrics)
+    assert all(not isinstance(value, (dict, list)) for value in metrics.values())
+    assert 0.0 <= metrics['mDice'] <= 1.0
+    printed = capsys.readouterr().out
+    assert 'mDice' in printed and 'background' in printed
+
+
+def test_infer_tool_writes_mask_and_overlay_per_image(trained, tmp_path):
+    data, work, _ = trained
+    odd = tmp_path / 'odd.png'
+    cv2.imwrite(str(odd), (np.random.rand(45, 77) * 4000).astype(np.uint16))  # 45 x 77 px
+    out = tmp_path / 'out'
+    saved_config = str(work / 'unet_effb0_quick.py')  # the run's config, as the work dir keeps it
+    written = tool('infer').main([saved_config, str(work / 'iter_4.pth'), str(data / 'val/images'),
+                                  str(data / 'train/images/*.png'), str(odd), '--out-dir', str(out)])
+    assert len(written) == 2 * 4
+    # s0.png is in both folders: the outputs carry the folders rather than overwrite each other
+    assert {p.name for p in written} >= {'val_images_s0_mask.png', 'train_images_s0_mask.png',
+                                          's1_overlay.png'}
+    mask = cv2.imread(str(out / 'odd_mask.png'), cv2.IMREAD_UNCHANGED)
+    assert mask.shape == (45, 77) and mask.max() < 3
+    assert cv2.imread(str(out / 'odd_overlay.png')).shape == (45, 77, 3)
+    with pytest.raises(FileNotFoundError, match='nothing_here'):
+        tool('infer').main([saved_config, str(work / 'iter_4.pth'), str(tmp_path / 'nothing_here*.png'),
+                            '--out-dir', str(out)])
+
+
+def test_infer_command_line_runs_from_the_checkout(trained, tmp_path):
+    data, work, _ = trained
+    result = subprocess.run(
+        [sys.executable, str(ROOT / 'tools/infer.py'), QUICK, str(work / 'iter_4.pth'),
+         str(data / 'val/images/s0.png'), '--out-dir', str(tmp_path),
+         '--cfg-options', 'model.decoder_options.decoder_channels=[16,16,16,16,16]'],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / 's0_mask.png').is_file() and (tmp_path / 's0_overlay.png').is_file()
+
+
+class NanAfterLoss(SegLoss):
+    """A test loss that turns NaN after ``after`` calls (one call per training iteration)."""
+
+    default_name = 'loss_test'
+
+    def __init__(self, after: int = 2, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.after, self.calls = after, 0
+
+    def compute(self, logits, target):
+        self.calls += 1
+        return logits.mean() * (math.nan if self.calls > self.after else 1.0)
+
+
+def test_nan_loss_names_iteration_and_keeps_checkpoints(tmp_path):
+    MODELS.register_module(name='NanAfterLossForTest', module=NanAfterLoss, force=True)
+    data = make_dataset(tmp_path / 'data')
+    cfg = prepare_train_config(
+        QUICK, work_dir=str(tmp_path / 'work'), data_root=str(data), max_iters=4,
+        cfg_options={**SMALL, 'experiment_name': 'nan', 'train_cfg.val_interval': 10,
+                     'model.losses': [dict(type='effnet_backbones.NanAfterLossForTest', after=2)]})
+    with pytest.raises(NonFiniteLossError, match='at iteration 3'):
+        train(cfg)
+    work = tmp_path / 'work'
+    assert sorted(p.name for p in work.glob('*.pth')) == ['iter_2.pth']
+    assert Path((work / 'last_checkpoint').read_text()).name == 'iter_2.pth'
+    state = load_from_local(str(work / 'iter_2.pth'))['state_dict']
+    assert all(torch.isfinite(value).all() for value in state.values() if value.is_floating_point())
+
+
+def _broken(tmp_path, how):
+    root = make_dataset(tmp_path / 'data')
+    how(root)
+    return root
+
+
+@pytest.mark.parametrize('how,expected', [
+    (lambda r: (r / 'train/masks/s1.png').unlink(), (DataError, 's1.png')),
+    (lambda r: [p.unlink() for p in (r / 'val/images').iterdir()], (DataError, 'val/images')),
+    (lambda r: cv2.imwrite(str(r / 'val/masks/s0.png'), np.full((50, 70), 4, np.uint8)),
+     (DataError, 's0.png')),
+], ids=['image-without-mask', 'empty-val-split', 'bad-mask-values'])
+def test_bad_data_stops_the_train_tool_with_the_file_named(tmp_path, how, expected):
+    error, named = expected
+    root = _broken(tmp_path, how)
+    with pytest.raises(error, match=named):
+        tool('train').main([QUICK, '--work-dir', str(tmp_path / 'w'), '--data-root', str(root),
+                            '--max-iters', '2', *options(f'bad{id(how)}')])
+    assert not list((tmp_path / 'w').glob('*.pth'))
+
+
+def test_wrong_data_root_and_config_paths(tmp_path):
+    with pytest.raises(FileNotFoundError, match='nowhere'):
+        tool('train').main([QUICK, '--data-root', str(tmp_path / 'nowhere')])
+    with pytest.raises(FileNotFoundError, match='missing_config'):
+        tool('train').main([str(tmp_path / 'missing_config.py')])
+
+
+@pytest.mark.parametrize('body,named', [
+    ("train_dataloder = dict(batch_size=2)\n", "'train_dataloder'; did you mean 'train_dataloader'"),
+    ("model = dict(num_clases=3)\n", "'model.num_clases'"),
+    ("val_evaluator = dict(ignore_indx=255)\n", "did you mean 'ignore_index'"),
+])
+def test_config_key_typos_are_named(tmp_path, body, named):
+    config = tmp_path / 'typo.py'
+    config.write_text(f"_base_ = ['{QUICK}']\n{body}")
+    with pytest.raises(ConfigKeyError) as info:
+        tool('train').main([str(config), '--work-dir', str(tmp_path / 'w')])
+    assert named in str(info.value)
+
+
+def test_amp_is_gated_on_cuda(monkeypatch):
+    logged = []
+    monkeypatch.setattr(engine_config, '_log', lambda message, level=0: logged.append(message))
+    cfg = prepare_train_config(QUICK, amp=True)
+    assert cfg.optim_wrapper.type == 'OptimWrapper'
+    assert any('no CUDA' in message and 'float32' in message for message in logged)
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'is_bf16_supported', lambda *a, **k: True)
+    cfg = prepare_train_config(QUICK, amp=True)
+    assert cfg.optim_wrapper.type == 'AmpOptimWrapper' and cfg.optim_wrapper.dtype == 'bfloat16'
+
+
+def test_max_iters_rescales_the_schedule():
+    cfg = prepare_train_config(MAIN, max_iters=40, cfg_options={'cpu_profile': None})
+    assert cfg.train_cfg.max_iters == 40 and cfg.train_cfg.val_interval == 2
+    assert cfg.default_hooks.checkpoint.interval == 2
+    warmup, cosine = cfg.param_scheduler
+    assert (warmup.begin, warmup.end) == (0, 2) and (cosine.begin, cosine.end) == (2, 40)
+
+
+def test_cpu_profile_applies_only_without_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    cpu = prepare_train_config(MAIN)
+    assert cpu.train_cfg.max_iters == cpu.cpu_profile.max_iters
+    assert cpu.train_dataloader.batch_size == 4 and cpu.train_dataloader.dataset.crop_size == 128
+    assert prepare_train_config(MAIN, max_iters=10).train_cfg.max_iters == 10
+    off = prepare_train_config(MAIN, cfg_options={'cpu_profile': None})
+    assert off.train_cfg.max_iters == 4000 and off.train_dataloader.batch_size == 8
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    gpu = prepare_train_config(MAIN)
+    assert gpu.train_cfg.max_iters == 4000 and gpu.train_dataloader.dataset.crop_size == 256

@@ -1,0 +1,46 @@
+"""Predict with a trained checkpoint: one mask PNG and one overlay PNG per input image.
+
+    python tools/infer.py CONFIG CHECKPOINT INPUT... --out-dir DIR
+INPUT: image files, folders of images, or glob patterns (quote them: 'scans/*.tif').
+"""
+import argparse
+import sys
+from importlib import import_module
+from pathlib import Path
+
+# run from a checkout whether or not the package is installed
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from mmengine.config import DictAction  # noqa: E402
+
+from tasks.engine.config import load_config, merge_options  # noqa: E402
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('config', help='the config the checkpoint was trained with')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('inputs', nargs='+', metavar='INPUT', help='image files, folders or globs')
+    parser.add_argument('--out-dir', required=True, help='folder for the outputs')
+    parser.add_argument('--device', help="'cuda', 'cpu' ... (default: CUDA if available)")
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
+                        help='the overrides the checkpoint was trained with (or pass the config '
+                             'saved in its work dir)')
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    """Run inference; returns the files written."""
+    args = parse_args(argv)
+    cfg = load_config(args.config)
+    merge_options(cfg, args.cfg_options)
+    # the config's task names the package whose inference module knows its outputs
+    task = import_module(f'tasks.{cfg.get("task", "segmentation")}.inference')
+    written = task.run_inference(cfg, args.checkpoint, args.inputs, args.out_dir,
+                                 device=args.device)
+    print(f'wrote {len(written)} files to {args.out_dir}')
+    return written
+
+
+if __name__ == '__main__':
+    main()

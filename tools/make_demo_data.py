@@ -1,0 +1,41 @@
+"""Rebuild the embedded demo dataset (tasks/segmentation/demo_data) from the stardist wheel.
+
+    python tools/make_demo_data.py                      # pip-downloads stardist==0.9.2 (no deps)
+    python tools/make_demo_data.py --wheel stardist-0.9.2-*.whl --out DIR
+
+The generated PNGs are committed, so training never needs this; it documents where they come from.
+"""
+import argparse
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+# run from a checkout whether or not the package is installed
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tasks.segmentation.demo import (DEMO_DATA_ROOT, STARDIST_VERSION,  # noqa: E402
+                                     build_demo_dataset)
+
+
+def download_wheel(folder: Path) -> Path:
+    """``pip download stardist==VERSION --no-deps`` into ``folder`` and return the wheel."""
+    subprocess.run([sys.executable, '-m', 'pip', 'download', f'stardist=={STARDIST_VERSION}',
+                    '--no-deps', '--only-binary=:all:', '-d', str(folder)], check=True)
+    return next(folder.glob('stardist-*.whl'))
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--wheel', type=Path,
+                        help='a downloaded stardist wheel (default: download it)')
+    parser.add_argument('--out', type=Path, default=DEMO_DATA_ROOT, help='output folder')
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        wheel = args.wheel or download_wheel(Path(tmp))
+        counts = build_demo_dataset(wheel, args.out)
+    print(f'wrote {counts} tiles to {args.out}')
+
+
+if __name__ == '__main__':
+    main()

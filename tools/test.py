@@ -1,0 +1,48 @@
+"""Evaluate a checkpoint on the config's test split: print a metrics table, write flat JSON.
+
+    python tools/test.py CONFIG CHECKPOINT [--data-root DIR] [--out metrics.json]
+"""
+import argparse
+import sys
+from pathlib import Path
+
+# run from a checkout whether or not the package is installed
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from mmengine.config import DictAction  # noqa: E402
+
+from tasks.engine import metrics_table, prepare_test_config, test, write_metrics_json  # noqa: E402
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('config', help='the config the checkpoint was trained with')
+    parser.add_argument('checkpoint',
+                        help='checkpoint file, e.g. work_dirs/<config>/best_mDice_iter_N.pth')
+    parser.add_argument('--data-root', help='dataset folder replacing the config\'s data_root')
+    parser.add_argument('--out', help='write the metrics to this JSON file')
+    parser.add_argument('--work-dir',
+                        help='where the evaluation log goes (default: work_dirs/<config>)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
+                        help='override config keys')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    """Evaluate; returns the metrics dict."""
+    args = parse_args(argv)
+    cfg = prepare_test_config(args.config, args.checkpoint, work_dir=args.work_dir,
+                              data_root=args.data_root, cfg_options=args.cfg_options,
+                              launcher=args.launcher)
+    metrics = test(cfg)
+    print(metrics_table(metrics))
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        write_metrics_json(metrics, args.out)
+        print(f'metrics written to {args.out}')
+    return metrics
+
+
+if __name__ == '__main__':
+    main()
