@@ -1,8 +1,10 @@
 # RetinaNet + EfficientNet-B0 (from scratch) on the embedded nuclei set (tasks/detection/demo_data:
-# 4 train tiles, 95 nuclei; 2 val tiles, 33 nuclei). Trains on a CPU in minutes:
+# 4 train tiles, 95 nuclei; 2 val tiles, 33 nuclei). Trains on a CPU in minutes (600 iterations
+# of batch 2) to a val mAP@50 of about 0.7 (docs/detection.md):
 #
 #   python tools/train.py configs/retinanet_effb0_nuclei_demo.py
-#   python tools/test.py configs/retinanet_effb0_nuclei_demo.py work_dirs/retinanet_effb0_nuclei_demo/best_coco_bbox_mAP_50_iter_*.pth
+#   python tools/test.py configs/retinanet_effb0_nuclei_demo.py \
+#       work_dirs/retinanet_effb0_nuclei_demo/best_coco_bbox_mAP_50_iter_600.pth
 #
 # Images keep their size (no img_size): nuclei are ~23 px, so anchors start at 16 px on P3.
 # Training uses random 160 px crops with scale jitter, flips and rotations; a light FPN
@@ -41,10 +43,11 @@ train_dataloader = dict(
 val_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False, dataset=nuclei)
 test_dataloader = val_dataloader
 
-train_cfg = dict(max_iters=300, val_interval=100)
+optim_wrapper = dict(optimizer=dict(lr=2e-3))
+train_cfg = dict(max_iters=600, val_interval=200)
 param_scheduler = [
-    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=20),
-    dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=False, begin=20, end=300),
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=40),
+    dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=False, begin=40, end=600),
 ]
-default_hooks = dict(checkpoint=dict(interval=100, save_best='coco/bbox_mAP_50', rule='greater'),
-                     logger=dict(interval=10))
+default_hooks = dict(checkpoint=dict(interval=200, save_best='coco/bbox_mAP_50', rule='greater'),
+                     logger=dict(interval=20))

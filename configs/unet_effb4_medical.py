@@ -28,7 +28,9 @@ cpu_profile = dict(
         'default_hooks.checkpoint.interval': 100,  # a B4 checkpoint with AdamW state is ~230 MB
         'train_dataloader.batch_size': 4,
         'train_dataloader.dataset.crop_size': 128,
-        'train_dataloader.num_workers': 1,
+        # with 2 cores a loader process would compete with the training threads
+        'train_dataloader.num_workers': 0,
+        'train_dataloader.persistent_workers': False,
         'val_dataloader.num_workers': 0,
         'val_dataloader.persistent_workers': False,
         'test_dataloader.num_workers': 0,

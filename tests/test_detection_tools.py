@@ -6,8 +6,8 @@ from pathlib import Path
 
 import cv2
 import pytest
-import torch
 from mmengine.config import Config
+from mmengine.registry import DefaultScope
 
 from det_data import make_dataset
 from effnet_backbones.registry import MODELS
@@ -38,6 +38,16 @@ def tool(name):
 def options(name):
     merged = {**SMALL, 'experiment_name': name}
     return ['--cfg-options'] + [f'{key}={value}' for key, value in merged.items()]
+
+
+@pytest.fixture(scope='module', autouse=True)
+def _restore_default_scope():
+    """A Runner leaves its scope ('mmengine') current for the rest of the session, which makes
+    later unscoped builds (tests/test_registry.py) look in the wrong registry: undo that."""
+    before = dict(DefaultScope._instance_dict)
+    yield
+    DefaultScope._instance_dict.clear()
+    DefaultScope._instance_dict.update(before)
 
 
 @pytest.fixture(scope='module')

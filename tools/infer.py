@@ -3,17 +3,14 @@
     python tools/infer.py CONFIG CHECKPOINT INPUT... --out-dir DIR
 INPUT: image files, folders of images, or glob patterns (quote them: 'scans/*.tif').
 """
+import _bootstrap  # noqa: F401,I001  (first: sets sys.path and OpenMP up before torch loads)
+
 import argparse
-import sys
 from importlib import import_module
-from pathlib import Path
 
-# run from a checkout whether or not the package is installed
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from mmengine.config import DictAction
 
-from mmengine.config import DictAction  # noqa: E402
-
-from tasks.engine.config import load_config, merge_options  # noqa: E402
+from tasks.engine.config import load_config, merge_options
 
 
 def parse_args(argv=None) -> argparse.Namespace:

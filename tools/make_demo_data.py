@@ -5,17 +5,15 @@
 
 The generated PNGs are committed, so training never needs this; it documents where they come from.
 """
+import _bootstrap  # noqa: F401,I001  (first: sets sys.path and OpenMP up before torch loads)
+
 import argparse
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-# run from a checkout whether or not the package is installed
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from tasks.segmentation.demo import (DEMO_DATA_ROOT, STARDIST_VERSION,  # noqa: E402
-                                     build_demo_dataset)
+from tasks.segmentation.demo import DEMO_DATA_ROOT, STARDIST_VERSION, build_demo_dataset
 
 
 def download_wheel(folder: Path) -> Path:

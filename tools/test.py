@@ -2,16 +2,14 @@
 
     python tools/test.py CONFIG CHECKPOINT [--data-root DIR] [--out metrics.json]
 """
+import _bootstrap  # noqa: F401,I001  (first: sets sys.path and OpenMP up before torch loads)
+
 import argparse
-import sys
 from pathlib import Path
 
-# run from a checkout whether or not the package is installed
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from mmengine.config import DictAction
 
-from mmengine.config import DictAction  # noqa: E402
-
-from tasks.engine import metrics_table, prepare_test_config, test, write_metrics_json  # noqa: E402
+from tasks.engine import metrics_table, prepare_test_config, test, write_metrics_json
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -5,17 +5,14 @@
                                  [--resume [CKPT]] [--amp] [--cfg-options KEY=VALUE ...]
                                  [--launcher none|pytorch]
 """
+import _bootstrap  # noqa: F401,I001  (first: sets sys.path and OpenMP up before torch loads)
+
 import argparse
 import os
-import sys
-from pathlib import Path
 
-# run from a checkout whether or not the package is installed
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from mmengine.config import DictAction
 
-from mmengine.config import DictAction  # noqa: E402
-
-from tasks.engine import prepare_train_config, train  # noqa: E402
+from tasks.engine import prepare_train_config, train
 
 
 def parse_args(argv=None) -> argparse.Namespace:

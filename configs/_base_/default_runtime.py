@@ -4,8 +4,9 @@ default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=20, log_metric_by_epoch=False),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    # last checkpoints rotate (max_keep_ckpts); the best one is kept apart by save_best
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=500, max_keep_ckpts=2,
+    # last checkpoints rotate (max_keep_ckpts); the best one is kept apart by save_best.
+    # SafeCheckpointHook: atomic writes, old files removed only after the new one is on disk
+    checkpoint=dict(type='effnet_backbones.SafeCheckpointHook', by_epoch=False, interval=500, max_keep_ckpts=2,
                     save_last=True),
     sampler_seed=dict(type='DistSamplerSeedHook'),
 )

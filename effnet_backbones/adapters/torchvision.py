@@ -85,7 +85,8 @@ class EffNetFPN(nn.Module):
         in_channels = [self.body.out_channels[slot] for slot in self._slots]
         extra = None
         if extra_levels:
-            extra = LastLevelP6P7(in_channels[-1] if p6_from == 'c5' else out_channels, out_channels)
+            p6_in = in_channels[-1] if p6_from == 'c5' else out_channels
+            extra = LastLevelP6P7(p6_in, out_channels)
             # LastLevelP6P7 infers its input from in == out; state it so a 256-channel C5 stays C5
             extra.use_P5 = p6_from == 'p5'
         self.fpn = FeaturePyramidNetwork(in_channels, out_channels, extra_blocks=extra,

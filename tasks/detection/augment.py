@@ -26,8 +26,8 @@ def scale_jitter_steps(scale_jitter: Sequence[float], img_size: Tuple[int, int],
     """
     low, high = scale_jitter
     if not 0 < low <= high:
-        raise ValueError(f'scale_jitter must be (low, high) with 0 < low <= high, e.g. (0.75, 1.5), '
-                         f'got {tuple(scale_jitter)!r}')
+        raise ValueError(f'scale_jitter must be (low, high) with 0 < low <= high, e.g. '
+                         f'(0.75, 1.5), got {tuple(scale_jitter)!r}')
     return [A.RandomScale(scale_limit=(low - 1.0, high - 1.0), p=1.0),
             A.RandomCrop(height=img_size[0], width=img_size[1], pad_if_needed=True,
                          pad_position='random', fill=pad_value)]

@@ -110,8 +110,8 @@ class TorchvisionDetector(BaseModel):
         return self.detector.backbone
 
     def forward(self, inputs: Union[torch.Tensor, Sequence[torch.Tensor]],
-                data_samples: Optional[List[DetSample]] = None, mode: str = 'tensor'
-                ) -> Union[Dict[str, torch.Tensor], List[DetSample], 'Dict[str, torch.Tensor]']:
+                data_samples: Optional[List[DetSample]] = None,
+                mode: str = 'tensor') -> Union[Dict[str, torch.Tensor], List[DetSample]]:
         """MMEngine entry point: 'loss' -> dict of losses, 'predict' -> samples with ``pred_*``,
         'tensor' -> the FPN levels of the padded batch."""
         if mode == 'loss':

@@ -25,7 +25,8 @@ class NetworkInput:
 
     Args:
         in_channels: channels the model takes (gray is repeated, RGB becomes luminance for 1).
-        normalize: intensity normalisation, see :class:`~tasks.segmentation.intensity.IntensityNorm`.
+        normalize: intensity normalisation, see
+            :class:`~tasks.segmentation.intensity.IntensityNorm`.
         img_size: network input ``(H, W)`` (or one int); None keeps each image's size.
         resize: 'letterbox' (keep aspect ratio, pad bottom/right) or 'resize' (stretch).
     """
@@ -45,8 +46,8 @@ class NetworkInput:
         norm = build_intensity_norm(normalize)
         for key in ('mean', 'std'):
             if np.size(getattr(norm, key)) not in (1, in_channels):
-                raise ValueError(f'normalize {key}={getattr(norm, key)!r} needs one value or one per '
-                                 f'channel (in_channels={in_channels})')
+                raise ValueError(f'normalize {key}={getattr(norm, key)!r} needs one value or one '
+                                 f'per channel (in_channels={in_channels})')
         return cls(in_channels, norm, check_img_size(img_size), resize)
 
     @property

@@ -153,9 +153,10 @@ def set_resume(cfg: Config, resume: Optional[str]) -> None:
         return
     cfg.resume = True
     if resume == 'auto':
-        cfg.load_from = None
-        last = osp.join(cfg.work_dir, 'last_checkpoint')
-        if not osp.isfile(last):
+        # the newest complete checkpoint, even if a kill cut a save or the pointer short
+        from .crash_safety import find_resumable_checkpoint
+        cfg.load_from = find_resumable_checkpoint(cfg.work_dir)
+        if cfg.load_from is None:
             _log(f'--resume: no checkpoint in {cfg.work_dir} yet; starting from iteration 0',
                  logging.WARNING)
     else:

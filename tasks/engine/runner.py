@@ -15,6 +15,7 @@ from .checkpoint import install_checkpoint_loader
 from .config import (apply_cpu_profile, default_work_dir, load_config, merge_options,
                      rescale_schedule, set_amp, set_data_root, set_resume)
 from .config_check import check_config
+from .crash_safety import install_atomic_file_backend
 from .transplant import apply_init_from
 
 __all__ = ['prepare_train_config', 'prepare_test_config', 'build_runner', 'train', 'test']
@@ -63,9 +64,11 @@ def prepare_test_config(config: str, checkpoint: str, work_dir: Optional[str] = 
 
 
 def build_runner(cfg: Config) -> Runner:
-    """Check the config for key typos, make checkpoints load on torch >= 2.6, build the Runner."""
+    """Check the config for key typos, make checkpoints load on torch >= 2.6 and be written
+    atomically, build the Runner."""
     check_config(cfg)
     install_checkpoint_loader()
+    install_atomic_file_backend()
     return Runner.from_cfg(cfg)
 
 
