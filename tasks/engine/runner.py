@@ -16,6 +16,7 @@ from .config import (apply_cpu_profile, default_work_dir, load_config, merge_opt
                      rescale_schedule, set_amp, set_data_root, set_resume)
 from .config_check import check_config
 from .crash_safety import install_atomic_file_backend
+from .distributed import init_cpu_process_group, set_dist_backend
 from .transplant import apply_init_from
 
 __all__ = ['prepare_train_config', 'prepare_test_config', 'build_runner', 'train', 'test']
@@ -40,6 +41,7 @@ def prepare_train_config(config: str, work_dir: Optional[str] = None,
     merge_options(cfg, cfg_options)
     cfg.work_dir = work_dir or cfg.get('work_dir') or default_work_dir(cfg)
     cfg.launcher = launcher
+    set_dist_backend(cfg)
     set_resume(cfg, resume)
     apply_init_from(cfg)  # init_from=dict(type='transplant', ...): grow a trained smaller model
     return cfg
@@ -69,6 +71,7 @@ def build_runner(cfg: Config) -> Runner:
     check_config(cfg)
     install_checkpoint_loader()
     install_atomic_file_backend()
+    init_cpu_process_group(cfg)
     return Runner.from_cfg(cfg)
 
 
