@@ -22,7 +22,8 @@ import torch
 from mmengine.logging import print_log
 from mmengine.runner import CheckpointLoader
 
-__all__ = ['load_from_local', 'install_checkpoint_loader', 'is_mmengine_checkpoint']
+__all__ = ['load_from_local', 'install_checkpoint_loader', 'is_mmengine_checkpoint',
+           'load_trained_model']
 
 MapLocation = Optional[Union[str, torch.device, Callable]]
 #: A pickled global every MMEngine training checkpoint references (the message hub's buffers).
@@ -66,3 +67,13 @@ def load_from_local(filename: str, map_location: MapLocation = None) -> Any:
 def install_checkpoint_loader() -> None:
     """Make MMEngine's runner (resume, ``load_from``) use :func:`load_from_local`."""
     CheckpointLoader.register_scheme(prefixes='', loader=load_from_local, force=True)
+
+
+def load_trained_model(cfg: Any, checkpoint: str, device: Union[str, torch.device] = 'cpu'):
+    """Build ``cfg.model`` and load a training checkpoint's weights; returns it in eval mode."""
+    from effnet_backbones.registry import MODELS  # the configs' custom_imports registered the task
+
+    model = MODELS.build(cfg.model)
+    state = load_from_local(checkpoint, map_location='cpu')
+    model.load_state_dict(state.get('state_dict', state))
+    return model.to(device).eval()

@@ -9,9 +9,7 @@ import numpy as np
 import torch
 from mmengine.config import Config
 
-from effnet_backbones.registry import MODELS
-
-from ..engine.checkpoint import load_from_local
+from ..engine.checkpoint import load_trained_model
 from ..engine.inputs import expand_inputs
 from .intensity import build_intensity_norm
 from .io import IMAGE_SUFFIXES, read_image, to_channels
@@ -32,10 +30,7 @@ class SegInferencer:
 
     def __init__(self, cfg: Config, checkpoint: str, device: Optional[str] = None) -> None:
         self.device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
-        self.model = MODELS.build(cfg.model)
-        state = load_from_local(checkpoint, map_location='cpu')
-        self.model.load_state_dict(state.get('state_dict', state))
-        self.model.to(self.device).eval()
+        self.model = load_trained_model(cfg, checkpoint, self.device)
         dataset = (cfg.get('test_dataloader') or cfg.val_dataloader).dataset
         self.norm = build_intensity_norm(dataset.get('normalize'))
         self.in_channels = dataset.get('in_channels', 3)
