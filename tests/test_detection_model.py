@@ -102,13 +102,23 @@ def test_fcos_p6_from_p5_and_strides_as_anchor_sizes():
 class FixedDetector(nn.Module):
     """Stands in for the torchvision detector: the same boxes, in network pixels, per image."""
 
-    def __init__(self, boxes):
+    def __init__(self, boxes, label=0):
         super().__init__()
-        self.boxes = boxes
+        self.boxes, self.label = boxes, label
 
     def forward(self, images):
         return [dict(boxes=self.boxes.clone(), scores=torch.ones(len(self.boxes)),
-                     labels=torch.zeros(len(self.boxes), dtype=torch.long)) for _ in images]
+                     labels=torch.full((len(self.boxes),), self.label)) for _ in images]
+
+
+def test_faster_rcnn_background_label_is_hidden():
+    model = build('FasterRCNN')
+    assert model.detector.roi_heads.box_predictor.cls_score.out_features == 3  # 2 + background
+    assert model._target(DetSample('x', 1, (64, 64), (64, 64), gt_boxes=torch.ones(1, 4),
+                                   gt_labels=torch.tensor([0])))['labels'].tolist() == [1]
+    model.detector = FixedDetector(torch.tensor([[1.0, 1.0, 9.0, 9.0]]), label=1)
+    [sample] = model.predict([torch.zeros(3, 64, 64)])
+    assert sample.pred_labels.tolist() == [0]
 
 
 def test_predictions_map_back_to_original_pixels():

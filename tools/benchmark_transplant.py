@@ -126,15 +126,17 @@ def plot(curves: Dict[str, List[List[float]]], title: str, path: str) -> None:
 
 
 def table(curves: Dict[str, List[List[float]]]) -> str:
-    """Markdown: Dice at iteration 0, a quarter, half and all of the budget, and the best."""
-    budget = max(point[0] for points in curves.values() for point in points)
-    marks = sorted({0, budget // 4, budget // 2, budget})
+    """Markdown: Dice at iteration 0, about a quarter, half and all of the budget, and the best."""
+    iterations = [point[0] for point in next(iter(curves.values()))]
+    budget = iterations[-1]
+    marks = sorted({min(iterations, key=lambda i: abs(i - goal))
+                    for goal in (0, budget / 4, budget / 2, budget)})
 
     def at(points: List[List[float]], mark: int) -> float:
-        return min(points, key=lambda p: abs(p[0] - mark))[1]
+        return next(value for iteration, value in points if iteration == mark)
 
-    head = '| init | ' + ' | '.join(f'it {m}' for m in marks) + ' | best |'
-    rows = [head, '|' + '---|' * (len(marks) + 2)]
+    rows = ['| init | ' + ' | '.join(f'it {m}' for m in marks) + ' | best |',
+            '|' + '---|' * (len(marks) + 2)]
     for label, points in curves.items():
         rows.append(f'| {label} | ' + ' | '.join(f'{at(points, m):.3f}' for m in marks)
                     + f' | {max(p[1] for p in points):.3f} |')

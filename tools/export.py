@@ -37,7 +37,8 @@ def main(argv=None) -> float:
     args = parse_args(argv)
     cfg = load_config(args.config)
     merge_options(cfg, args.cfg_options)
-    target = export_target(load_trained_model(cfg, args.checkpoint), args.part)
+    model, _ = load_trained_model(cfg, args.checkpoint)
+    target = export_target(model, args.part)
     difference = export_checked(target, args.out, args.format, args.check_sizes, args.opset)
     print(f'{args.out}: {target.description}, {args.format}, dynamic batch and size; '
           f'max |exported - PyTorch| = {difference:.3g} on sizes {args.check_sizes}')

@@ -15,9 +15,8 @@ import numpy as np
 import torch
 from mmengine.config import Config
 
-from effnet_backbones.registry import MODELS
 
-from ..engine.checkpoint import load_from_local
+from ..engine.checkpoint import load_trained_model
 from ..engine.inputs import expand_inputs
 from ..segmentation.inference import output_names
 from ..segmentation.io import IMAGE_SUFFIXES, read_image
@@ -44,15 +43,12 @@ class DetInferencer:
 
     def __init__(self, cfg: Config, checkpoint: str, device: Optional[str] = None) -> None:
         self.device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
-        self.model = MODELS.build(cfg.model)
-        state = load_from_local(checkpoint, map_location='cpu')
-        self.model.load_state_dict(state.get('state_dict', state))
-        self.model.to(self.device).eval()
+        self.model, checkpoint_meta = load_trained_model(cfg, checkpoint, self.device)
         dataset = (cfg.get('test_dataloader') or cfg.val_dataloader).dataset
         self.prep = NetworkInput.build(dataset.get('in_channels', 3), dataset.get('normalize'),
                                        dataset.get('img_size'), dataset.get('resize', 'letterbox'))
         # names and category ids as training saw them; without them, plain label numbers
-        meta = (state.get('meta') or {}).get('dataset_meta') or {}
+        meta = checkpoint_meta.get('dataset_meta') or {}
         self.classes = tuple(meta.get('classes') or dataset.get('classes') or
                              (str(i) for i in range(self.model.num_classes)))
         self.cat_ids = tuple(meta.get('cat_ids') or range(1, len(self.classes) + 1))

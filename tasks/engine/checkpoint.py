@@ -70,10 +70,13 @@ def install_checkpoint_loader() -> None:
 
 
 def load_trained_model(cfg: Any, checkpoint: str, device: Union[str, torch.device] = 'cpu'):
-    """Build ``cfg.model`` and load a training checkpoint's weights; returns it in eval mode."""
+    """Build ``cfg.model`` and load a training checkpoint's weights.
+
+    Returns ``(model in eval mode on device, the checkpoint's meta dict)``.
+    """
     from effnet_backbones.registry import MODELS  # the configs' custom_imports registered the task
 
     model = MODELS.build(cfg.model)
     state = load_from_local(checkpoint, map_location='cpu')
     model.load_state_dict(state.get('state_dict', state))
-    return model.to(device).eval()
+    return model.to(device).eval(), state.get('meta') or {}

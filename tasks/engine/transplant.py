@@ -24,6 +24,7 @@ from typing import Any, Dict, List, Mapping, Optional
 import torch
 import torch.nn as nn
 from mmengine.config import Config
+from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
@@ -239,8 +240,9 @@ class TransplantInitHook(Hook):
                                   self.mode)
         text = '\n\n'.join(report.summary() for report in reports)
         _log(f'init_from {self.checkpoint}:\n{text}')
-        with open(osp.join(runner.work_dir, REPORT_FILE), 'w') as handle:
-            handle.write(text + '\n')
+        if is_main_process():  # every rank transplants the same weights; one writes the report
+            with open(osp.join(runner.work_dir, REPORT_FILE), 'w') as handle:
+                handle.write(text + '\n')
 
 
 def apply_init_from(cfg: Config) -> Optional[Dict[str, Any]]:

@@ -30,7 +30,7 @@ class SegInferencer:
 
     def __init__(self, cfg: Config, checkpoint: str, device: Optional[str] = None) -> None:
         self.device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
-        self.model = load_trained_model(cfg, checkpoint, self.device)
+        self.model, _ = load_trained_model(cfg, checkpoint, self.device)
         dataset = (cfg.get('test_dataloader') or cfg.val_dataloader).dataset
         self.norm = build_intensity_norm(dataset.get('normalize'))
         self.in_channels = dataset.get('in_channels', 3)
