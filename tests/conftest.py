@@ -1,8 +1,12 @@
 import os
 import sys
 
-import pytest
-import torch
+# OpenMP threads otherwise spin while waiting and starve each other on a busy 2-core machine
+# (10-60 s instead of ~1.4 s per B4 step); libgomp reads this when torch loads, so set it first.
+os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 # tools/ are scripts, not a package: make them importable for tests of their main()
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

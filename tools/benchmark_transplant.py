@@ -107,6 +107,12 @@ def curve(work: Path, start: float) -> List[List[float]]:
     return [[0, start]] + [[int(i), float(v)] for i, v in points]
 
 
+def final_loss(work: Path, last: int = 20) -> float:
+    """Mean training loss over the run's last ``last`` iterations."""
+    points = json.loads((work / 'training_curves.json').read_text())['loss'][-last:]
+    return sum(value for _, value in points) / len(points)
+
+
 def plot(curves: Dict[str, List[List[float]]], title: str, path: str) -> None:
     import matplotlib
     matplotlib.use('Agg')
@@ -125,8 +131,9 @@ def plot(curves: Dict[str, List[List[float]]], title: str, path: str) -> None:
     plt.close(fig)
 
 
-def table(curves: Dict[str, List[List[float]]]) -> str:
-    """Markdown: Dice at iteration 0, about a quarter, half and all of the budget, and the best."""
+def table(curves: Dict[str, List[List[float]]], losses: Dict[str, float]) -> str:
+    """Markdown: Dice at iteration 0, about a quarter, half and all of the budget, the best, and
+    the training loss at the end."""
     iterations = [point[0] for point in next(iter(curves.values()))]
     budget = iterations[-1]
     marks = sorted({min(iterations, key=lambda i: abs(i - goal))
@@ -135,11 +142,11 @@ def table(curves: Dict[str, List[List[float]]]) -> str:
     def at(points: List[List[float]], mark: int) -> float:
         return next(value for iteration, value in points if iteration == mark)
 
-    rows = ['| init | ' + ' | '.join(f'it {m}' for m in marks) + ' | best |',
-            '|' + '---|' * (len(marks) + 2)]
+    rows = ['| init | ' + ' | '.join(f'{METRIC} it {m}' for m in marks)
+            + f' | best {METRIC} | train loss, last 20 it |', '|' + '---|' * (len(marks) + 3)]
     for label, points in curves.items():
         rows.append(f'| {label} | ' + ' | '.join(f'{at(points, m):.3f}' for m in marks)
-                    + f' | {max(p[1] for p in points):.3f} |')
+                    + f' | {max(p[1] for p in points):.3f} | {losses[label]:.3f} |')
     return '\n'.join(rows)
 
 
@@ -154,23 +161,27 @@ def main(argv=None) -> Dict[str, List[List[float]]]:
               f'{arch} random init': initial_checkpoint(args, 'random', pretrained=False)}
     if args.imagenet:
         starts[f'{arch} ImageNet encoder'] = initial_checkpoint(args, 'imagenet', pretrained=True)
-    curves = {}
+    curves, losses = {}, {}
     for index, (label, checkpoint) in enumerate(starts.items()):
         name = f'{arch}_run{index}' + (f'_lr{args.lr:g}' if args.lr else '')
         start = evaluate(args, name, arch, checkpoint)
         work = train_run(args, name, arch, args.iters, load_from=checkpoint, lr=args.lr)
         curves[label] = curve(work, start)
+        losses[label] = final_loss(work)
     source_dice = max(point[1] for point in curve(source, 0.0)[1:])  # its best: what was grown
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix('.json').write_text(json.dumps(dict(
-        curves=curves, source=dict(arch=src_arch, iters=args.src_iters, final_dice=source_dice),
+        curves=curves, final_train_loss=losses,
+        source=dict(arch=src_arch, iters=args.src_iters, best_dice=source_dice,
+                    final_train_loss=final_loss(source)),
         settings={k: v for k, v in vars(args).items()}), indent=1))
     lr = f', peak lr {args.lr:g}' if args.lr else ''
     plot(curves, f'U-Net {arch}: {args.iters} iterations each{lr} ({src_arch} trained '
                  f'{args.src_iters} first)', str(out.with_suffix('.png')))
-    print(f'source {src_arch}, best of {args.src_iters} iterations: {METRIC} {source_dice:.3f}')
-    print(table(curves))
+    print(f'source {src_arch}, best of {args.src_iters} iterations: {METRIC} {source_dice:.3f}, '
+          f'train loss over its last 20 iterations {final_loss(source):.3f}')
+    print(table(curves, losses))
     return curves
 
 
