@@ -109,3 +109,22 @@ def test_gate_project_matches_plain_ops():
 def test_syncbn_falls_back_to_the_plain_norm():
     model = EfficientNet('b0', norm_layer='syncbn', memory_efficient=True)
     assert not model.stem.fusable and model.stages[1][0].memory_efficient
+
+
+@pytest.mark.parametrize('memory_efficient', [False, True])
+def test_bf16_autocast_trains_close_to_float32(memory_efficient):
+    torch.manual_seed(0)
+    model = EfficientNet('b0', memory_efficient=memory_efficient).train()
+    reference = EfficientNet('b0').train()
+    reference.load_state_dict(model.state_dict())
+    x = torch.randn(2, 3, 64, 64)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        features = model(x)
+    assert all(f.dtype == torch.bfloat16 for f in features)
+    sum(f.float().pow(2).mean() for f in features).backward()
+    sum(f.pow(2).mean() for f in reference(x)).backward()
+    for a, b in zip(features, reference(x)):
+        assert (a.float() - b).abs().max() <= 0.1 * b.abs().max()  # bf16 over 16 blocks
+    grad, ref = model.stem.conv.weight.grad, reference.stem.conv.weight.grad
+    assert torch.isfinite(grad).all()
+    assert torch.nn.functional.cosine_similarity(grad.flatten(), ref.flatten(), dim=0) > 0.95
