@@ -28,7 +28,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
-__all__ = ['BenchSettings', 'parse_candidate', 'build_candidate', 'add_ratios', 'measure', 'run_benchmark', 'summarize',
+__all__ = ['BenchSettings', 'parse_candidate', 'build_candidate', 'add_ratios',
+           'saved_activation_bytes', 'measure', 'run_benchmark', 'summarize',
            'format_markdown', 'plot_scatter']
 
 _TV_TAPS = (2, 3, 5, 7)
@@ -157,6 +158,7 @@ def measure(name: str, settings: BenchSettings) -> Dict[str, Any]:
 
     # RSS with model and input in place: the steps' peak minus this is their training memory
     base_rss = _current_rss_bytes()
+    saved = saved_activation_bytes(run, x, autocast) if training and not settings.compile else None
     for _ in range(settings.warmup):
         step()
     sync()
@@ -170,13 +172,37 @@ def measure(name: str, settings: BenchSettings) -> Dict[str, Any]:
         times.append(time.perf_counter() - start)
     peak = (torch.cuda.max_memory_allocated() if device.type == 'cuda' else _peak_rss_bytes())
     return dict(name=name, params=params, gmacs=round(gmacs, 3), times=times, peak_bytes=peak,
-                base_rss_bytes=base_rss if device.type == 'cpu' else None)
+                base_rss_bytes=base_rss if device.type == 'cpu' else None, saved_bytes=saved)
+
+
+def saved_activation_bytes(model: nn.Module, x: torch.Tensor, autocast=None) -> int:
+    """Bytes of distinct storages autograd keeps for backward in one forward pass (deterministic,
+    independent of the allocator: the activation memory a training step must hold)."""
+    storages: Dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        storages[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        with autocast if autocast is not None else torch.autocast('cpu', enabled=False):
+            outs = _outputs(model(x))
+    del outs
+    model.zero_grad(set_to_none=True)
+    return sum(storages.values())
+
+
+#: glibc otherwise raises its mmap threshold up to 32 MB after the first large free, keeps later
+#: freed activations in the heap, and peak RSS then overstates live memory by chance amounts.
+_MALLOC_ENV = {'MALLOC_MMAP_THRESHOLD_': '131072', 'MALLOC_TRIM_THRESHOLD_': '131072'}
 
 
 def _measure_in_subprocess(name: str, settings: BenchSettings) -> Dict[str, Any]:
     command = [sys.executable, '-m', 'effnet_backbones.benchmark', '--worker', name,
                '--settings', json.dumps(asdict(settings))]
-    result = subprocess.run(command, capture_output=True, text=True)
+    result = subprocess.run(command, capture_output=True, text=True,
+                            env={**os.environ, **_MALLOC_ENV, 'OMP_WAIT_POLICY': 'PASSIVE'})
     if result.returncode != 0:
         raise RuntimeError(f'benchmark of {name!r} failed:\n{result.stderr[-4000:]}')
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -209,6 +235,8 @@ def summarize(name: str, results: List[Dict[str, Any]], settings: BenchSettings)
                spread_ms=round((max(round_medians) - min(round_medians)) * 1e3, 1),
                images_per_s=round(settings.batch / median, 2),
                peak_mib=round(statistics.median(peaks) / 2**20, 1))
+    if results[0].get('saved_bytes'):
+        row['saved_mib'] = round(results[0]['saved_bytes'] / 2**20, 1)
     bases = [result['base_rss_bytes'] for result in results if result.get('base_rss_bytes')]
     if bases:  # CPU: the part of the peak that the steps added on top of model and input
         row['step_mib'] = round(statistics.median(p - b for p, b in zip(peaks, bases)) / 2**20, 1)
@@ -225,6 +253,8 @@ def add_ratios(rows: List[Dict[str, Any]], baseline: str) -> List[Dict[str, Any]
         row['peak_x'] = round(row['peak_mib'] / base['peak_mib'], 3)
         if 'step_mib' in row and base.get('step_mib'):
             row['step_mem_x'] = round(row['step_mib'] / base['step_mib'], 3)
+        if 'saved_mib' in row and base.get('saved_mib'):
+            row['saved_x'] = round(row['saved_mib'] / base['saved_mib'], 3)
     return rows
 
 
