@@ -30,7 +30,6 @@ import torch
 import torch.nn as nn
 
 from .backbone import EfficientNet
-from .blocks import MBConv
 from .classifier import EfficientNetClassifier
 from .growth import ChannelMap, Growth, MapPair, TransplantError, grow_modules, norm_kind
 from .layers import SCSE, Conv2dSame

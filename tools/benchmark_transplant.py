@@ -150,10 +150,9 @@ def table(curves: Dict[str, List[List[float]]], losses: Dict[str, float]) -> str
     return '\n'.join(rows)
 
 
-def main(argv=None) -> Dict[str, List[List[float]]]:
-    args = parse_args(argv)
+def starting_points(args: argparse.Namespace, source: Path) -> Dict[str, str]:
+    """label -> initial checkpoint of each larger run: grown from ``source``, random, ImageNet."""
     src_arch, arch = check_arch(args.src_arch), check_arch(args.arch)
-    source = train_run(args, f'{src_arch}_source', src_arch, args.src_iters)
     grown = str(Path(args.work_dir) / f'{arch}_grown_init.pth')
     grow_checkpoint(str(source), arch, grown, config=str(RECIPE),
                     cfg_options=run_options(args, arch, 1))
@@ -161,27 +160,41 @@ def main(argv=None) -> Dict[str, List[List[float]]]:
               f'{arch} random init': initial_checkpoint(args, 'random', pretrained=False)}
     if args.imagenet:
         starts[f'{arch} ImageNet encoder'] = initial_checkpoint(args, 'imagenet', pretrained=True)
-    curves, losses = {}, {}
-    for index, (label, checkpoint) in enumerate(starts.items()):
-        name = f'{arch}_run{index}' + (f'_lr{args.lr:g}' if args.lr else '')
-        start = evaluate(args, name, arch, checkpoint)
-        work = train_run(args, name, arch, args.iters, load_from=checkpoint, lr=args.lr)
-        curves[label] = curve(work, start)
-        losses[label] = final_loss(work)
+    return starts
+
+
+def write_outputs(args: argparse.Namespace, source: Path, curves: Dict[str, List[List[float]]],
+                  losses: Dict[str, float]) -> None:
+    """``OUT.json`` and ``OUT.png``; print the Markdown table."""
     source_dice = max(point[1] for point in curve(source, 0.0)[1:])  # its best: what was grown
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix('.json').write_text(json.dumps(dict(
         curves=curves, final_train_loss=losses,
-        source=dict(arch=src_arch, iters=args.src_iters, best_dice=source_dice,
+        source=dict(arch=args.src_arch, iters=args.src_iters, best_dice=source_dice,
                     final_train_loss=final_loss(source)),
-        settings={k: v for k, v in vars(args).items()}), indent=1))
+        settings={k: v for k, v in vars(args).items() if k not in ('work_dir', 'out')}),
+        indent=1))
     lr = f', peak lr {args.lr:g}' if args.lr else ''
-    plot(curves, f'U-Net {arch}: {args.iters} iterations each{lr} ({src_arch} trained '
+    plot(curves, f'U-Net {args.arch}: {args.iters} iterations each{lr} ({args.src_arch} trained '
                  f'{args.src_iters} first)', str(out.with_suffix('.png')))
-    print(f'source {src_arch}, best of {args.src_iters} iterations: {METRIC} {source_dice:.3f}, '
-          f'train loss over its last 20 iterations {final_loss(source):.3f}')
+    print(f'source {args.src_arch}, best of {args.src_iters} iterations: {METRIC} '
+          f'{source_dice:.3f}, train loss over its last 20 iterations {final_loss(source):.3f}')
     print(table(curves, losses))
+
+
+def main(argv=None) -> Dict[str, List[List[float]]]:
+    """Train the small model, then each larger run from its starting point; write the results."""
+    args = parse_args(argv)
+    source = train_run(args, f'{check_arch(args.src_arch)}_source', args.src_arch, args.src_iters)
+    curves, losses = {}, {}
+    for index, (label, checkpoint) in enumerate(starting_points(args, source).items()):
+        name = f'{check_arch(args.arch)}_run{index}' + (f'_lr{args.lr:g}' if args.lr else '')
+        start = evaluate(args, name, args.arch, checkpoint)
+        work = train_run(args, name, args.arch, args.iters, load_from=checkpoint, lr=args.lr)
+        curves[label] = curve(work, start)
+        losses[label] = final_loss(work)
+    write_outputs(args, source, curves, losses)
     return curves
 
 
