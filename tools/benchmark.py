@@ -6,6 +6,7 @@ Candidates: see effnet_backbones/benchmark.py. Writes OUT.json, OUT.md and OUT.p
 """
 import argparse
 import json
+import os
 import platform
 import sys
 from dataclasses import asdict
@@ -44,10 +45,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def machine() -> str:
+def machine(threads=None) -> str:
+    """The device the candidates ran on, in words."""
     if torch.cuda.is_available():
         return torch.cuda.get_device_name()
-    return f'{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads'
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
+    return (f'{platform.processor() or platform.machine()} CPU, {cores} cores, '
+            f'{threads or torch.get_num_threads()} torch threads')
 
 
 def main(argv=None) -> None:
@@ -60,7 +64,7 @@ def main(argv=None) -> None:
                          log=lambda line: print(line, file=sys.stderr))
     rows = add_ratios(rows, args.baseline or args.candidates[0])
     header = (f'{args.mode}, batch {args.batch}, {args.resolution}x{args.resolution}, {args.dtype}, '
-              f'channels_last={args.channels_last}, compile={args.compile}, device {machine()}, '
+              f'channels_last={args.channels_last}, compile={args.compile}, device {machine(args.threads)}, '
               f'torch {torch.__version__}, {args.rounds} rounds x {args.steps} steps')
     table = format_markdown(rows)
     print(header + '\n\n' + table)
@@ -68,7 +72,7 @@ def main(argv=None) -> None:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.with_suffix('.json').write_text(json.dumps(
-            dict(settings=asdict(settings), machine=machine(), command=' '.join(sys.argv),
+            dict(settings=asdict(settings), machine=machine(args.threads), command=' '.join(sys.argv),
                  rows=rows), indent=2))
         out.with_suffix('.md').write_text(header + '\n\n' + table + '\n')
         plot_scatter(rows, str(out.with_suffix('.png')), title=header[:90])
