@@ -8,7 +8,7 @@ from mmengine.registry import DATASETS as MMENGINE_DATASETS
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import METRICS as MMENGINE_METRICS
 from mmengine.registry import MODELS as MMENGINE_MODELS
-from mmengine.registry import Registry
+from mmengine.registry import Registry, build_model_from_cfg
 
 from .backbone import EfficientNet
 from .classifier import EfficientNetClassifier
@@ -17,7 +17,22 @@ __all__ = ['MODELS', 'DATASETS', 'METRICS', 'HOOKS', 'SCOPE']
 
 SCOPE = 'effnet_backbones'
 
-MODELS = Registry('model', parent=MMENGINE_MODELS, scope=SCOPE)
+
+
+def _build_in_our_scope(cfg, registry, default_args=None):
+    """Build unscoped types from our registry in our scope, whatever scope is current.
+
+    Without this, ``MODELS.build(dict(type='EfficientNet'))`` fails while another scope (an mmdet
+    or MMEngine Runner's) is the default: MMEngine would look the name up in that scope.
+    """
+    if isinstance(cfg, dict) and '_scope_' not in cfg and isinstance(cfg.get('type'), str) \
+            and '.' not in cfg['type']:
+        cfg = cfg.copy()
+        cfg['_scope_'] = SCOPE
+    return build_model_from_cfg(cfg, registry, default_args)
+
+
+MODELS = Registry('model', parent=MMENGINE_MODELS, scope=SCOPE, build_func=_build_in_our_scope)
 MODELS.register_module(module=EfficientNet)
 MODELS.register_module(module=EfficientNetClassifier)
 

@@ -31,6 +31,12 @@ def test_build_from_our_registry_with_unscoped_type():
                                                          num_classes=3)), EfficientNetClassifier)
 
 
+def test_unscoped_build_from_our_registry_while_another_scope_is_current():
+    with DefaultScope.overwrite_default_scope('mmengine'):
+        model = effnet_backbones.MODELS.build(dict(type='EfficientNet', arch='b0', out_indices=(4,)))
+    assert model.out_channels == [320]
+
+
 def test_build_from_a_sibling_scope_like_mmdet():
     sibling = Registry('model', parent=ROOT_MODELS, scope='fake_mmdet_scope')
     with DefaultScope.overwrite_default_scope('fake_mmdet_scope'):
