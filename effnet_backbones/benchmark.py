@@ -270,15 +270,17 @@ def plot_scatter(rows: List[Dict[str, Any]], path: str, title: str = '') -> None
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     memory_key = 'step_mib' if all('step_mib' in row for row in rows) else 'peak_mib'
+    import textwrap
     fig, ax = plt.subplots(figsize=(7, 5))
-    for row in rows:
+    for index, row in enumerate(rows):
         ax.scatter(row[memory_key], row['images_per_s'])
+        # staggered labels stay readable when models share a point (same ops, same memory)
         ax.annotate(row['name'], (row[memory_key], row['images_per_s']), fontsize=8,
-                    xytext=(4, 4), textcoords='offset points')
+                    xytext=(5, 4 - 11 * (index % 3)), textcoords='offset points')
     ax.set_xlabel('training memory added by the steps (MiB, peak RSS - RSS before)'
                   if memory_key == 'step_mib' else 'peak memory (MiB)')
     ax.set_ylabel('images / s')
-    ax.set_title(title)
+    ax.set_title(textwrap.fill(title, 80), fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
