@@ -30,43 +30,103 @@ def supports_fused_norm_act(norm: nn.Module) -> bool:
     return type(norm) in (nn.BatchNorm2d, FrozenBatchNorm2d) or isinstance(norm, nn.GroupNorm)
 
 
-def _recompute_norm(norm: nn.Module, x: torch.Tensor, batch_stats: bool) -> torch.Tensor:
-    if isinstance(norm, nn.BatchNorm2d):
-        if batch_stats:  # same normalisation as the forward pass, without touching running stats
-            return F.batch_norm(x, None, None, norm.weight, norm.bias, True, 0.0, norm.eps)
+def _recompute_norm(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    if isinstance(norm, nn.BatchNorm2d):  # eval mode: running statistics
         return F.batch_norm(x, norm.running_mean, norm.running_var, norm.weight, norm.bias,
                             False, 0.0, norm.eps)
     return norm(x)  # stateless norms (GroupNorm, frozen BN)
 
 
+def _forward_norm(norm: nn.Module, x: torch.Tensor) -> Tuple[torch.Tensor, Optional[tuple]]:
+    """``norm(x)``; for BatchNorm on batch statistics also the batch's (mean, invstd).
+
+    Keeping the two per-channel vectors lets backward skip recomputing the statistics (two passes
+    over the tensor). Running statistics are updated exactly as ``nn.BatchNorm2d`` does.
+    """
+    if type(norm) is not nn.BatchNorm2d or not (norm.training or norm.running_mean is None):
+        return norm(x), None
+    momentum = 0.0 if norm.momentum is None else norm.momentum
+    if norm.training and norm.track_running_stats:
+        norm.num_batches_tracked.add_(1)
+        if norm.momentum is None:  # cumulative moving average
+            momentum = 1.0 / float(norm.num_batches_tracked)
+    out, mean, invstd = torch.native_batch_norm(
+        x, norm.weight, norm.bias, norm.running_mean if norm.track_running_stats else None,
+        norm.running_var if norm.track_running_stats else None, True, momentum, norm.eps)
+    return out, (mean, invstd)
+
+
+def _rebuild(norm: nn.Module, act: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+             stats: Optional[tuple], need_x: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``(leaf, act(norm(x)))`` recomputed with a graph from ``leaf``: the normalised tensor when
+    batch statistics were kept (one fused element-wise op), else ``x`` itself."""
+    if stats is not None:
+        mean, invstd = stats
+        with torch.no_grad():
+            scale = invstd if norm.weight is None else invstd * norm.weight
+            shift = -mean * scale if norm.bias is None else norm.bias - mean * scale
+            # in the input's dtype, as the forward BN produced it (bf16 under autocast)
+            normalised = torch.addcmul(shift[None, :, None, None].to(x.dtype), x,
+                                       scale[None, :, None, None].to(x.dtype))
+        leaf = normalised.requires_grad_()
+        return leaf, act(leaf)
+    leaf = x.detach().requires_grad_(need_x)
+    return leaf, act(_recompute_norm(norm, leaf))
+
+
+def _input_grads(ctx, x: torch.Tensor, stats: Optional[tuple], leaf: torch.Tensor,
+                 out: torch.Tensor, grad_out: torch.Tensor) -> Tuple[Optional[torch.Tensor], ...]:
+    """Gradients of (x, norm weight, norm bias) from the gradient of ``out``."""
+    norm = ctx.norm
+    need_x, need_weight, need_bias = ctx.needs_input_grad[:3]
+    if stats is not None:
+        (grad_leaf,) = torch.autograd.grad(out, leaf, grad_out)
+        grad_x, grad_weight, grad_bias = torch.ops.aten.native_batch_norm_backward(
+            grad_leaf, x, norm.weight, norm.running_mean, norm.running_var, stats[0], stats[1],
+            True, norm.eps, [need_x, need_weight, need_bias])
+        return (grad_x if need_x else None, grad_weight if need_weight else None,
+                grad_bias if need_bias else None)
+    params = [p for p, need in ((norm.weight, need_weight), (norm.bias, need_bias)) if need]
+    inputs = ([leaf] if need_x else []) + params
+    grads = list(torch.autograd.grad(out, inputs, grad_out)) if inputs else []
+    grad_x = grads.pop(0) if need_x else None
+    grad_weight = grads.pop(0) if need_weight else None
+    grad_bias = grads.pop(0) if need_bias else None
+    return grad_x, grad_weight, grad_bias
+
+
+def _save(ctx, x: torch.Tensor, stats: Optional[tuple], *extra: torch.Tensor) -> None:
+    ctx.has_stats = stats is not None
+    ctx.save_for_backward(x, *(stats or ()), *extra)
+
+
+def _saved(ctx) -> Tuple[torch.Tensor, Optional[tuple], Tuple[torch.Tensor, ...]]:
+    x, *rest = ctx.saved_tensors
+    if ctx.has_stats:
+        return x, (rest[0], rest[1]), tuple(rest[2:])
+    return x, None, tuple(rest)
+
+
 class _NormAct(torch.autograd.Function):
-    """``act(norm(x))`` saving only ``x``; the norm and activation are recomputed in backward."""
+    """``act(norm(x))`` saving only ``x`` (and BN's per-channel batch statistics); the element-wise
+    norm and activation are recomputed in backward."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: Optional[torch.Tensor], bias: Optional[torch.Tensor],
                 norm: nn.Module, act: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         ctx.norm, ctx.act = norm, act
-        ctx.batch_stats = isinstance(norm, nn.BatchNorm2d) and (
-            norm.training or norm.running_mean is None)
-        ctx.save_for_backward(x)
         with torch.no_grad():
-            return act(norm(x))  # the module call updates BN running statistics once, as usual
+            normalised, stats = _forward_norm(norm, x)
+            _save(ctx, x, stats)
+            return act(normalised)
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
-        (x,) = ctx.saved_tensors
-        norm, act = ctx.norm, ctx.act
-        params = [p for p in (norm.weight, norm.bias)
-                  if isinstance(p, nn.Parameter) and p.requires_grad]
+        x, stats, _ = _saved(ctx)
         with torch.enable_grad():
-            x = x.detach().requires_grad_(ctx.needs_input_grad[0])
-            out = act(_recompute_norm(norm, x, ctx.batch_stats))
-            inputs = ([x] if ctx.needs_input_grad[0] else []) + params
-            grads = list(torch.autograd.grad(out, inputs, grad_out)) if inputs else []
-        grad_x = grads.pop(0) if ctx.needs_input_grad[0] else None
-        grad_by_param = {id(p): g for p, g in zip(params, grads)}
-        return (grad_x, grad_by_param.get(id(norm.weight)), grad_by_param.get(id(norm.bias)),
-                None, None)
+            leaf, out = _rebuild(ctx.norm, ctx.act, x, stats, ctx.needs_input_grad[0])
+            grads = _input_grads(ctx, x, stats, leaf, out, grad_out)
+        return (*grads, None, None)
 
 
 def norm_act(x: torch.Tensor, norm: nn.Module, act: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
@@ -85,36 +145,30 @@ class _NormActConv(torch.autograd.Function):
                 conv_weight: torch.Tensor, norm: nn.Module, act: Callable[[torch.Tensor], torch.Tensor],
                 conv: nn.Conv2d) -> torch.Tensor:
         ctx.norm, ctx.act, ctx.conv = norm, act, conv
-        ctx.batch_stats = isinstance(norm, nn.BatchNorm2d) and (
-            norm.training or norm.running_mean is None)
-        ctx.save_for_backward(x, conv_weight)
         with torch.no_grad():
-            return conv(act(norm(x)))
+            normalised, stats = _forward_norm(norm, x)
+            _save(ctx, x, stats, conv_weight)
+            return conv(act(normalised))
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
-        x, conv_weight = ctx.saved_tensors
-        norm, act, conv = ctx.norm, ctx.act, ctx.conv
-        params = [p for p in (norm.weight, norm.bias)
-                  if isinstance(p, nn.Parameter) and p.requires_grad]
-        need_x, need_conv = ctx.needs_input_grad[0], ctx.needs_input_grad[3]
+        x, stats, (conv_weight,) = _saved(ctx)
+        conv = ctx.conv
         with torch.enable_grad():
-            x = x.detach().requires_grad_(need_x)
-            activated = act(_recompute_norm(norm, x, ctx.batch_stats))
+            leaf, activated = _rebuild(ctx.norm, ctx.act, x, stats, ctx.needs_input_grad[0])
             pad = getattr(conv, 'pad', None)  # Conv2dSame pads at run time, nn.Conv2d inside
             if pad is not None:
                 activated = pad(activated)
         padding = [0, 0] if pad is not None else list(conv.padding)
+        need_conv = ctx.needs_input_grad[3]
+        need_inputs = any(ctx.needs_input_grad[:3])
         grad_activated, grad_conv, _ = torch.ops.aten.convolution_backward(
             grad_out, activated.detach(), conv_weight, None, list(conv.stride), padding,
-            list(conv.dilation), False, [0, 0], conv.groups,
-            [need_x or bool(params), need_conv, False])
-        inputs = ([x] if need_x else []) + params
-        grads = list(torch.autograd.grad(activated, inputs, grad_activated)) if inputs else []
-        grad_x = grads.pop(0) if need_x else None
-        grad_by_param = {id(p): g for p, g in zip(params, grads)}
-        return (grad_x, grad_by_param.get(id(norm.weight)), grad_by_param.get(id(norm.bias)),
-                grad_conv if need_conv else None, None, None, None)
+            list(conv.dilation), False, [0, 0], conv.groups, [need_inputs, need_conv, False])
+        with torch.enable_grad():
+            grads = (_input_grads(ctx, x, stats, leaf, activated, grad_activated) if need_inputs
+                     else (None, None, None))
+        return (*grads, grad_conv if need_conv else None, None, None, None)
 
 
 def norm_act_conv(x: torch.Tensor, norm: nn.Module, act: Callable[[torch.Tensor], torch.Tensor],
