@@ -29,3 +29,13 @@ def _restore_mmengine_default_scope():
     yield
     DefaultScope._instance_dict.clear()
     DefaultScope._instance_dict.update(saved)
+
+
+@pytest.fixture(scope='module')
+def one_thread():
+    """One torch thread for a module of tiny-tensor tests: a second OpenMP thread gains nothing
+    there and, on a shared machine, waiting for it made steps 10x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -16,14 +16,7 @@ ALL_LEVELS = (0, 1, 2, 3, 4)
 TOLERANCE = 1e-5
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    # the tensors here are tiny (batch 2, 64 px): a second OpenMP thread gains nothing and, on a
-    # shared machine, waiting for it made steps 10x slower
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')  # tiny tensors: see conftest
 
 
 def n_params(module):

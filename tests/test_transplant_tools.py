@@ -15,13 +15,7 @@ from test_tools_train import QUICK, ROOT, SMALL, options, tool
 NARROW = {'model.decoder_options.decoder_channels': '[16,16,16,16,16]'}
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    # tiny tensors: a second OpenMP thread gains nothing and slows a shared machine down
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')  # tiny tensors: see conftest
 
 
 @pytest.fixture(scope='module')
