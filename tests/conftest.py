@@ -21,14 +21,18 @@ def _seed():
     torch.manual_seed(0)
 
 
-@pytest.fixture(autouse=True)
-def _restore_mmengine_default_scope():
+def _scope_restorer():
     """A Runner leaves its scope current; restore it so test order cannot change registry lookups."""
     from mmengine.registry import DefaultScope
     saved = dict(DefaultScope._instance_dict)
     yield
     DefaultScope._instance_dict.clear()
     DefaultScope._instance_dict.update(saved)
+
+
+# per test, and per module for the Runners that module-scoped fixtures start
+_restore_mmengine_default_scope = pytest.fixture(autouse=True)(_scope_restorer)
+_restore_mmengine_default_scope_per_module = pytest.fixture(autouse=True, scope='module')(_scope_restorer)
 
 
 @pytest.fixture(scope='module')

@@ -1,14 +1,13 @@
 """tools/train.py, test.py and infer.py on detection configs, unchanged: a 2-iteration run of the
 demo config on a tiny synthetic COCO set, its evaluation and inference; the configs build."""
-import importlib.util
 import json
 from pathlib import Path
 
 import cv2
 import pytest
 from mmengine.config import Config
-from mmengine.registry import DefaultScope
 
+from tool_loader import tool
 from det_data import make_dataset
 from effnet_backbones.registry import MODELS
 from tasks.engine import check_config
@@ -27,27 +26,11 @@ SMALL = {  # the synthetic set: RGB, two classes (all of the JSON's); a narrow F
 }
 
 
-def tool(name):
-    """Import tools/<name>.py (tools is no package, and 'test' would clash with the stdlib)."""
-    spec = importlib.util.spec_from_file_location(f'tools_{name}', ROOT / 'tools' / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def options(name):
     merged = {**SMALL, 'experiment_name': name}
     return ['--cfg-options'] + [f'{key}={value}' for key, value in merged.items()]
-
-
-@pytest.fixture(scope='module', autouse=True)
-def _restore_default_scope():
-    """A Runner leaves its scope ('mmengine') current for the rest of the session, which makes
-    later unscoped builds (tests/test_registry.py) look in the wrong registry: undo that."""
-    before = dict(DefaultScope._instance_dict)
-    yield
-    DefaultScope._instance_dict.clear()
-    DefaultScope._instance_dict.update(before)
 
 
 @pytest.fixture(scope='module')

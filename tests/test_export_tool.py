@@ -1,11 +1,11 @@
 """tools/export.py: a U-Net from a config + checkpoint exported with dynamic sizes, checked against
 PyTorch (<= 1e-4 in float32), and the backbone part alone."""
-import importlib.util
 from pathlib import Path
 
 import pytest
 import torch
 
+from tool_loader import tool
 from effnet_backbones.export import run_exported
 from effnet_backbones.registry import MODELS
 from tasks.engine.config import load_config
@@ -14,11 +14,6 @@ ROOT = Path(__file__).resolve().parents[1]
 QUICK = str(ROOT / 'configs' / 'unet_effb0_quick.py')
 
 
-def tool(name):
-    spec = importlib.util.spec_from_file_location(f'tools_{name}', ROOT / 'tools' / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope='module')

@@ -1,6 +1,5 @@
 """tools/train.py, test.py and infer.py end to end on tiny synthetic data (B0, 64 px, 4 iterations):
 outputs, resume, AMP gating, schedule rescaling, the CPU profile and every bad input's error."""
-import importlib.util
 import json
 import math
 import shutil
@@ -14,6 +13,7 @@ import pytest
 import torch
 
 from effnet_backbones.registry import MODELS
+from tool_loader import tool
 from seg_data import make_dataset
 from tasks.engine import (ConfigKeyError, NonFiniteLossError, load_from_local,
                           prepare_train_config, train)
@@ -35,12 +35,6 @@ SMALL = {  # 2 images of 64 px per batch, no worker processes, a narrow decoder
 }
 
 
-def tool(name):
-    """Import tools/<name>.py (tools is no package, and 'test' would clash with the stdlib)."""
-    spec = importlib.util.spec_from_file_location(f'tools_{name}', ROOT / 'tools' / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def options(name, **extra):
