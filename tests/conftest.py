@@ -8,10 +8,12 @@ os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-# tools/ are scripts, not a package: make them importable for tests of their main()
+# the checkout (tasks, benchmarks: importable without installing), tools/ (scripts, not a package:
+# tests call their main()) and tests/ itself (the shared helpers seg_data, det_data, tool_loader)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, 'tools'))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+for folder in (ROOT, os.path.join(ROOT, 'tools'), os.path.dirname(os.path.abspath(__file__))):
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 

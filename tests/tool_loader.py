@@ -1,9 +1,11 @@
 """Import a command-line tool as a module (tools/ is no package, and 'test' would clash with the
-stdlib's module of that name)."""
+stdlib's module of that name), and the checkout's folders the tool tests name."""
 import importlib.util
 from pathlib import Path
 
-TOOLS = Path(__file__).resolve().parents[1] / 'tools'
+ROOT = Path(__file__).resolve().parents[1]
+TOOLS = ROOT / 'tools'
+CONFIGS = ROOT / 'configs'
 
 
 def tool(name):

@@ -8,19 +8,10 @@ The generated PNGs are committed, so training never needs this; it documents whe
 import _bootstrap  # noqa: F401,I001  (first: sets sys.path and OpenMP up before torch loads)
 
 import argparse
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
-from tasks.segmentation.demo import DEMO_DATA_ROOT, STARDIST_VERSION, build_demo_dataset
-
-
-def download_wheel(folder: Path) -> Path:
-    """``pip download stardist==VERSION --no-deps`` into ``folder`` and return the wheel."""
-    subprocess.run([sys.executable, '-m', 'pip', 'download', f'stardist=={STARDIST_VERSION}',
-                    '--no-deps', '--only-binary=:all:', '-d', str(folder)], check=True)
-    return next(folder.glob('stardist-*.whl'))
+from tasks.common.demo import build_from_wheel
+from tasks.segmentation.demo import DEMO_DATA_ROOT, build_demo_dataset
 
 
 def run(build, default_out: Path, what: str, description: str, argv=None) -> None:
@@ -30,9 +21,7 @@ def run(build, default_out: Path, what: str, description: str, argv=None) -> Non
                         help='a downloaded stardist wheel (default: download it)')
     parser.add_argument('--out', type=Path, default=default_out, help='output folder')
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory() as tmp:
-        wheel = args.wheel or download_wheel(Path(tmp))
-        counts = build(wheel, args.out)
+    counts = build_from_wheel(build, args.out, args.wheel)
     print(f'wrote {counts} {what} to {args.out}')
 
 

@@ -6,14 +6,11 @@
 One box per nucleus of the segmentation demo's image and tiles (see tasks/detection/demo.py). The
 result is committed, so training and tests never need this; it documents where the data comes from.
 """
-import sys
-from pathlib import Path
+import _bootstrap  # noqa: F401,I001  (first: sets sys.path and OpenMP up before torch loads)
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # from a checkout, installed or not
+from make_demo_data import run  # the sibling tool: same wheel, same command line
 
-from make_demo_data import run  # noqa: E402  (the sibling tool: same wheel, same command line)
-
-from tasks.detection.demo import DEMO_DATA_ROOT, build_detection_demo  # noqa: E402
+from tasks.detection.demo import DEMO_DATA_ROOT, build_detection_demo
 
 
 def main(argv=None) -> None:

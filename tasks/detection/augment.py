@@ -1,19 +1,18 @@
 """Box-aware albumentations pipelines: scale jitter, crop, flips and colour move boxes with pixels.
 
 Steps are the same ``dict(type='<albumentations transform>', ...)`` entries as segmentation
-pipelines (built by :func:`tasks.segmentation.augment.build_transform`); here they run in an
+pipelines (built by :func:`tasks.common.augment.build_transform`); here they run in an
 ``A.Compose`` with ``BboxParams``, so every geometric step also moves, clips and filters boxes.
 They run after the image is resized to the network size, on float images in [0, 1].
 """
 from __future__ import annotations
 
-import random
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import albumentations as A
 import numpy as np
 
-from ..segmentation.augment import build_transform
+from ..common.augment import build_transform, reseed
 
 __all__ = ['scale_jitter_steps', 'build_box_pipeline', 'apply_box_pipeline']
 
@@ -65,9 +64,7 @@ def apply_box_pipeline(pipeline: Optional[A.Compose], image: np.ndarray, boxes: 
     """Run ``pipeline`` on an image and its ``(N, 4)`` x1, y1, x2, y2 boxes with their labels."""
     if pipeline is None:
         return image, boxes, labels
-    # seeded from python's `random`, which torch and MMEngine seed per worker (as in segmentation)
-    pipeline.set_random_seed(random.getrandbits(31))
-    out = pipeline(image=image, bboxes=boxes.reshape(-1, 4), labels=labels)
+    out = reseed(pipeline)(image=image, bboxes=boxes.reshape(-1, 4), labels=labels)
     boxes = np.asarray(out['bboxes'], np.float32).reshape(-1, 4)
     labels = np.asarray(out['labels'], np.int64).reshape(-1)
     # torchvision detectors reject boxes without positive width and height

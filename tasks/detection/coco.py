@@ -5,7 +5,7 @@ Bad input is handled in one of two ways, always naming the file and the annotati
 - repaired with a :class:`DataWarning` that counts the cases: boxes partly outside their image are
   clipped; boxes with zero or negative width or height, and boxes entirely outside their image,
   are dropped;
-- stopped with :class:`~tasks.segmentation.io.DataError`: malformed JSON, missing or mistyped keys,
+- stopped with :class:`~tasks.common.io.DataError`: malformed JSON, missing or mistyped keys,
   duplicate ids, unknown category or image ids, classes the file does not define.
 
 Category ids map to contiguous labels ``0..K-1`` in the order of ``classes`` (default: every
@@ -24,13 +24,12 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..segmentation.io import DataError
+from ..common.io import DataError, shorten_list
 
 __all__ = ['DataWarning', 'ImageRecord', 'CocoData', 'CleaningReport', 'read_coco_json',
            'check_coco', 'select_categories', 'load_coco', 'coco_index']
 
 LAYOUT = 'DATA_ROOT/train.json, DATA_ROOT/val.json and DATA_ROOT/images/ (see docs/detection.md)'
-_LISTED = 5
 
 
 class DataWarning(UserWarning):
@@ -79,19 +78,16 @@ class CleaningReport:
 
     def message(self, ann_file: Path) -> Optional[str]:
         """One line per kind of problem, or None when there was none."""
-        def ids(values: List[int]) -> str:
-            shown = ', '.join(map(str, values[:_LISTED]))
-            return shown + (f' and {len(values) - _LISTED} more' if len(values) > _LISTED else '')
         parts = []
         if self.clipped:
             parts.append(f'clipped {len(self.clipped)} box(es) partly outside their image '
-                         f'(annotation ids {ids(self.clipped)})')
+                         f'(annotation ids {shorten_list(self.clipped)})')
         if self.degenerate:
             parts.append(f'dropped {len(self.degenerate)} box(es) with zero or negative width or '
-                         f'height (annotation ids {ids(self.degenerate)})')
+                         f'height (annotation ids {shorten_list(self.degenerate)})')
         if self.outside:
             parts.append(f'dropped {len(self.outside)} box(es) entirely outside their image '
-                         f'(annotation ids {ids(self.outside)})')
+                         f'(annotation ids {shorten_list(self.outside)})')
         return f'{ann_file}: ' + '; '.join(parts) if parts else None
 
 

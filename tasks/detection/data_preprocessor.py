@@ -5,12 +5,9 @@ from typing import Any, Dict
 
 from mmengine.model import BaseDataPreprocessor
 
-from effnet_backbones.registry import MODELS
-
 __all__ = ['DetDataPreprocessor']
 
 
-@MODELS.register_module()
 class DetDataPreprocessor(BaseDataPreprocessor):
     """Move images and samples to the model's device.
 

@@ -8,9 +8,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from effnet_backbones.registry import DATASETS
-
-from ..segmentation.io import DataError, image_size, read_image
+from ..common.io import DataError, image_size, read_image, shorten_list
 from .augment import apply_box_pipeline, build_box_pipeline
 from .coco import CocoData, ImageRecord, load_coco
 from .geometry import ImageSize
@@ -20,7 +18,6 @@ from .sample import DetSample
 __all__ = ['CocoDetDataset', 'VERIFY_MODES', 'file_size']
 
 VERIFY_MODES = ('full', 'files')
-_LISTED = 5
 
 
 def file_size(path: Path) -> Tuple[int, int]:
@@ -41,7 +38,6 @@ def _check_size(record: ImageRecord, size: Tuple[int, int], ann_file: Path) -> N
                         f'{record.img_id}; fix the JSON or the file')
 
 
-@DATASETS.register_module()
 class CocoDetDataset(Dataset):
     """Object detection data in COCO instances format.
 
@@ -58,7 +54,7 @@ class CocoDetDataset(Dataset):
         classes: category names to use, in label order; None uses every category (by id).
             Annotations of other categories are left out.
         in_channels: channels the model takes.
-        normalize: :class:`~tasks.segmentation.intensity.IntensityNorm` options, e.g.
+        normalize: :class:`~tasks.common.intensity.IntensityNorm` options, e.g.
             ``dict(mode='fixed', mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))`` for
             photos or ``dict(mode='minmax', percentiles=(0.5, 99.8))`` for microscopy.
         img_size: network input size (int or (h, w)); None keeps each image's size (the model
@@ -106,10 +102,8 @@ class CocoDetDataset(Dataset):
     def _check_files(self, sizes: bool) -> None:
         missing = [record.path for record in self.records if not record.path.is_file()]
         if missing:
-            shown = ', '.join(str(path) for path in missing[:_LISTED])
-            more = f' and {len(missing) - _LISTED} more' if len(missing) > _LISTED else ''
             raise DataError(f'{len(missing)} image file(s) named in {self.ann_file} do not exist: '
-                            f'{shown}{more}')
+                            f'{shorten_list(missing)}')
         if sizes:
             for record in self.records:
                 _check_size(record, file_size(record.path), self.ann_file)

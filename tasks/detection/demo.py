@@ -1,11 +1,11 @@
-"""The embedded detection demo: boxes around every nucleus of the segmentation demo's image.
+"""The embedded detection demo: boxes around every nucleus of the demo image.
 
-The source is the same real fluorescence image and per-nucleus label image as the segmentation
-demo (``stardist/data/images/{img2d,mask2d}.tif`` in the stardist 0.9.2 wheel, BSD-3-Clause;
-2018 Data Science Bowl, BBBC038), cut into the same train and val tiles. Each nucleus becomes one
-box (its pixels' bounding box within the tile) of the single class 'nucleus'; its COCO ``area`` is
-its pixel count in the tile. Nuclei cut by a tile border keep their visible part, unless too little
-of them is visible to be recognisable.
+The source is the real fluorescence image and per-nucleus label image of :mod:`tasks.common.demo`
+(``stardist/data/images/{img2d,mask2d}.tif`` in the stardist 0.9.2 wheel, BSD-3-Clause; 2018 Data
+Science Bowl, BBBC038), cut into the same train and val tiles as the segmentation demo. Each
+nucleus becomes one box (its pixels' bounding box within the tile) of the single class 'nucleus';
+its COCO ``area`` is its pixel count in the tile. Nuclei cut by a tile border keep their visible
+part, unless too little of them is visible to be recognisable.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Any, Dict, List
 
 import numpy as np
 
-from ..segmentation.demo import _read_wheel, demo_tiles
+from ..common.demo import LICENCE_FILE, demo_tiles, read_wheel, write_png
 
 __all__ = ['DEMO_DATA_ROOT', 'DEMO_CLASSES', 'MIN_VISIBLE_FRACTION', 'MIN_SIDE',
            'nucleus_annotations', 'build_detection_demo']
@@ -49,16 +49,14 @@ def nucleus_annotations(labels: np.ndarray, full_areas: np.ndarray) -> List[Dict
 
 def build_detection_demo(wheel: Path, out_dir: Path = DEMO_DATA_ROOT) -> Dict[str, int]:
     """Write ``images/``, ``train.json`` and ``val.json``; return the box count per split."""
-    import cv2
-    arrays, licence = _read_wheel(Path(wheel))
+    arrays, licence = read_wheel(Path(wheel))
     image, labels = arrays['image'].astype(np.uint16), arrays['labels'].astype(np.int64)
     full_areas = np.bincount(labels.ravel())
     splits: Dict[str, Dict[str, Any]] = {}
     (out_dir / 'images').mkdir(parents=True, exist_ok=True)
     for img_id, (split, name, image_tile, label_tile) in enumerate(demo_tiles(image, labels), 1):
         file_name = f'{name}.png'
-        cv2.imwrite(str(out_dir / 'images' / file_name), np.ascontiguousarray(image_tile),
-                    [cv2.IMWRITE_PNG_COMPRESSION, 9])
+        write_png(out_dir / 'images' / file_name, image_tile)
         coco = splits.setdefault(split, dict(
             info=dict(description=f'nuclei detection demo ({split}), from the stardist wheel',
                       licence='BSD-3-Clause (stardist); image CC0 (BBBC038)'),
@@ -71,5 +69,5 @@ def build_detection_demo(wheel: Path, out_dir: Path = DEMO_DATA_ROOT) -> Dict[st
                                             image_id=img_id, category_id=CATEGORY_ID, **fields))
     for split, coco in splits.items():
         (out_dir / f'{split}.json').write_text(json.dumps(coco, indent=1))
-    (out_dir / 'LICENSE-stardist.txt').write_text(licence)
+    (out_dir / LICENCE_FILE).write_text(licence)
     return {split: len(coco['annotations']) for split, coco in splits.items()}

@@ -11,8 +11,6 @@ import numpy as np
 from mmengine.evaluator import BaseMetric
 from mmengine.logging import print_log
 
-from effnet_backbones.registry import METRICS
-
 from .coco import coco_index
 
 __all__ = ['CocoMetric', 'SUMMARY_KEYS', 'to_coco_results', 'coco_evaluate']
@@ -69,7 +67,6 @@ def coco_evaluate(ground_truth: Dict[str, Any], detections: List[Dict[str, Any]]
     return metrics
 
 
-@METRICS.register_module()
 class CocoMetric(BaseMetric):
     """COCO box AP (pycocotools COCOeval) of the predictions, in original image pixels.
 

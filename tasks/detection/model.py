@@ -19,7 +19,6 @@ from mmengine.model import BaseModel
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
 from effnet_backbones import EffNetFPN, EfficientNet
-from effnet_backbones.registry import MODELS
 
 from .heads import (OCTAVE_SCALES, DetectorSpec, FasterRCNNSpec, FCOSSpec, RetinaNetSpec,
                     Thresholds)
@@ -164,7 +163,6 @@ class TorchvisionDetector(BaseModel):
                        pred_labels=output['labels'] - self.label_offset)
 
 
-@MODELS.register_module()
 class RetinaNet(TorchvisionDetector):
     """RetinaNet (focal loss, anchors) on EfficientNet + FPN P3-P7.
 
@@ -185,7 +183,6 @@ class RetinaNet(TorchvisionDetector):
                                        tuple(aspect_ratios), head_norm, bbox_loss), **kwargs)
 
 
-@MODELS.register_module()
 class FCOS(TorchvisionDetector):
     """FCOS (anchor-free) on EfficientNet + FPN P3-P7 (P6 from P5, as in the FCOS paper).
 
@@ -198,7 +195,6 @@ class FCOS(TorchvisionDetector):
         super().__init__(FCOSSpec(center_sampling_radius), **kwargs)
 
 
-@MODELS.register_module()
 class FasterRCNN(TorchvisionDetector):
     """Faster R-CNN (RPN + RoIAlign box head) on EfficientNet + FPN.
 

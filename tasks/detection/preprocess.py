@@ -12,8 +12,8 @@ from typing import Any, Dict, Optional, Tuple, Union
 import numpy as np
 import torch
 
-from ..segmentation.intensity import IntensityNorm, build_intensity_norm
-from ..segmentation.io import to_channels
+from ..common.intensity import IntensityNorm, build_intensity_norm
+from ..common.io import to_channels
 from .geometry import RESIZE_MODES, BoxMapping, ImageSize, check_img_size, resize_image
 
 __all__ = ['NetworkInput']
@@ -26,7 +26,7 @@ class NetworkInput:
     Args:
         in_channels: channels the model takes (gray is repeated, RGB becomes luminance for 1).
         normalize: intensity normalisation, see
-            :class:`~tasks.segmentation.intensity.IntensityNorm`.
+            :class:`~tasks.common.intensity.IntensityNorm`.
         img_size: network input ``(H, W)`` (or one int); None keeps each image's size.
         resize: 'letterbox' (keep aspect ratio, pad bottom/right) or 'resize' (stretch).
     """

@@ -5,7 +5,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..segmentation.visualize import PALETTE
+from ..common.visualize import class_colours
 
 __all__ = ['draw_detections']
 
@@ -14,14 +14,14 @@ def draw_detections(rgb: np.ndarray, boxes: np.ndarray, scores: np.ndarray, labe
                     class_names: Sequence[str], thickness: int = 1) -> np.ndarray:
     """A copy of an 8-bit RGB image with each box outlined and captioned ``name score``.
 
-    Colours follow the segmentation palette (class 1 there = label 0 here), so a class looks the
-    same in both tasks' overlays.
+    Colours follow :func:`~tasks.common.visualize.class_colours` (class 1 there = label 0 here),
+    so a class looks the same in both tasks' overlays.
     """
     import cv2
     out = np.ascontiguousarray(rgb.copy())
     scale = max(0.3, min(out.shape[:2]) / 800)  # readable text on small and large images
     for (x1, y1, x2, y2), score, label in zip(boxes, scores, labels):
-        colour = tuple(int(c) for c in PALETTE[1 + int(label) % (len(PALETTE) - 1)])
+        colour = tuple(int(c) for c in class_colours(int(label) + 1))
         top_left, bottom_right = (int(round(x1)), int(round(y1))), (int(round(x2)), int(round(y2)))
         cv2.rectangle(out, top_left, bottom_right, colour, thickness)
         name = class_names[int(label)] if int(label) < len(class_names) else str(int(label))

@@ -1,9 +1,11 @@
 """Task-independent training machinery on MMEngine: config preparation, Runner building,
 checkpoint loading on torch >= 2.6, and the hooks every task uses.
 
-Importing it registers ``effnet_backbones.NanLossGuardHook`` and
-``effnet_backbones.TrainingCurvesHook`` and ``effnet_backbones.SafeCheckpointHook``.
+Importing it registers (:mod:`tasks.engine.registry`) ``effnet_backbones.NanLossGuardHook``,
+``effnet_backbones.TrainingCurvesHook``, ``effnet_backbones.SafeCheckpointHook`` and
+``effnet_backbones.TransplantInitHook``.
 """
+from . import registry  # noqa: F401  (registers the hooks below)
 from .checkpoint import install_checkpoint_loader, load_from_local
 from .config_check import ConfigKeyError, check_config
 from .crash_safety import (SafeCheckpointHook, find_resumable_checkpoint,

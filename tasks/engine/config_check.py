@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+import typing
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from mmengine.config import Config
 
@@ -41,20 +42,47 @@ def _suggest(key: str, valid) -> str:
     return f"; did you mean '{close[0]}'?" if close else ''
 
 
-def _accepted_keys(cls: type) -> Optional[set]:
+def _named(params) -> set:
+    return {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+
+def _takes_any(params) -> bool:
+    return any(p.kind is p.VAR_KEYWORD for p in params)
+
+
+def _class_keys(cls: type) -> Optional[set]:
     """Keyword arguments ``cls`` accepts (following ``**kwargs`` to base classes); None = any."""
     keys: set = set()
     for klass in cls.__mro__:
         if klass is object or '__init__' not in vars(klass):
             continue
         params = inspect.signature(klass.__init__).parameters.values()
-        keys |= {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-        if not any(p.kind is p.VAR_KEYWORD for p in params):
+        keys |= _named(params)
+        if not _takes_any(params):
             return keys - {'self'}
     return None
 
 
-def _our_class(type_name: str) -> Optional[type]:
+def _accepted_keys(target: Callable) -> Optional[set]:
+    """Keyword arguments a registered class or builder function accepts; None = any.
+
+    A builder's ``**kwargs`` are followed to the class it is annotated to return (the library
+    registers ``EfficientNet`` as its builder, whose ``**options`` are the class's arguments).
+    """
+    if inspect.isclass(target):
+        return _class_keys(target)
+    params = inspect.signature(target).parameters.values()
+    if not _takes_any(params):
+        return _named(params)
+    try:
+        returned = typing.get_type_hints(target).get('return')
+    except Exception:  # unresolvable annotations: accept anything rather than guess
+        returned = None
+    forwarded = _class_keys(returned) if inspect.isclass(returned) else None
+    return None if forwarded is None else _named(params) | forwarded
+
+
+def _our_entry(type_name: str) -> Optional[Callable]:
     if not type_name.startswith(SCOPE + '.'):
         return None
     name = type_name[len(SCOPE) + 1:]
@@ -89,8 +117,8 @@ def _check_top_level(cfg: Config) -> List[str]:
 def _check_typed(cfg: Config) -> List[str]:
     problems = []
     for path, node in _typed_dicts(cfg.to_dict(), ''):
-        cls = _our_class(node['type'])
-        accepted = _accepted_keys(cls) if cls is not None else None
+        entry = _our_entry(node['type'])
+        accepted = _accepted_keys(entry) if entry is not None else None
         if accepted is None:
             continue
         for key in node:

@@ -27,7 +27,6 @@ from mmengine.hooks import CheckpointHook
 from mmengine.logging import print_log
 
 from effnet_backbones.fileio import atomic_path
-from effnet_backbones.registry import HOOKS
 
 __all__ = ['AtomicLocalBackend', 'install_atomic_file_backend', 'SafeCheckpointHook',
            'is_complete_checkpoint', 'find_resumable_checkpoint']
@@ -75,7 +74,6 @@ class _DeferredRemoval:
         return getattr(self._backend, name)
 
 
-@HOOKS.register_module()
 class SafeCheckpointHook(CheckpointHook):
     """``CheckpointHook`` that never deletes a checkpoint before its successor is fully written.
 

@@ -9,8 +9,6 @@ from typing import Any, Dict, List, Optional, Sequence
 from mmengine.dist import master_only
 from mmengine.hooks import Hook
 
-from effnet_backbones.registry import HOOKS
-
 __all__ = ['NonFiniteLossError', 'NanLossGuardHook', 'TrainingCurvesHook', 'plot_curves']
 
 
@@ -31,7 +29,6 @@ def _batch_files(data_batch: Any, limit: int = 4) -> List[str]:
     return [str(path) for path in paths if path][:limit]
 
 
-@HOOKS.register_module()
 class NanLossGuardHook(Hook):
     """Stop training with an error naming the iteration when a loss is NaN or infinite.
 
@@ -73,7 +70,6 @@ def plot_curves(history: Dict[str, List[Sequence[float]]], metric_key: str, path
     plt.close(fig)
 
 
-@HOOKS.register_module()
 class TrainingCurvesHook(Hook):
     """Record the training loss and a validation metric; plot them when training ends.
 

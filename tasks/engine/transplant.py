@@ -29,7 +29,7 @@ from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 
-from effnet_backbones.registry import HOOKS, MODELS
+from effnet_backbones.registry import MODELS
 from effnet_backbones.spec import check_arch
 from effnet_backbones.transplanting import (TransplantError, TransplantReport, find_backbones,
                                             transplant)
@@ -214,7 +214,6 @@ def grow_checkpoint(checkpoint: str, arch: str, out: str, config: str, mode: str
 # The config hook
 # ---------------------------------------------------------------------------------------------
 
-@HOOKS.register_module()
 class TransplantInitHook(Hook):
     """Fill the model from a trained smaller one before the first training iteration.
 

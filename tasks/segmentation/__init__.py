@@ -1,10 +1,11 @@
 """Semantic segmentation on MMEngine: smp decoders over our EfficientNet encoders.
 
-Importing this package registers, in the ``effnet_backbones`` scope, the model
-(``SegmentationModel``), its batching (``SegDataPreprocessor``), the losses (``DiceLoss``,
-``CrossEntropyLoss``, ``BCELoss``), the dataset (``SegFolderDataset``) and the metric
-(``SegMetric``); configs name them ``'effnet_backbones.<Name>'``.
+Importing this package registers (:mod:`tasks.segmentation.registry`), in the ``effnet_backbones``
+scope, the model (``SegmentationModel``), its batching (``SegDataPreprocessor``), the losses
+(``DiceLoss``, ``CrossEntropyLoss``, ``BCELoss``), the dataset (``SegFolderDataset``) and the
+metric (``SegMetric``); configs name them ``'effnet_backbones.<Name>'``.
 """
+from . import registry  # noqa: F401  (registers the classes below)
 from .data_preprocessor import SegDataPreprocessor
 from .dataset import SegFolderDataset
 from .demo import DEMO_CLASSES, DEMO_DATA_ROOT

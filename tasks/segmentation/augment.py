@@ -1,40 +1,20 @@
-"""Albumentations pipelines from config dicts, applied to image and mask together.
+"""Albumentations pipelines applied to an image and its mask together.
 
-A pipeline is a list such as ``[dict(type='HorizontalFlip', p=0.5), dict(type='OneOf',
-transforms=[dict(type='ElasticTransform'), dict(type='GridDistortion')], p=0.3)]``: ``type``
-names any albumentations transform; ``transforms`` of a composition (OneOf, SomeOf, Sequential)
-nests the same way.
+The steps are the config dicts of :func:`tasks.common.augment.build_transform`; an optional random
+crop comes first and pads small images, marking the padding ``ignore_index`` in the mask.
 """
 from __future__ import annotations
 
-import random
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import albumentations as A
 import numpy as np
 
-__all__ = ['build_transform', 'build_pipeline', 'random_crop', 'apply_pipeline']
+from ..common.augment import build_transform, reseed
+
+__all__ = ['CropSize', 'build_pipeline', 'random_crop', 'apply_pipeline']
 
 CropSize = Union[int, Sequence[int]]
-
-
-def build_transform(cfg: Dict[str, Any]) -> A.BasicTransform:
-    """One albumentations transform from ``dict(type='Name', **kwargs)``."""
-    if not isinstance(cfg, dict) or 'type' not in cfg:
-        raise TypeError(f"a pipeline step must be dict(type='<albumentations transform>', ...), "
-                        f'got {cfg!r}')
-    kwargs = dict(cfg)
-    name = kwargs.pop('type')
-    cls = getattr(A, name, None) if isinstance(name, str) else None
-    if not (isinstance(cls, type) and issubclass(cls, (A.BasicTransform, A.BaseCompose))):
-        raise ValueError(f'pipeline step type {name!r} is not an albumentations transform '
-                         f'(e.g. HorizontalFlip, Affine, RandomBrightnessContrast, OneOf)')
-    if 'transforms' in kwargs:
-        kwargs['transforms'] = [build_transform(child) for child in kwargs['transforms']]
-    try:
-        return cls(**kwargs)
-    except Exception as err:  # albumentations validates with pydantic: say which step failed
-        raise ValueError(f'pipeline step {cfg!r}: {err}') from err
 
 
 def random_crop(crop_size: CropSize, ignore_index: int) -> A.RandomCrop:
@@ -57,9 +37,7 @@ def apply_pipeline(pipeline: Optional[A.Compose], image: np.ndarray,
     """Run ``pipeline`` on an image and its mask (which may be ``None``)."""
     if pipeline is None:
         return image, mask
-    # python's `random` is seeded per DataLoader worker (by torch and by MMEngine); drawing the
-    # albumentations seed from it keeps workers different and runs reproducible
-    pipeline.set_random_seed(random.getrandbits(31))
+    reseed(pipeline)
     if mask is None:
         return pipeline(image=image)['image'], None
     out = pipeline(image=image, mask=mask)

@@ -5,14 +5,11 @@ from typing import Any, Dict
 
 from mmengine.model import BaseDataPreprocessor
 
-from effnet_backbones.registry import MODELS
-
 from .padding import pad_and_stack
 
 __all__ = ['SegDataPreprocessor']
 
 
-@MODELS.register_module()
 class SegDataPreprocessor(BaseDataPreprocessor):
     """Pad images of a batch to a common size (a multiple of ``size_divisor``) and stack them.
 

@@ -8,12 +8,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from effnet_backbones.registry import DATASETS
-
 from .augment import CropSize, apply_pipeline, build_pipeline
-from .intensity import build_intensity_norm
-from .io import (DataError, SamplePaths, check_mask_values, image_size, pair_samples, read_image,
-                 read_mask, to_channels)
+from ..common.intensity import build_intensity_norm
+from ..common.io import DataError, image_size, read_image, to_channels
+from .io import SamplePaths, check_mask_values, pair_samples, read_mask
 from .sample import SegSample
 
 __all__ = ['SegFolderDataset', 'VERIFY_MODES']
@@ -21,7 +19,6 @@ __all__ = ['SegFolderDataset', 'VERIFY_MODES']
 VERIFY_MODES = ('full', 'pairs')
 
 
-@DATASETS.register_module()
 class SegFolderDataset(Dataset):
     """Semantic segmentation data in the project's folder layout.
 
@@ -36,12 +33,12 @@ class SegFolderDataset(Dataset):
         split: subfolder, e.g. 'train' or 'val'.
         classes: class names, index order; their number is the number of classes.
         in_channels: channels the model takes; gray images are repeated, RGB becomes luminance.
-        normalize: :class:`~tasks.segmentation.intensity.IntensityNorm` options, e.g.
+        normalize: :class:`~tasks.common.intensity.IntensityNorm` options, e.g.
             ``dict(mode='minmax', percentiles=(1, 99.8))`` or ``dict(mode='window', center=40,
             width=400)``.
         crop_size: random crop (int or (h, w)) before ``pipeline``; smaller images are padded,
             their padding marked ``ignore_index``. ``None`` keeps whole images.
-        pipeline: albumentations steps, see :mod:`tasks.segmentation.augment`.
+        pipeline: albumentations steps, see :mod:`tasks.common.augment`.
         img_dir: image subfolder name.
         mask_dir: mask subfolder name; ``None`` reads images only (inference).
         ignore_index: mask value excluded from losses and metrics.

@@ -1,28 +1,24 @@
-"""Reading images and masks, and pairing them in the ``{split}/images``, ``{split}/masks`` layout.
+"""Masks of the segmentation layout: pairing ``{split}/images`` with ``{split}/masks``, reading
+class-index masks and checking their values.
 
-Every problem is reported as :class:`DataError` naming the file(s) and what was expected, so a
-bad dataset stops before (or exactly where) it would otherwise fail obscurely.
+Images themselves are read by :mod:`tasks.common.io`; every problem here is reported as its
+:class:`~tasks.common.io.DataError`, naming the file(s) and what was expected.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-__all__ = ['DataError', 'IMAGE_SUFFIXES', 'MASK_SUFFIXES', 'SamplePaths', 'read_image',
-           'read_mask', 'image_size', 'list_images', 'pair_samples', 'check_mask_values',
-           'to_channels']
+from ..common.io import IMAGE_SUFFIXES, DataError, list_images, shorten_list
 
-IMAGE_SUFFIXES = ('.png', '.tif', '.tiff', '.jpg', '.jpeg')
+__all__ = ['MASK_SUFFIXES', 'LAYOUT', 'SamplePaths', 'pair_samples', 'read_mask',
+           'check_mask_values']
+
 MASK_SUFFIXES = ('.png',)
-TIFF_SUFFIXES = ('.tif', '.tiff')
 LAYOUT = 'DATA_ROOT/{split}/images/<name>.<png|tif|tiff|jpg> and DATA_ROOT/{split}/masks/<name>.png'
-
-
-class DataError(ValueError):
-    """A dataset file or folder is missing, unreadable or holds unexpected values."""
 
 
 @dataclass(frozen=True)
@@ -30,22 +26,15 @@ class SamplePaths:
     """An image and its mask (``None`` when the split is read without masks)."""
 
     image: Path
-    mask: 'Path | None'
+    mask: Optional[Path]
 
 
-def _describe(paths: Sequence[Path], limit: int = 5) -> str:
-    names = ', '.join(path.name for path in paths[:limit])
-    return names + (f' and {len(paths) - limit} more' if len(paths) > limit else '')
+def _names(paths: Sequence[Path]) -> str:
+    return shorten_list([path.name for path in paths])
 
 
-def list_images(folder: Path, suffixes: Sequence[str] = IMAGE_SUFFIXES) -> List[Path]:
-    """Files in ``folder`` with one of ``suffixes`` (case-insensitive), sorted by name."""
-    return sorted(path for path in folder.iterdir()
-                  if path.is_file() and path.suffix.lower() in suffixes)
-
-
-def _by_stem(paths: Sequence[Path], folder: Path) -> dict:
-    stems: dict = {}
+def _by_stem(paths: Sequence[Path], folder: Path) -> Dict[str, Path]:
+    stems: Dict[str, Path] = {}
     for path in paths:
         if path.stem in stems:
             raise DataError(f'{folder} holds two files with the stem {path.stem!r}: '
@@ -54,7 +43,7 @@ def _by_stem(paths: Sequence[Path], folder: Path) -> dict:
     return stems
 
 
-def pair_samples(image_dir: Path, mask_dir: 'Path | None') -> List[SamplePaths]:
+def pair_samples(image_dir: Path, mask_dir: Optional[Path]) -> List[SamplePaths]:
     """Pair every image with the mask of the same stem; raise if either side has no partner."""
     if not image_dir.is_dir():
         raise DataError(f'image folder {image_dir} not found; expected {LAYOUT}')
@@ -72,46 +61,11 @@ def pair_samples(image_dir: Path, mask_dir: 'Path | None') -> List[SamplePaths]:
     lonely_masks = [mask_stems[stem] for stem in sorted(set(mask_stems) - set(image_stems))]
     if lonely_images:
         raise DataError(f'{len(lonely_images)} image(s) in {image_dir} have no mask in {mask_dir}: '
-                        f'{_describe(lonely_images)} (expected masks/<same name>.png)')
+                        f'{_names(lonely_images)} (expected masks/<same name>.png)')
     if lonely_masks:
         raise DataError(f'{len(lonely_masks)} mask(s) in {mask_dir} have no image in {image_dir}: '
-                        f'{_describe(lonely_masks)}')
+                        f'{_names(lonely_masks)}')
     return [SamplePaths(image_stems[stem], mask_stems[stem]) for stem in sorted(image_stems)]
-
-
-def _read_raw(path: Path) -> np.ndarray:
-    """Decode a file as stored (8/16-bit, float, gray or colour), or raise DataError."""
-    if not path.is_file():
-        raise DataError(f'{path} not found')
-    try:
-        if path.suffix.lower() in TIFF_SUFFIXES:
-            import tifffile
-            array = tifffile.imread(str(path))
-        else:
-            import cv2
-            array = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-            if array is not None and array.ndim == 3 and array.shape[2] in (3, 4):
-                # cv2 decodes colour as BGR(A)
-                to_rgb = cv2.COLOR_BGR2RGB if array.shape[2] == 3 else cv2.COLOR_BGRA2RGBA
-                array = cv2.cvtColor(array, to_rgb)
-    except Exception as err:  # tifffile raises many types for damaged files
-        raise DataError(f'cannot read {path}: {type(err).__name__}: {err}') from err
-    if array is None or array.size == 0:
-        raise DataError(f'cannot read {path}: not a valid image file (corrupt or truncated?)')
-    return np.asarray(array)
-
-
-def read_image(path: Path) -> np.ndarray:
-    """Read an image as ``(H, W, C)`` in its stored dtype (uint8, uint16, float ...)."""
-    array = _read_raw(path)
-    if array.ndim == 3 and array.shape[0] in (1, 3, 4) and array.shape[2] not in (1, 3, 4):
-        array = array.transpose(1, 2, 0)  # planar TIFF (C, H, W)
-    if array.ndim == 2:
-        array = array[:, :, None]
-    if array.ndim != 3:
-        raise DataError(f'{path} has shape {array.shape}; expected a 2D image, gray (H, W) or '
-                        f'with channels (H, W, C), not a stack')
-    return array
 
 
 def read_mask(path: Path) -> np.ndarray:
@@ -135,11 +89,6 @@ def read_mask(path: Path) -> np.ndarray:
     return array
 
 
-def image_size(array: np.ndarray) -> Tuple[int, int]:
-    """``(height, width)`` of an image or mask array."""
-    return int(array.shape[0]), int(array.shape[1])
-
-
 def check_mask_values(mask: np.ndarray, path: Path, num_classes: int, ignore_index: int) -> None:
     """Raise unless every pixel is a class index ``0..num_classes-1`` or ``ignore_index``."""
     values = np.unique(mask)
@@ -147,19 +96,3 @@ def check_mask_values(mask: np.ndarray, path: Path, num_classes: int, ignore_ind
     if bad.size:
         raise DataError(f'mask {path} holds value(s) {bad[:10].tolist()}; expected class indices '
                         f'0..{num_classes - 1} or {ignore_index} (ignore)')
-
-
-def to_channels(image: np.ndarray, channels: int, path: Path) -> np.ndarray:
-    """Match the model's input channels: gray is repeated; RGB(A) becomes luminance for 1."""
-    have = image.shape[2]
-    if have == 4 and channels != 4:
-        image, have = image[..., :3], 3  # drop alpha
-    if have == channels:
-        return image
-    if have == 1:
-        return np.repeat(image, channels, axis=2)
-    if have == 3 and channels == 1:
-        weights = np.array([0.299, 0.587, 0.114], np.float32)
-        return (image.astype(np.float32) @ weights)[:, :, None].astype(image.dtype)
-    raise DataError(f'{path} has {have} channels but the model takes {channels}; '
-                    f'set in_channels to {have} or convert the images')

@@ -13,8 +13,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 from segmentation_models_pytorch.losses import DiceLoss as SmpDiceLoss
 
-from effnet_backbones.registry import MODELS
-
 __all__ = ['SegLoss', 'DiceLoss', 'CrossEntropyLoss', 'BCELoss']
 
 
@@ -51,7 +49,6 @@ class SegLoss(nn.Module):
         raise NotImplementedError
 
 
-@MODELS.register_module()
 class DiceLoss(SegLoss):
     """Soft Dice over classes present in the batch (smp's DiceLoss), 1 - Dice per class, averaged.
 
@@ -77,7 +74,6 @@ class DiceLoss(SegLoss):
         return self.multiclass(logits, target)
 
 
-@MODELS.register_module()
 class CrossEntropyLoss(SegLoss):
     """Softmax cross-entropy over the classes.
 
@@ -104,7 +100,6 @@ class CrossEntropyLoss(SegLoss):
                                label_smoothing=self.label_smoothing)
 
 
-@MODELS.register_module()
 class BCELoss(SegLoss):
     """Binary cross-entropy with logits: foreground vs background for a single-logit model, or
     one-vs-rest per class for a multi-logit one.

@@ -7,8 +7,6 @@ import numpy as np
 import torch
 from mmengine.evaluator import BaseMetric
 
-from effnet_backbones.registry import METRICS
-
 __all__ = ['SegMetric', 'confusion_matrix', 'dice_iou']
 
 
@@ -31,7 +29,6 @@ def dice_iou(matrix: np.ndarray) -> 'tuple[np.ndarray, np.ndarray]':
     return dice, iou
 
 
-@METRICS.register_module()
 class SegMetric(BaseMetric):
     """Dice and IoU per class and their means (``mDice``, ``mIoU``), plus pixel accuracy ``aAcc``.
 

@@ -20,7 +20,6 @@ DEFAULT_LOSSES = (dict(type='effnet_backbones.DiceLoss'),
                   dict(type='effnet_backbones.CrossEntropyLoss'))
 
 
-@MODELS.register_module()
 class SegmentationModel(BaseModel):
     """An smp decoder (U-Net by default) over :class:`~effnet_backbones.EffNetEncoder`.
 

@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from seg_data import make_dataset
+from tool_loader import ROOT
 from tasks.engine import find_resumable_checkpoint, install_atomic_file_backend, load_from_local
 from tasks.engine.crash_safety import AtomicLocalBackend, is_complete_checkpoint
 
-ROOT = Path(__file__).resolve().parents[1]
 QUICK = ROOT / 'configs' / 'unet_effb0_quick.py'
 
 # Deterministic: fixed 64 px images and crops, no random augmentation or drop path, one process.

@@ -1,18 +1,16 @@
 """tools/train.py, test.py and infer.py on detection configs, unchanged: a 2-iteration run of the
 demo config on a tiny synthetic COCO set, its evaluation and inference; the configs build."""
 import json
-from pathlib import Path
 
 import cv2
 import pytest
 from mmengine.config import Config
 
-from tool_loader import tool
+from tool_loader import ROOT, tool
 from det_data import make_dataset
 from effnet_backbones.registry import MODELS
 from tasks.engine import check_config
 
-ROOT = Path(__file__).resolve().parents[1]
 DEMO = str(ROOT / 'configs/retinanet_effb0_nuclei_demo.py')
 COCO = str(ROOT / 'configs/retinanet_effb3_fpn_coco.py')
 SMALL = {  # the synthetic set: RGB, two classes (all of the JSON's); a narrow FPN; no workers
@@ -24,8 +22,6 @@ SMALL = {  # the synthetic set: RGB, two classes (all of the JSON's); a narrow F
     **{f'{split}_dataloader.dataset.{key}': value for split in ('train', 'val', 'test')
        for key, value in (('classes', None), ('in_channels', 3))},
 }
-
-
 
 
 def options(name):

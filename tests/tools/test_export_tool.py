@@ -1,19 +1,15 @@
 """tools/export.py: a U-Net from a config + checkpoint exported with dynamic sizes, checked against
 PyTorch (<= 1e-4 in float32), and the backbone part alone."""
-from pathlib import Path
 
 import pytest
 import torch
 
-from tool_loader import tool
+from tool_loader import ROOT, tool
 from effnet_backbones.export import run_exported
 from effnet_backbones.registry import MODELS
 from tasks.engine.config import load_config
 
-ROOT = Path(__file__).resolve().parents[1]
 QUICK = str(ROOT / 'configs' / 'unet_effb0_quick.py')
-
-
 
 
 @pytest.fixture(scope='module')

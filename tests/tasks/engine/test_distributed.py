@@ -3,15 +3,14 @@ import os
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 from seg_data import make_dataset
+from tool_loader import ROOT
 from tasks.engine import load_from_local, prepare_train_config
 
-ROOT = Path(__file__).resolve().parents[1]
 QUICK = ROOT / 'configs' / 'unet_effb0_quick.py'
 ITERS = 4
 

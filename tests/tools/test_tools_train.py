@@ -13,15 +13,14 @@ import pytest
 import torch
 
 from effnet_backbones.registry import MODELS
-from tool_loader import tool
 from seg_data import make_dataset
+from tasks.common.io import DataError
 from tasks.engine import (ConfigKeyError, NonFiniteLossError, load_from_local,
                           prepare_train_config, train)
 from tasks.engine import config as engine_config
-from tasks.segmentation.io import DataError
+from tool_loader import ROOT, tool
 from tasks.segmentation.losses import SegLoss
 
-ROOT = Path(__file__).resolve().parents[1]
 QUICK = str(ROOT / 'configs/unet_effb0_quick.py')
 MAIN = str(ROOT / 'configs/unet_effb4_medical.py')
 SMALL = {  # 2 images of 64 px per batch, no worker processes, a narrow decoder
@@ -33,8 +32,6 @@ SMALL = {  # 2 images of 64 px per batch, no worker processes, a narrow decoder
     'train_cfg.val_interval': 2, 'default_hooks.checkpoint.interval': 2,
     'default_hooks.logger.interval': 1,
 }
-
-
 
 
 def options(name, **extra):

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from det_data import ann, image_entry, make_dataset, write_coco
+from tasks.common.io import DataError
 from tasks.detection import CocoDetDataset, DataWarning, DetDataPreprocessor
 from tasks.detection.demo import DEMO_CLASSES, DEMO_DATA_ROOT
 from tasks.segmentation.demo import DEMO_DATA_ROOT as SEG_DEMO_ROOT
-from tasks.segmentation.io import DataError
 
 
 def boxes_of(sample):
