@@ -1,9 +1,10 @@
 """EfficientNet B0-B7 as exact, fast, multi-scale backbones for dense prediction."""
-from .backbone import EfficientNet, TapInfo
+from .backbone import EfficientNet
 from .adapters.smp import EffNetEncoder, create_smp_model  # registers smp encoders effnet-b0 ... b7
 from .adapters.torchvision import EffNetFPN, efficientnet_fpn_backbone  # torchvision detectors
 from .classifier import EfficientNetClassifier
-from .factory import create_backbone, list_backbones
+from .factory import build_backbone, create_backbone, list_backbones
+from .features import FeatureInfo, TapInfo
 from .registry import MODELS
 from .spec import ARCHS, SCALING, build_plan
 from .transplanting import TransplantError, TransplantReport, transplant
@@ -11,7 +12,7 @@ from .weights import load_pretrained, save_backbone
 
 __version__ = '0.1.0'
 
-__all__ = ['EfficientNet', 'TapInfo', 'EfficientNetClassifier', 'create_backbone',
-           'list_backbones', 'MODELS', 'ARCHS', 'SCALING', 'build_plan',
+__all__ = ['EfficientNet', 'TapInfo', 'FeatureInfo', 'EfficientNetClassifier', 'create_backbone',
+           'build_backbone', 'list_backbones', 'EffNetEncoder', 'create_smp_model', 'MODELS', 'ARCHS', 'SCALING', 'build_plan',
            'load_pretrained', 'save_backbone', 'transplant', 'TransplantReport',
            'TransplantError', 'EffNetFPN', 'efficientnet_fpn_backbone', '__version__']

@@ -1,20 +1,20 @@
 """The multi-scale EfficientNet backbone: stem, stages up to the deepest tap, optional scSE taps."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 
-from .blocks import build_stage, set_memory_efficient
-from .layers import (PADDING_MODES, SCSE, ConvNormAct, is_norm, resolve_act_layer,
+from .blocks import build_stage
+from .features import FeatureInfo, TapInfo
+from .layers import (PADDING_MODES, SCSE, Conv2dSame, ConvNormAct, is_norm, resolve_act_layer,
                      resolve_norm_layer)
 from .layers.checkpoint import checkpoint_module
-from .spec import ARCHS, TAP_STAGES, NetworkPlan, build_plan, check_arch
+from .spec import TAP_STAGES, NetworkPlan, build_plan, check_arch
 
-__all__ = ['EfficientNet', 'TapInfo', 'default_norm_args', 'build_body', 'init_weights',
-           'MIN_INPUT_SIZE', 'NUM_LEVELS']
+__all__ = ['EfficientNet', 'TapInfo', 'FeatureInfo', 'default_norm_args', 'build_body',
+           'init_weights', 'MIN_INPUT_SIZE', 'NUM_LEVELS']
 
 NUM_LEVELS = len(TAP_STAGES)
 MIN_INPUT_SIZE = 32
@@ -24,27 +24,18 @@ NormSpec = Union[str, Dict[str, Any], Callable[[int], nn.Module]]
 ActSpec = Union[str, Callable[[], nn.Module]]
 
 
-@dataclass(frozen=True)
-class TapInfo:
-    """One tap of the backbone: its feature level (0..4), channels, stride and producing module."""
-
-    level: int
-    channels: int
-    stride: int
-    module: str
-
-
 def default_norm_args(arch: str) -> Tuple[float, float]:
     """BN (eps, momentum) torchvision uses for ``arch``: 1e-5/0.1 for b0-b4, 1e-3/0.01 for b5-b7."""
     return (1e-3, 0.01) if check_arch(arch) in ('b5', 'b6', 'b7') else (1e-5, 0.1)
 
 
 def build_body(plan: NetworkPlan, num_stages: int, in_chans: int, norm_layer: Callable[[int], nn.Module],
-               act_layer: Callable[[], nn.Module], padding: str) -> Tuple[nn.Module, nn.ModuleList]:
+               act_layer: Callable[[], nn.Module], padding: str,
+               memory_efficient: bool = False) -> Tuple[nn.Module, nn.ModuleList]:
     """Build the stem and the first ``num_stages`` stages of ``plan``."""
     stem = ConvNormAct(in_chans, plan.stem_channels, 3, norm_layer, act_layer, stride=2,
-                       padding=padding)
-    stages = nn.ModuleList(build_stage(blocks, norm_layer, act_layer, padding)
+                       padding=padding, memory_efficient=memory_efficient)
+    stages = nn.ModuleList(build_stage(blocks, norm_layer, act_layer, padding, memory_efficient)
                            for blocks in plan.stages[:num_stages])
     return stem, stages
 
@@ -81,21 +72,6 @@ def _check_out_indices(out_indices: Sequence[int]) -> Tuple[int, ...]:
     return indices
 
 
-def _pretrained_from_init_cfg(pretrained: Any, source: str, init_cfg: Optional[Dict[str, Any]]
-                              ) -> Tuple[Any, str, Optional[str]]:
-    if pretrained is False:  # timm/smp spelling of "no weights"
-        pretrained = None
-    if init_cfg is None:
-        return pretrained, source, None
-    if not isinstance(init_cfg, dict) or init_cfg.get('type') != 'Pretrained' \
-            or 'checkpoint' not in init_cfg:
-        raise ValueError(f"init_cfg must be dict(type='Pretrained', checkpoint=PATH_OR_NAME"
-                         f"[, source=...]), got {init_cfg!r}")
-    if pretrained is not None:
-        raise ValueError(f'give pretrained={pretrained!r} or init_cfg={init_cfg!r}, not both')
-    return init_cfg['checkpoint'], init_cfg.get('source', source), init_cfg.get('prefix')
-
-
 def _check_scse(scse: Union[bool, Sequence[bool]], num_taps: int) -> Tuple[bool, ...]:
     if isinstance(scse, bool):
         return (scse,) * num_taps
@@ -116,6 +92,14 @@ def _check_with_cp(with_cp: Union[bool, str]) -> Optional[str]:
         return with_cp
     raise ValueError(f'with_cp must be False, True (= "stage") or one of {WITH_CP_MODES}, '
                      f'got {with_cp!r}')
+
+
+def _set_stride_and_dilation(conv: nn.Conv2d, stride: int, dilation: int) -> None:
+    """Re-plan a conv built by ``create_conv2d`` for another stride and dilation."""
+    conv.stride = (stride, stride)
+    conv.dilation = (dilation, dilation)
+    if not isinstance(conv, Conv2dSame):  # Conv2dSame pads at run time from these
+        conv.padding = tuple((k - 1) * dilation // 2 for k in conv.kernel_size)
 
 
 class EfficientNet(nn.Module):
@@ -143,14 +127,11 @@ class EfficientNet(nn.Module):
         with_cp: activation checkpointing, False, True/'stage' (per stage) or 'block'.
         memory_efficient: save fewer activations in training without recomputing convolutions
             (fused norm + activation, fused SE gate + projection); same outputs and gradients.
-        pretrained: weights to load after building: a file, a state dict or a hub name (see
-            :func:`effnet_backbones.weights.load_pretrained`). Unless given explicitly, ``padding``,
-            ``norm_eps`` and ``norm_momentum`` then follow the source (TF ports: 'same', 1e-3).
-        source: where ``pretrained`` comes from: 'auto', 'torchvision', 'timm', 'timm_tf',
-            'effnet_backbones'.
-        init_cfg: MMEngine-style ``dict(type='Pretrained', checkpoint=PATH, source=...,
-            prefix='backbone.')``, an alternative spelling of ``pretrained``; ``prefix`` picks the
-            backbone out of a whole detector or segmentation checkpoint.
+
+    Pretrained weights are loaded by the builders, :func:`effnet_backbones.create_backbone` and the
+    registry entry ``type='effnet_backbones.EfficientNet'`` (which also take ``pretrained``,
+    ``source`` and MMEngine's ``init_cfg``): they pick the padding and BN settings the weights were
+    made with, build this class, then load.
     """
 
     def __init__(self, arch: str = 'b0', out_indices: Sequence[int] = (1, 2, 3, 4),
@@ -158,22 +139,11 @@ class EfficientNet(nn.Module):
                  in_chans: int = 3, drop_path_rate: float = 0.0, frozen_stages: int = -1,
                  norm_eval: bool = False, norm_layer: NormSpec = 'bn',
                  norm_eps: Optional[float] = None, norm_momentum: Optional[float] = None,
-                 act_layer: ActSpec = 'swish', padding: Optional[str] = None,
+                 act_layer: ActSpec = 'swish', padding: str = 'symmetric',
                  output_stride: int = 32, with_cp: Union[bool, str] = False,
-                 memory_efficient: bool = False,
-                 pretrained: Optional[Union[str, Dict[str, Any]]] = None, source: str = 'auto',
-                 init_cfg: Optional[Dict[str, Any]] = None) -> None:
+                 memory_efficient: bool = False) -> None:
         super().__init__()
         self.arch = check_arch(arch)
-        pretrained, source, prefix = _pretrained_from_init_cfg(pretrained, source, init_cfg)
-        self.pretrained, self.source, self.pretrained_prefix = pretrained, source, prefix
-        if pretrained is not None:
-            from .weights import source_defaults  # weights import torchvision/timm helpers lazily
-            defaults = source_defaults(pretrained, source, self.arch, prefix)
-            padding = defaults.get('padding', 'symmetric') if padding is None else padding
-            norm_eps = defaults.get('norm_eps') if norm_eps is None else norm_eps
-            norm_momentum = defaults.get('norm_momentum') if norm_momentum is None else norm_momentum
-        padding = 'symmetric' if padding is None else padding
         self.out_indices = _check_out_indices(out_indices)
         if not isinstance(in_chans, int) or isinstance(in_chans, bool) or in_chans < 1:
             raise ValueError(f'in_chans must be a positive int, got {in_chans!r}')
@@ -185,19 +155,19 @@ class EfficientNet(nn.Module):
         self.padding = padding
         self.norm_eval = bool(norm_eval)
         self.with_cp = _check_with_cp(with_cp)
+        self.memory_efficient = bool(memory_efficient)
         default_eps, default_momentum = default_norm_args(self.arch)
         self.norm_eps = default_eps if norm_eps is None else norm_eps
         self.norm_momentum = default_momentum if norm_momentum is None else norm_momentum
 
         self.plan = build_plan(self.arch, drop_path_rate=drop_path_rate, output_stride=output_stride)
         self.output_stride = output_stride
-        num_stages = TAP_STAGES[self.out_indices[-1]] + 1
-        norm_factory = resolve_norm_layer(norm_layer, self.norm_eps, self.norm_momentum)
-        act_factory = resolve_act_layer(act_layer)
-        self.stem, self.stages = build_body(self.plan, num_stages, in_chans, norm_factory,
-                                            act_factory, padding)
-        self.memory_efficient = bool(memory_efficient)
-        set_memory_efficient(self, self.memory_efficient)
+        tap_stages = self.plan.tap_stages
+        num_stages = tap_stages[self.out_indices[-1]] + 1
+        self.stem, self.stages = build_body(
+            self.plan, num_stages, in_chans, resolve_norm_layer(norm_layer, self.norm_eps,
+                                                                self.norm_momentum),
+            resolve_act_layer(act_layer), padding, self.memory_efficient)
 
         scse_flags = _check_scse(scse, len(self.out_indices))
         if not isinstance(scse_reduction, int) or isinstance(scse_reduction, bool) or scse_reduction < 1:
@@ -206,12 +176,9 @@ class EfficientNet(nn.Module):
             SCSE(self.plan.level_channels(level), scse_reduction) if flag else nn.Identity()
             for level, flag in zip(self.out_indices, scse_flags))
         self.scse = scse_flags
-        self.feature_info: Tuple[TapInfo, ...] = tuple(
-            TapInfo(level=level, channels=self.plan.level_channels(level),
-                    stride=self.plan.level_stride(level), module=f'stages.{TAP_STAGES[level]}')
-            for level in self.out_indices)
+        self.feature_info = self._describe_taps()
         # stage index -> position in the output list, for the forward loop
-        self._tap_slots: Dict[int, int] = {TAP_STAGES[level]: slot
+        self._tap_slots: Dict[int, int] = {tap_stages[level]: slot
                                            for slot, level in enumerate(self.out_indices)}
 
         if not isinstance(frozen_stages, int) or not -1 <= frozen_stages <= num_stages:
@@ -230,6 +197,14 @@ class EfficientNet(nn.Module):
         self.init_weights()
 
     # ------------------------------------------------------------------ description
+    def _describe_taps(self) -> FeatureInfo:
+        tap_stages = self.plan.tap_stages
+        return FeatureInfo([
+            TapInfo(level=level, channels=self.plan.level_channels(level),
+                    stride=self.plan.level_stride(level),
+                    module=f'taps.{slot}' if flag else f'stages.{tap_stages[level]}')
+            for slot, (level, flag) in enumerate(zip(self.out_indices, self.scse))])
+
     @property
     def out_channels(self) -> List[int]:
         """Channels of each returned tap, shallow to deep."""
@@ -241,14 +216,54 @@ class EfficientNet(nn.Module):
         return [info.stride for info in self.feature_info]
 
     def init_weights(self) -> None:
-        """Initialise all weights (torchvision's scheme), load ``pretrained`` if set, re-apply freezing."""
+        """Initialise all weights (torchvision's scheme) and re-apply freezing."""
         init_weights(self)
-        if self.pretrained is not None:
-            from .weights import load_pretrained
-            load_pretrained(self, self.pretrained, source=self.source, prefix=self.pretrained_prefix)
         self._freeze_stages()
         # MMEngine's runner calls init_weights() on children unless they say they are initialised
         self.is_init = True
+
+    # ------------------------------------------------------------------ in-place changes
+    def set_in_chans(self, in_chans: int, adapt_weights: bool = True) -> None:
+        """Change the number of input channels in place (smp's ``set_in_channels``).
+
+        Args:
+            in_chans: new number of input channels.
+            adapt_weights: derive the new stem kernel from the current RGB one
+                (:func:`effnet_backbones.weights.adapt_stem_weight`); otherwise draw it afresh.
+        """
+        if not isinstance(in_chans, int) or isinstance(in_chans, bool) or in_chans < 1:
+            raise ValueError(f'in_chans must be a positive int, got {in_chans!r}')
+        if in_chans == self.in_chans:
+            return
+        from .weights.stem import adapt_stem_weight
+
+        conv = self.stem.conv
+        old = conv.weight.detach()
+        if adapt_weights:
+            weight = adapt_stem_weight(old, in_chans)
+        else:
+            weight = old.new_empty((old.shape[0], in_chans, *old.shape[2:]))
+            nn.init.kaiming_normal_(weight, mode='fan_out')
+        conv.weight = nn.Parameter(weight)
+        conv.in_channels = in_chans
+        self.in_chans = in_chans
+        self.config['in_chans'] = in_chans
+        self._freeze_stages()
+
+    def set_output_stride(self, output_stride: int) -> None:
+        """Trade the deepest strides for dilations in place (smp's ``make_dilated``); no weight
+        changes shape, so trained weights stay valid."""
+        if output_stride == self.output_stride:
+            return
+        plan = build_plan(self.arch, drop_path_rate=self.config['drop_path_rate'],
+                          output_stride=output_stride)
+        for stage, specs in zip(self.stages, plan.stages):
+            for block, spec in zip(stage, specs):
+                _set_stride_and_dilation(block.depthwise.conv, spec.stride, spec.dilation)
+        self.plan = plan
+        self.output_stride = output_stride
+        self.config['output_stride'] = output_stride
+        self.feature_info = self._describe_taps()
 
     # ------------------------------------------------------------------ training behaviour
     def _frozen_modules(self) -> List[nn.Module]:

@@ -10,7 +10,7 @@ from .layers import ActFactory, ConvNormAct, DropPath, NormFactory, SqueezeExcit
 from .layers.memory_efficient import gate_project, norm_act_conv
 from .spec import BlockSpec
 
-__all__ = ['MBConv', 'build_stage', 'set_memory_efficient']
+__all__ = ['MBConv', 'build_stage']
 
 
 class MBConv(nn.Module):
@@ -26,25 +26,29 @@ class MBConv(nn.Module):
         norm_layer: ``factory(channels)`` for every norm of the block.
         act_layer: ``factory()`` for the expansion, depthwise and SE activations.
         padding: 'symmetric' or TF 'same'.
+        memory_efficient: save fewer activations in training (fused norm + activation, fused
+            SE gate + projection); same outputs and gradients.
     """
 
     def __init__(self, spec: BlockSpec, norm_layer: NormFactory, act_layer: ActFactory,
-                 padding: str = 'symmetric') -> None:
+                 padding: str = 'symmetric', memory_efficient: bool = False) -> None:
         super().__init__()
         mid = spec.mid_channels
         self.has_skip = spec.has_skip
-        self.expand = (ConvNormAct(spec.in_channels, mid, 1, norm_layer, act_layer)
+        self.expand = (ConvNormAct(spec.in_channels, mid, 1, norm_layer, act_layer,
+                                   memory_efficient=memory_efficient)
                        if spec.expand_ratio != 1 else nn.Identity())
         self.depthwise = ConvNormAct(mid, mid, spec.kernel_size, norm_layer, act_layer,
                                      stride=spec.stride, dilation=spec.dilation, groups=mid,
-                                     padding=padding)
+                                     padding=padding, memory_efficient=memory_efficient)
         self.se = SqueezeExcite(mid, spec.se_channels, act_layer)
-        self.project = ConvNormAct(mid, spec.out_channels, 1, norm_layer, None)
+        self.project = ConvNormAct(mid, spec.out_channels, 1, norm_layer, None,
+                                   memory_efficient=memory_efficient)
         self.drop_path = DropPath(spec.drop_path) if self.has_skip else nn.Identity()
-        self.memory_efficient = False
+        self.memory_efficient = bool(memory_efficient)
 
     def _forward_memory_efficient(self, x: torch.Tensor) -> torch.Tensor:
-        if isinstance(self.expand, ConvNormAct) and self.expand.fusable:
+        if isinstance(self.expand, ConvNormAct) and self.expand.fuses_norm_act():
             # the expanded activation is recomputed in backward instead of being kept
             out = self.depthwise.finish(norm_act_conv(self.expand.conv(x), self.expand.norm,
                                                       self.expand.act, self.depthwise.conv))
@@ -64,14 +68,8 @@ class MBConv(nn.Module):
 
 
 def build_stage(blocks: Sequence[BlockSpec], norm_layer: NormFactory, act_layer: ActFactory,
-                padding: str) -> nn.Sequential:
+                padding: str, memory_efficient: bool = False) -> nn.Sequential:
     """One stage as an ``nn.Sequential`` of MBConv blocks."""
-    modules: List[nn.Module] = [MBConv(spec, norm_layer, act_layer, padding) for spec in blocks]
+    modules: List[nn.Module] = [MBConv(spec, norm_layer, act_layer, padding, memory_efficient)
+                                for spec in blocks]
     return nn.Sequential(*modules)
-
-
-def set_memory_efficient(module: nn.Module, enabled: bool = True) -> None:
-    """Switch every MBConv and ConvNormAct inside ``module`` to (or from) the memory-efficient path."""
-    for sub in module.modules():
-        if isinstance(sub, (MBConv, ConvNormAct)):
-            sub.memory_efficient = enabled

@@ -1,12 +1,18 @@
-"""``create_backbone`` and ``list_backbones``: the timm-style entry points."""
+"""The builders: ``create_backbone`` / ``list_backbones`` (timm-style) and ``build_backbone`` (the
+registry's ``EfficientNet`` entry).
+
+Like timm's ``build_model_with_cfg`` and torchvision's builder functions, they read the weights
+first, take from them the settings the weights were made with (TF ports: 'same' padding, BN eps
+1e-3; our own files: every saved option), build a plain :class:`EfficientNet`, then load.
+"""
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from .backbone import EfficientNet
 from .spec import ARCHS, check_arch
 
-__all__ = ['create_backbone', 'list_backbones']
+__all__ = ['create_backbone', 'build_backbone', 'list_backbones']
 
 DEFAULT_NAME = 'efficientnet_b0'
 
@@ -23,30 +29,54 @@ def _arch_of_name(name: str) -> str:
         raise ValueError(f'unknown backbone {name!r}; valid: {", ".join(list_backbones())}') from None
 
 
-def _arch_of_weights(pretrained: Any, source: str) -> str:
-    """The variant of ``pretrained`` when no name is given: from its name or tensor shapes."""
-    from .weights import detect_variant
+def _weights_request(pretrained: Any, source: str, init_cfg: Optional[Dict[str, Any]]
+                     ) -> Tuple[Any, str, Optional[str]]:
+    """(checkpoint, source, prefix) from ``pretrained`` or MMEngine's ``init_cfg``."""
+    if pretrained is False:  # timm/smp spelling of "no weights"
+        pretrained = None
+    if init_cfg is None:
+        return pretrained, source, None
+    if not isinstance(init_cfg, dict) or init_cfg.get('type') != 'Pretrained' \
+            or 'checkpoint' not in init_cfg:
+        raise ValueError(f"init_cfg must be dict(type='Pretrained', checkpoint=PATH_OR_NAME"
+                         f"[, source=..., prefix=...]), got {init_cfg!r}")
+    if pretrained is not None:
+        raise ValueError(f'give pretrained={pretrained!r} or init_cfg={init_cfg!r}, not both')
+    return init_cfg['checkpoint'], init_cfg.get('source', source), init_cfg.get('prefix')
 
-    if pretrained is True:
-        raise ValueError('create_backbone(pretrained=True) needs a name, e.g. '
-                         "create_backbone('efficientnet_b4', pretrained=True)")
-    arch = detect_variant(pretrained, source)
-    if arch is None:
-        raise ValueError(f'cannot tell which variant {pretrained!r} holds; give the name, e.g. '
-                         f"create_backbone('efficientnet_b4', pretrained=...)")
-    return arch
 
+def build_backbone(arch: str = 'b0', pretrained: Any = None, source: str = 'auto',
+                   init_cfg: Optional[Dict[str, Any]] = None, **options: Any) -> EfficientNet:
+    """Build ``EfficientNet(arch, **options)`` and load ``pretrained`` (or ``init_cfg``) into it.
 
-def _saved_options(pretrained: Any, name: Optional[str]) -> Dict[str, Any]:
-    """Options stored in our own checkpoint format (arch included), checked against ``name``."""
-    from .weights import checkpoint_config
+    This is what ``dict(type='effnet_backbones.EfficientNet', ...)`` builds in MMEngine configs.
+    The checkpoint is read once; unless given, ``padding``, ``norm_eps`` and ``norm_momentum``
+    follow it (see :func:`effnet_backbones.weights.settings_of`).
 
-    saved = checkpoint_config(pretrained) or {}
-    if name is not None and 'arch' in saved and _arch_of_name(name) != check_arch(saved['arch']):
-        raise ValueError(f'create_backbone({name!r}) disagrees with {pretrained!r}, which holds an '
-                         f"efficientnet_{check_arch(saved['arch'])} backbone; drop the name to "
-                         f'rebuild the saved backbone, or pass weights of {name}')
-    return saved
+    Args:
+        arch: 'b0' ... 'b7'.
+        pretrained: a file, state dict, hub name, URL or True (see
+            :func:`effnet_backbones.weights.load_pretrained`); None or False for none.
+        source: 'auto', 'torchvision', 'timm', 'timm_tf' or 'effnet_backbones'.
+        init_cfg: MMEngine's ``dict(type='Pretrained', checkpoint=..., source=..., prefix=...)``;
+            ``prefix`` picks the backbone out of a whole detector or segmentor checkpoint.
+        **options: keyword arguments of :class:`EfficientNet`.
+    """
+    checkpoint, source, prefix = _weights_request(pretrained, source, init_cfg)
+    if checkpoint is None:
+        return EfficientNet(arch, **options)
+    # weights import torchvision/timm helpers lazily; a model without weights needs none of them
+    from .weights import load_pretrained, read_checkpoint, select_prefix, settings_of
+
+    ckpt = read_checkpoint(checkpoint, source, arch)
+    if prefix:
+        ckpt = select_prefix(ckpt, prefix)
+    for key, value in settings_of(ckpt, source, arch).items():
+        if options.get(key) is None:
+            options[key] = value
+    model = EfficientNet(arch, **options)
+    load_pretrained(model, ckpt, source=source)
+    return model
 
 
 def create_backbone(name: Optional[str] = None, pretrained: Any = None, source: str = 'auto',
@@ -66,17 +96,26 @@ def create_backbone(name: Optional[str] = None, pretrained: Any = None, source: 
         raise TypeError(f'create_backbone({name!r}) got arch={options["arch"]!r}; the name sets the arch')
     if pretrained is False:  # timm's spelling of "no weights"
         pretrained = None
-    saved = _saved_options(pretrained, name) if pretrained is not None else {}
-    if name is not None:
-        arch = _arch_of_name(name)
-    elif 'arch' in saved:
-        arch = check_arch(saved['arch'])
-    elif pretrained is not None:
-        arch = _arch_of_weights(pretrained, source)
-    else:
-        arch = _arch_of_name(DEFAULT_NAME)
-    return EfficientNet(arch=arch, pretrained=pretrained, source=source,
-                        **_merge_options(saved, options))
+    arch = _arch_of_name(name) if name is not None else None
+    if pretrained is None:
+        return build_backbone(arch or _arch_of_name(DEFAULT_NAME), **options)
+    if pretrained is True and arch is None:
+        raise ValueError('create_backbone(pretrained=True) needs a name, e.g. '
+                         "create_backbone('efficientnet_b4', pretrained=True)")
+    from .weights import checkpoint_config, detect_variant, read_checkpoint
+
+    ckpt = read_checkpoint(pretrained, source, arch)
+    saved = checkpoint_config(ckpt) or {}
+    saved_arch = check_arch(saved['arch']) if 'arch' in saved else None
+    if arch is not None and saved_arch is not None and arch != saved_arch:
+        raise ValueError(f'create_backbone({name!r}) disagrees with {ckpt.name!r}, which holds an '
+                         f'efficientnet_{saved_arch} backbone; drop the name to rebuild the saved '
+                         f'backbone, or pass weights of {name}')
+    arch = arch or saved_arch or detect_variant(ckpt, source)
+    if arch is None:
+        raise ValueError(f'cannot tell which variant {ckpt.name!r} holds; give the name, e.g. '
+                         f"create_backbone('efficientnet_b4', pretrained=...)")
+    return build_backbone(arch, pretrained=ckpt, source=source, **_merge_options(saved, options))
 
 
 def _merge_options(saved: Dict[str, Any], options: Dict[str, Any]) -> Dict[str, Any]:

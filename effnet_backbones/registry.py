@@ -1,8 +1,13 @@
-"""MMEngine registry of the ``effnet_backbones`` scope.
+"""MMEngine registry of the ``effnet_backbones`` scope, and every library entry in it.
 
 MMEngine resolves a scoped type ``'effnet_backbones.EfficientNet'`` by importing
 ``effnet_backbones.registry`` and looking for a child of its root ``MODELS`` with this scope, so a
 config in any scope (mmdet's, mmseg's, the root) can build our models without importing us first.
+
+``EfficientNet`` is registered as its builder, :func:`effnet_backbones.factory.build_backbone`, so
+that ``pretrained`` and ``init_cfg=dict(type='Pretrained', ...)`` in a config are loaded after the
+model is built with the weights' settings, whichever scope builds it. The task packages
+(``tasks/*/registry.py``) add their models, datasets, metrics and hooks to the same scope.
 """
 from mmengine.registry import DATASETS as MMENGINE_DATASETS
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
@@ -10,13 +15,13 @@ from mmengine.registry import METRICS as MMENGINE_METRICS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import Registry, build_model_from_cfg
 
-from .backbone import EfficientNet
+from .adapters.torchvision import EffNetFPN
 from .classifier import EfficientNetClassifier
+from .factory import build_backbone
 
 __all__ = ['MODELS', 'DATASETS', 'METRICS', 'HOOKS', 'SCOPE']
 
 SCOPE = 'effnet_backbones'
-
 
 
 def _build_in_our_scope(cfg, registry, default_args=None):
@@ -33,8 +38,9 @@ def _build_in_our_scope(cfg, registry, default_args=None):
 
 
 MODELS = Registry('model', parent=MMENGINE_MODELS, scope=SCOPE, build_func=_build_in_our_scope)
-MODELS.register_module(module=EfficientNet)
+MODELS.register_module(name='EfficientNet', module=build_backbone)
 MODELS.register_module(module=EfficientNetClassifier)
+MODELS.register_module(module=EffNetFPN)
 
 # filled by the task packages (tasks/*), which register their datasets, metrics and hooks here
 DATASETS = Registry('dataset', parent=MMENGINE_DATASETS, scope=SCOPE)

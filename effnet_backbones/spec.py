@@ -12,7 +12,7 @@ from typing import Dict, List, Sequence, Tuple
 __all__ = [
     'StageSpec', 'Scaling', 'BlockSpec', 'NetworkPlan', 'B0_STAGES', 'SCALING', 'ARCHS',
     'TAP_STAGES', 'TAP_STRIDES', 'STEM_CHANNELS', 'HEAD_CHANNELS', 'make_divisible',
-    'scale_width', 'scale_depth', 'check_arch', 'build_plan',
+    'scale_width', 'scale_depth', 'check_arch', 'tap_stages', 'build_plan',
 ]
 
 
@@ -74,10 +74,28 @@ SCALING: Dict[str, Scaling] = {
 }
 ARCHS: Tuple[str, ...] = tuple(SCALING)
 
-#: Feature levels 0..4 are the outputs of these stages; their nominal strides follow.
-TAP_STAGES: Tuple[int, ...] = (0, 1, 2, 4, 6)
-TAP_STRIDES: Tuple[int, ...] = (2, 4, 8, 16, 32)
 STEM_STRIDE = 2
+
+
+def tap_stages(stage_table: Sequence[StageSpec]) -> Tuple[int, ...]:
+    """Stages whose outputs are feature levels: the last stage before each stride change, and
+    the last stage (timm's rule for ``features_only``). B0's table gives (0, 1, 2, 4, 6)."""
+    return tuple(index for index, row in enumerate(stage_table)
+                 if index == len(stage_table) - 1 or stage_table[index + 1].stride > 1)
+
+
+def tap_strides(stage_table: Sequence[StageSpec]) -> Tuple[int, ...]:
+    """Nominal stride (output stride 32) of each feature level of ``stage_table``."""
+    strides, stride = [], STEM_STRIDE
+    for row in stage_table:
+        stride *= row.stride
+        strides.append(stride)
+    return tuple(strides[index] for index in tap_stages(stage_table))
+
+
+#: Feature levels 0..4 are the outputs of these stages; their nominal strides follow.
+TAP_STAGES: Tuple[int, ...] = tap_stages(B0_STAGES)
+TAP_STRIDES: Tuple[int, ...] = tap_strides(B0_STAGES)
 
 
 def make_divisible(value: float, divisor: int = 8) -> int:
@@ -147,8 +165,10 @@ class NetworkPlan:
     stem_channels: int
     stages: Tuple[Tuple[BlockSpec, ...], ...]
     head_channels: int
-    #: Stride of each stage's output (after output-stride planning) and of the stem.
+    #: Stride of each stage's output (after output-stride planning).
     stage_strides: Tuple[int, ...]
+    #: Stages whose outputs are feature levels 0..4 (see :func:`tap_stages`).
+    tap_stages: Tuple[int, ...] = TAP_STAGES
 
     @property
     def blocks(self) -> List[BlockSpec]:
@@ -160,13 +180,18 @@ class NetworkPlan:
         """Output channels of each stage."""
         return tuple(stage[-1].out_channels for stage in self.stages)
 
+    @property
+    def num_levels(self) -> int:
+        """Number of feature levels (5 for the EfficientNet table)."""
+        return len(self.tap_stages)
+
     def level_channels(self, level: int) -> int:
         """Channels of feature level ``level`` (0..4)."""
-        return self.stage_channels[TAP_STAGES[level]]
+        return self.stage_channels[self.tap_stages[level]]
 
     def level_stride(self, level: int) -> int:
         """Stride of feature level ``level`` (0..4) given the planned output stride."""
-        return self.stage_strides[TAP_STAGES[level]]
+        return self.stage_strides[self.tap_stages[level]]
 
 
 def build_plan(arch: str, drop_path_rate: float = 0.0, output_stride: int = 32,
@@ -214,5 +239,5 @@ def build_plan(arch: str, drop_path_rate: float = 0.0, output_stride: int = 32,
         stage_strides.append(current_stride)
     return NetworkPlan(arch=arch, scaling=scaling, stem_channels=stem_channels,
                        stages=tuple(stages), head_channels=scale_width(HEAD_CHANNELS, scaling.width),
-                       stage_strides=tuple(stage_strides))
+                       stage_strides=tuple(stage_strides), tap_stages=tap_stages(stage_table))
 

@@ -464,18 +464,19 @@ def _collect_parts(growth: Mapping[str, Growth], backbones: Mapping[str, Tuple[B
 # ---------------------------------------------------------------------------------------------
 
 def _classifier_from_checkpoint(checkpoint: Any, source: str) -> EfficientNetClassifier:
-    from .weights import convert_state_dict, load_pretrained, read_checkpoint, source_defaults, \
+    from .weights import convert_state_dict, load_pretrained, read_checkpoint, settings_of, \
         variants_of
 
-    ours = convert_state_dict(read_checkpoint(checkpoint, source).state_dict, source)
+    ckpt = read_checkpoint(checkpoint, source)
+    ours = convert_state_dict(ckpt.state_dict, source)
     fits = variants_of(ours)
     if len(fits) != 1 or 'classifier.weight' not in ours:
         raise TransplantError('the checkpoint is not a whole EfficientNet classifier '
                               f'(it fits {fits or "no variant"}, classifier '
                               f'{"present" if "classifier.weight" in ours else "absent"})')
     model = EfficientNetClassifier(fits[0], num_classes=ours['classifier.weight'].shape[0],
-                                   **source_defaults(checkpoint, source, fits[0]))
-    load_pretrained(model, checkpoint, source=source)
+                                   **settings_of(ckpt, source, fits[0]))
+    load_pretrained(model, ckpt, source=source)
     return model
 
 

@@ -107,8 +107,20 @@ def test_gate_project_matches_plain_ops():
 
 
 def test_syncbn_falls_back_to_the_plain_norm():
-    model = EfficientNet('b0', norm_layer='syncbn', memory_efficient=True)
-    assert not model.stem.fusable and model.stages[1][0].memory_efficient
+    model = EfficientNet('b0', norm_layer='syncbn', memory_efficient=True).train()
+    assert model.stages[1][0].memory_efficient and not model.stem.fuses_norm_act()
+
+
+def test_syncbn_converted_after_construction_trains_like_the_plain_path():
+    # MMEngine's sync_bn='torch' converts the norms of a built model; the fused path must see the
+    # live norm, or its backward runs SyncBN a second time (two statistics updates, and on GPUs
+    # an extra all-reduce per layer). Without a process group SyncBN computes as BN on CPU.
+    plain, efficient = _pair()
+    plain = nn.SyncBatchNorm.convert_sync_batchnorm(plain)
+    efficient = nn.SyncBatchNorm.convert_sync_batchnorm(efficient)
+    assert isinstance(efficient.stem.norm, nn.SyncBatchNorm) and not efficient.stem.fuses_norm_act()
+    _assert_same_training_step(plain, efficient, torch.randn(2, 3, 64, 64))
+    assert efficient.stem.norm.num_batches_tracked.item() == 1
 
 
 @pytest.mark.parametrize('memory_efficient', [False, True])

@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 import torchvision
 
-from effnet_backbones import (EfficientNet, EfficientNetClassifier, EffNetFPN, TransplantError,
+from effnet_backbones import (EfficientNet, create_backbone, EfficientNetClassifier, EffNetFPN, TransplantError,
                               save_backbone, transplant)
 from effnet_backbones.growth import ChannelMap
 from effnet_backbones.layers import SCSE
@@ -167,7 +167,7 @@ def test_retinanet_backbone_fpn_and_heads_are_exact():
 def test_checkpoints_as_source(tmp_path):
     x = image()
     tv = trained_like(torchvision.models.efficientnet_b0())
-    reference = EfficientNet('b0', out_indices=ALL_LEVELS, pretrained=tv.state_dict()).eval()
+    reference = create_backbone('b0', out_indices=ALL_LEVELS, pretrained=tv.state_dict()).eval()
     dst = EfficientNet('b2', out_indices=ALL_LEVELS)
     transplant(tv.state_dict(), dst)
     assert_taps_exact(reference, dst, x)

@@ -389,13 +389,20 @@ def test_init_cfg_prefix_loads_the_backbone_out_of_a_whole_model_checkpoint(tmp_
         init_cfg=dict(type='Pretrained', checkpoint=path, prefix='backbone.')))
     assert max_diff(ours_taps(model, ref.x), ref.taps) <= TOL
     with pytest.raises(WeightsError, match=r"segmentor\.pth: no key starts with prefix 'neck\.'"):
-        effnet_backbones.EfficientNet('b0', init_cfg=dict(type='Pretrained', checkpoint=path,
-                                                          prefix='neck.'))
+        effnet_backbones.build_backbone('b0', init_cfg=dict(type='Pretrained', checkpoint=path,
+                                                            prefix='neck.'))
 
 
 def test_pretrained_false_means_no_weights():
-    model = effnet_backbones.EfficientNet('b0', pretrained=False)
-    assert model.pretrained is None and not hasattr(model, 'load_report')
+    model = effnet_backbones.build_backbone('b0', pretrained=False)
+    assert isinstance(model, effnet_backbones.EfficientNet) and not hasattr(model, 'load_report')
+
+
+def test_the_model_class_takes_no_weights():
+    # weights are loaded by the builders, which pick the settings first; the class stays plain
+    for keyword in ('pretrained', 'source', 'init_cfg'):
+        with pytest.raises(TypeError, match=keyword):
+            effnet_backbones.EfficientNet('b0', **{keyword: None})
 
 
 # ----------------------------------------------------------------------------- full classifier
@@ -653,4 +660,5 @@ def test_things_that_are_not_checkpoints(pretrained, match):
 def test_create_backbone_without_name_needs_recognisable_weights():
     with pytest.raises(ValueError, match='needs a name'):
         create_backbone(pretrained=True)
-    assert create_backbone().arch == 'b0' and create_backbone(pretrained=False).pretrained is None
+    assert create_backbone().arch == 'b0'
+    assert not hasattr(create_backbone(pretrained=False), 'load_report')

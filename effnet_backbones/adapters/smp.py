@@ -3,13 +3,14 @@
 Importing this module registers ``effnet-b0`` ... ``effnet-b7`` and the scSE variants
 ``effnet-b0-scse`` ... ``effnet-b7-scse`` in smp's encoder table, so every smp decoder builds
 on our backbone. smp passes only the table entry's ``params`` (plus depth and output stride) to an
-encoder, so any other backbone option (drop path, norm layer, pretrained weights, scSE on some
-taps only) goes through :func:`create_smp_model`, which builds the decoder and then gives it an
-encoder built with those options.
+encoder, so other backbone options (drop path, norm layer, pretrained weights, scSE on some taps
+only) go through :func:`create_smp_model`, which hands them to smp's own encoder construction:
+the backbone is built once, with its final options.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+import contextlib
+from typing import Any, Dict, Iterator, List, Optional
 
 import segmentation_models_pytorch as smp
 import torch
@@ -17,28 +18,17 @@ import torch.nn as nn
 from segmentation_models_pytorch.encoders import encoders as SMP_ENCODERS
 from segmentation_models_pytorch.encoders._base import EncoderMixin
 
-from ..backbone import NUM_LEVELS, EfficientNet
+from ..backbone import NUM_LEVELS
+from ..factory import build_backbone
 from ..spec import ARCHS, check_arch
 
 __all__ = ['EffNetEncoder', 'ENCODER_NAMES', 'encoder_name', 'create_smp_model',
            'register_smp_encoders']
 
-#: Key of the stem convolution weight, adapted when the number of input channels changes.
-STEM_WEIGHT = 'stem.conv.weight'
-
 
 def encoder_name(arch: str, scse: bool = False) -> str:
     """smp encoder name of ``arch``: 'effnet-b4', or 'effnet-b4-scse' with scSE on every tap."""
     return f'effnet-{check_arch(arch)}' + ('-scse' if scse else '')
-
-
-def _adapt_stem_weight(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
-    """smp's rule for reusing trained RGB stem weights with another number of input channels."""
-    if in_channels == 1:
-        return weight.sum(1, keepdim=True)
-    old = weight.shape[1]
-    repeated = weight[:, [i % old for i in range(in_channels)]]
-    return repeated * (old / in_channels)
 
 
 class EffNetEncoder(nn.Module, EncoderMixin):
@@ -70,9 +60,9 @@ class EffNetEncoder(nn.Module, EncoderMixin):
             if reserved in backbone_options:
                 raise TypeError(f'{type(self).__name__} sets {reserved!r} itself '
                                 f'(from arch, depth and in_channels); do not pass it')
-        self.backbone = EfficientNet(arch=arch, out_indices=tuple(range(depth)),
-                                     in_chans=in_channels, output_stride=output_stride,
-                                     **backbone_options)
+        self.backbone = build_backbone(arch, out_indices=tuple(range(depth)),
+                                       in_chans=in_channels, output_stride=output_stride,
+                                       **backbone_options)
         # smp's EncoderMixin reads these private attributes
         self._depth = depth
         self._in_channels = in_channels
@@ -83,34 +73,17 @@ class EffNetEncoder(nn.Module, EncoderMixin):
         """Return ``[x, s2, s4, ...]`` with ``depth`` feature maps after the input."""
         return [x, *self.backbone(x)]
 
-    def _rebuild(self, keep_stem: bool, **changes: Any) -> None:
-        """Replace the backbone by one built with ``changes``, keeping the trained weights."""
-        state = self.backbone.state_dict()
-        backbone = EfficientNet(**{**self.backbone.config, **changes})
-        if not keep_stem:
-            state.pop(STEM_WEIGHT)
-        backbone.load_state_dict(state, strict=keep_stem)
-        self.backbone = backbone
-
     def set_in_channels(self, in_channels: int, pretrained: bool = True) -> None:
-        """Change the input channels; trained stem weights are adapted as in smp, else redrawn."""
+        """Change the input channels in place; trained RGB stem weights are adapted, else redrawn."""
         if in_channels == self._in_channels:
             return
-        stem = _adapt_stem_weight(self.backbone.state_dict()[STEM_WEIGHT], in_channels) \
-            if pretrained else None
-        self._rebuild(keep_stem=False, in_chans=in_channels)
-        if stem is not None:
-            self.backbone.stem.conv.weight.data.copy_(stem)
+        self.backbone.set_in_chans(in_channels, adapt_weights=pretrained)
         self._in_channels = in_channels
         self._out_channels = [in_channels] + self._out_channels[1:]
 
     def make_dilated(self, output_stride: int) -> None:
-        """Trade the deepest strides for dilation (smp calls this for DeepLab and PAN)."""
-        if output_stride not in (8, 16, 32):
-            raise ValueError(f'output_stride must be 8, 16 or 32, got {output_stride!r}')
-        if output_stride != self.backbone.output_stride:
-            # dilation changes no weight shape, so every trained weight carries over
-            self._rebuild(keep_stem=True, output_stride=output_stride)
+        """Trade the deepest strides for dilation in place (smp calls this for DeepLab and PAN)."""
+        self.backbone.set_output_stride(output_stride)
         self._output_stride = output_stride
 
 
@@ -133,13 +106,26 @@ def register_smp_encoders() -> None:
             SMP_ENCODERS[encoder_name(arch, scse)] = _registry_entry(arch, scse)
 
 
+@contextlib.contextmanager
+def _encoder_params(name: str, extra: Dict[str, Any]) -> Iterator[None]:
+    """Add ``extra`` to the ``params`` smp passes to encoder ``name``, while smp builds a model."""
+    entry = SMP_ENCODERS[name]
+    saved = entry['params']
+    entry['params'] = {**saved, **extra}
+    try:
+        yield
+    finally:
+        entry['params'] = saved
+
+
 def create_smp_model(decoder: str = 'Unet', arch: str = 'b0', in_channels: int = 3,
                      classes: int = 1, encoder_options: Optional[Dict[str, Any]] = None,
                      **decoder_options: Any) -> nn.Module:
     """Build any smp decoder on our encoder, with any backbone option.
 
     Example: ``create_smp_model('Unet', 'b4', in_channels=1, classes=3,
-    encoder_options=dict(scse=True, drop_path_rate=0.2))``.
+    encoder_options=dict(scse=True, drop_path_rate=0.2))``. The backbone is built once, with
+    ``in_channels`` and the decoder's depth and output stride.
 
     Args:
         decoder: smp architecture name, case-insensitive ('Unet', 'FPN', 'DeepLabV3Plus' ...).
@@ -151,14 +137,10 @@ def create_smp_model(decoder: str = 'Unet', arch: str = 'b0', in_channels: int =
         **decoder_options: the smp model's own arguments (``encoder_depth``, ``decoder_channels``,
             ``encoder_output_stride``, ``activation`` ...).
     """
-    model = smp.create_model(decoder, encoder_name=encoder_name(arch), encoder_weights=None,
-                             in_channels=in_channels, classes=classes, **decoder_options)
-    if encoder_options:
-        built = model.encoder
-        # keep the depth and output stride the decoder chose, so its layers still fit
-        model.encoder = EffNetEncoder(arch, depth=built._depth, output_stride=built._output_stride,
-                                      in_channels=in_channels, **encoder_options)
-    return model
+    name = encoder_name(arch)
+    with _encoder_params(name, dict(encoder_options or {}, in_channels=in_channels)):
+        return smp.create_model(decoder, encoder_name=name, encoder_weights=None,
+                                in_channels=in_channels, classes=classes, **decoder_options)
 
 
 register_smp_encoders()

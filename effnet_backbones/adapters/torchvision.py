@@ -26,7 +26,8 @@ import torch.nn as nn
 from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelP6P7
 
 from ..backbone import EfficientNet
-from ..registry import MODELS
+from ..factory import build_backbone, create_backbone
+from ..features import FeatureInfo, TapInfo
 
 __all__ = ['EffNetFPN', 'efficientnet_fpn_backbone', 'FPN_LEVELS', 'P6_SOURCES']
 
@@ -34,6 +35,10 @@ __all__ = ['EffNetFPN', 'efficientnet_fpn_backbone', 'FPN_LEVELS', 'P6_SOURCES']
 FPN_LEVELS = (2, 3, 4)
 P6_SOURCES = ('c5', 'p5')
 LEVEL_NAMES = ('p3', 'p4', 'p5', 'p6', 'p7')
+# torchvision's FeaturePyramidNetwork: P3-P5 leave its output convs, P6/P7 its LastLevelP6P7
+_LEVEL_MODULES = {'p3': 'fpn.layer_blocks.0', 'p4': 'fpn.layer_blocks.1',
+                  'p5': 'fpn.layer_blocks.2', 'p6': 'fpn.extra_blocks.p6',
+                  'p7': 'fpn.extra_blocks.p7'}
 
 
 def _pick_taps(backbone: EfficientNet) -> List[int]:
@@ -50,7 +55,6 @@ def _pick_taps(backbone: EfficientNet) -> List[int]:
     return [slots[level] for level in FPN_LEVELS]
 
 
-@MODELS.register_module()
 class EffNetFPN(nn.Module):
     """EfficientNet + FPN for torchvision detectors: ``OrderedDict`` p3..p7 at strides 8..128.
 
@@ -101,10 +105,12 @@ class EffNetFPN(nn.Module):
         return [2 ** int(name[1]) for name in self.level_names]
 
     @property
-    def feature_info(self) -> List[Dict[str, Any]]:
-        """One entry per returned level: its name, stride and channels."""
-        return [dict(name=name, stride=stride, channels=self.out_channels)
-                for name, stride in zip(self.level_names, self.strides)]
+    def feature_info(self) -> FeatureInfo:
+        """One entry per returned level (``info['name']`` 'p3' ..., ``['stride']``,
+        ``['channels']``, or timm's ``channels()`` / ``reduction()``)."""
+        return FeatureInfo([
+            TapInfo(level=int(name[1]), channels=self.out_channels, stride=2 ** int(name[1]),
+                    module=_LEVEL_MODULES[name], name=name) for name in self.level_names])
 
     def forward(self, x: torch.Tensor) -> 'OrderedDict[str, torch.Tensor]':
         """``OrderedDict`` p3, p4, p5 (, p6, p7), finest first, each ``out_channels`` deep."""
@@ -124,12 +130,14 @@ def _build_backbone(backbone: Union[EfficientNet, Dict[str, Any], None]) -> Effi
     options = dict(backbone)
     options.setdefault('out_indices', FPN_LEVELS)
     if 'type' in options:
+        from ..registry import MODELS  # the registry imports this module
+
         built = MODELS.build(options)
         if not isinstance(built, EfficientNet):
             raise TypeError(f'backbone {backbone.get("type")!r} built a {type(built).__name__}; '
                             f'the FPN adapter needs an EfficientNet')
         return built
-    return EfficientNet(**options)
+    return build_backbone(**options)
 
 
 def efficientnet_fpn_backbone(name: str = 'efficientnet_b0', out_channels: int = 256,
@@ -140,8 +148,6 @@ def efficientnet_fpn_backbone(name: str = 'efficientnet_b0', out_channels: int =
     Example: ``efficientnet_fpn_backbone('efficientnet_b3', pretrained=True, frozen_stages=1,
     norm_eval=True, scse=True)``; ``backbone_options`` are :class:`EfficientNet` options.
     """
-    from ..factory import create_backbone
-
     backbone_options.setdefault('out_indices', FPN_LEVELS)
     return EffNetFPN(create_backbone(name, **backbone_options), out_channels=out_channels,
                      p6_from=p6_from, extra_levels=extra_levels)

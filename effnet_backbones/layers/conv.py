@@ -68,28 +68,35 @@ def create_conv2d(in_channels: int, out_channels: int, kernel_size: int, stride:
 class ConvNormAct(nn.Module):
     """Conv, then norm, then an optional activation: the unit every EfficientNet layer is made of.
 
-    With ``memory_efficient`` set (and gradients enabled), norm and activation run as one autograd
-    function that keeps only the conv output for backward.
+    Args:
+        memory_efficient: in training with gradients, run norm and activation as one autograd
+            function that keeps only the conv output for backward. Whether the norm allows it is
+            decided at every call from the live module, so a norm swapped after construction
+            (``nn.SyncBatchNorm.convert_sync_batchnorm``) takes the plain path.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, norm_layer: NormFactory,
                  act_layer: Optional[ActFactory], stride: int = 1, dilation: int = 1,
-                 groups: int = 1, padding: str = 'symmetric') -> None:
+                 groups: int = 1, padding: str = 'symmetric', memory_efficient: bool = False) -> None:
         super().__init__()
         self.conv = create_conv2d(in_channels, out_channels, kernel_size, stride=stride,
                                   dilation=dilation, groups=groups, padding=padding)
         self.norm = norm_layer(out_channels)
         self.act = act_layer() if act_layer is not None else nn.Identity()
-        self.fusable = act_layer is not None and supports_fused_norm_act(self.norm)
-        self.memory_efficient = False
+        self.has_act = act_layer is not None
+        self.memory_efficient = bool(memory_efficient)
+
+    def fuses_norm_act(self) -> bool:
+        """Whether this call runs norm + activation fused (see ``memory_efficient``)."""
+        # compiled graphs get the same saving from the partitioner's rematerialisation
+        return (self.memory_efficient and self.has_act and torch.is_grad_enabled()
+                and not torch.compiler.is_compiling() and supports_fused_norm_act(self.norm))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.finish(self.conv(x))
 
     def finish(self, x: torch.Tensor) -> torch.Tensor:
         """Norm and activation of an already convolved ``x``."""
-        # compiled graphs get the same saving from the partitioner's rematerialisation
-        if self.memory_efficient and self.fusable and torch.is_grad_enabled() \
-                and not torch.compiler.is_compiling():
+        if self.fuses_norm_act():
             return norm_act(x, self.norm, self.act)
         return self.act(self.norm(x))

@@ -1,6 +1,6 @@
 """EfficientNet state-dict key layouts (torchvision, timm, ours) and the variant a state dict holds.
 
-Pure functions over names and shapes, no file or network access: :mod:`effnet_backbones.weights`
+Pure functions over names and shapes, no file or network access: the other modules of :mod:`effnet_backbones.weights`
 reads checkpoints and loads them with these.
 
 Keys are mapped module by module, never by position: each layout names the stem, head and
@@ -17,7 +17,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
-from .spec import ARCHS, B0_STAGES, NetworkPlan, build_plan
+from ..spec import ARCHS, B0_STAGES, NetworkPlan, build_plan
 
 __all__ = ['KeyLayout', 'LAYOUTS', 'layout_name', 'recognise_layout', 'rename_modules', 'to_ours',
            'from_ours', 'variants_of', 'describe_shapes', 'variant_text']
