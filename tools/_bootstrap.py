@@ -1,7 +1,8 @@
-"""Process set-up shared by the training tools; import it before anything that imports torch.
+"""Process set-up every tool starts with: ``import _bootstrap`` comes before any other import.
 
-* The repository root goes on ``sys.path``, so ``tasks`` and the configs' ``custom_imports``
-  resolve from a checkout whether or not the package is installed.
+* The repository root goes on ``sys.path``, so ``tasks``, ``benchmarks`` (never installed) and the
+  configs' ``custom_imports`` resolve from a checkout whether or not the package is installed.
+  No tool edits ``sys.path`` itself.
 * OpenMP threads wait passively (unless ``OMP_WAIT_POLICY`` is already set). PyTorch's OpenMP
   threads otherwise spin while waiting; when the CPU is shared (DataLoader workers, other jobs)
   spinning threads starve the working ones, and on a busy 2-core machine a B4 training step took

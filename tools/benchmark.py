@@ -2,20 +2,18 @@
 
     python tools/benchmark.py ours:b0 ours:b0+me ours:b0+cp timm:b0 timm_tf:b0 tv:b0 \
         --batch 8 --resolution 256 --baseline timm:b0 --out docs/bench/b0_cpu
-Candidates: see effnet_backbones/benchmark.py. Writes OUT.json, OUT.md and OUT.png.
+Candidates: see benchmarks/candidates.py. Writes OUT.json, OUT.md and OUT.png.
 """
+import _bootstrap  # noqa: F401,I001  (first: sets sys.path and OpenMP up before torch loads)
+
 import argparse
-import json
-import os
-import platform
 import sys
-from dataclasses import asdict
-from pathlib import Path
 
 import torch
 
-from effnet_backbones.benchmark import (BenchSettings, add_ratios, format_markdown,
-                                        parse_candidate, plot_scatter, run_benchmark)
+from benchmarks.candidates import parse_candidate
+from benchmarks.report import add_ratios, format_markdown, settings_header, write_results
+from benchmarks.speed import BenchSettings, run_benchmark
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -45,15 +43,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def machine(threads=None) -> str:
-    """The device the candidates ran on, in words."""
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name()
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
-    return (f'{platform.processor() or platform.machine()} CPU, {cores} cores, '
-            f'{threads or torch.get_num_threads()} torch threads')
-
-
 def main(argv=None) -> None:
     args = parse_args(argv)
     settings = BenchSettings(batch=args.batch, resolution=args.resolution, mode=args.mode,
@@ -63,19 +52,10 @@ def main(argv=None) -> None:
     rows = run_benchmark(args.candidates, settings, rounds=args.rounds,
                          log=lambda line: print(line, file=sys.stderr))
     rows = add_ratios(rows, args.baseline or args.candidates[0])
-    header = (f'{args.mode}, batch {args.batch}, {args.resolution}x{args.resolution}, {args.dtype}, '
-              f'channels_last={args.channels_last}, compile={args.compile}, device {machine(args.threads)}, '
-              f'torch {torch.__version__}, {args.rounds} rounds x {args.steps} steps')
-    table = format_markdown(rows)
-    print(header + '\n\n' + table)
+    header = settings_header(settings, args.rounds)
+    print(header + '\n\n' + format_markdown(rows))
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.with_suffix('.json').write_text(json.dumps(
-            dict(settings=asdict(settings), machine=machine(args.threads), command=' '.join(sys.argv),
-                 rows=rows), indent=2))
-        out.with_suffix('.md').write_text(header + '\n\n' + table + '\n')
-        plot_scatter(rows, str(out.with_suffix('.png')), title=header[:90])
+        write_results(args.out, rows, settings, header, ' '.join(sys.argv))
 
 
 if __name__ == '__main__':

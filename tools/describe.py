@@ -3,6 +3,8 @@
     python tools/describe.py                 # all of b0..b7, markdown
     python tools/describe.py b0 b4 --format json
 """
+import _bootstrap  # noqa: F401,I001  (first: sets sys.path and OpenMP up before torch loads)
+
 import argparse
 import json
 import sys

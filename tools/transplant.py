@@ -9,17 +9,16 @@
 With ``--config`` the source is the config's model at the checkpoint's variant and the output is
 the same model at ``--arch``; ``SRC`` may also be a work dir (its best, else last checkpoint).
 """
+import _bootstrap  # noqa: F401,I001  (first: sets sys.path and OpenMP up before torch loads)
+
 import argparse
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, installed or not
+from mmengine.config import DictAction
 
-from mmengine.config import DictAction  # noqa: E402
-
-from effnet_backbones.transplanting import MODES, grow_backbone  # noqa: E402
-from effnet_backbones.weights import SOURCES, save_backbone  # noqa: E402
+from effnet_backbones.transplanting import MODES, grow_backbone
+from effnet_backbones.weights import SOURCES, save_backbone
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The CPU benchmark runs behind docs/benchmarks.md (one thread: the other core of the 2-core
-# machine was busy with other jobs; candidates alternate A B C ... in each round).
+# The CPU benchmark runs behind docs/benchmarks.md (tools/benchmark.py over benchmarks/speed.py;
+# one thread: the other core of the 2-core machine was busy with other jobs; candidates alternate
+# A B C ... in each round).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 B="python tools/benchmark.py --resolution 256 --warmup 1 --steps 3 --rounds 2 --threads 1"

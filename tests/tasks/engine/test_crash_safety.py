@@ -4,7 +4,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -91,7 +90,7 @@ def test_sigkill_mid_run_then_resume_ends_with_the_same_weights(setup, uninterru
         process.wait()
     resumed_from = Path(find_resumable_checkpoint(str(work))).name
     assert resumed_from in ('iter_4.pth', 'iter_6.pth')
-    log = _run(_command(config, data, work, '--resume')).stdout
+    _run(_command(config, data, work, '--resume'))
     assert not (work / 'iter_2.pth').exists()  # max_keep_ckpts=1 still rotates
     final, reference = _weights(work / f'iter_{ITERS}.pth'), _weights(uninterrupted / f'iter_{ITERS}.pth')
     assert load_from_local(str(work / f'iter_{ITERS}.pth'))['meta']['iter'] == ITERS

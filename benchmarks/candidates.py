@@ -1,0 +1,77 @@
+"""The models a speed benchmark compares, named ``family:arch[+option...]``:
+
+- ``ours:b4`` our backbone (taps 1..4); options ``+me`` (memory_efficient), ``+cp`` (per-stage
+  checkpointing), ``+cpb`` (per-block), ``+scse``, ``+same`` (TF padding)
+- ``timm:b4`` / ``timm_tf:b4``: timm ``efficientnet_b4`` / ``tf_efficientnet_b4``, ``features_only``
+- ``tv:b4``: torchvision ``efficientnet_b4().features``, taps at features[2], [3], [5], [7]
+- ``unet:b4[+me]``: smp U-Net on our encoder; ``unet_smp:b4``: smp's own ``efficientnet-b4``;
+  ``unet_timm:resnet50``: smp U-Net on ResNet-50 (any smp encoder name after the colon)
+"""
+from __future__ import annotations
+
+from typing import List, Tuple
+
+import torch
+import torch.nn as nn
+
+__all__ = ['FAMILIES', 'OPTIONS', 'parse_candidate', 'build_candidate']
+
+FAMILIES = ('ours', 'timm', 'timm_tf', 'tv', 'unet', 'unet_smp', 'unet_timm')
+OPTIONS = ('me', 'cp', 'cpb', 'scse', 'same')
+_TV_TAPS = (2, 3, 5, 7)
+
+
+class _TorchvisionTaps(nn.Module):
+    """torchvision ``efficientnet_bX().features`` returning the outputs of features[2, 3, 5, 7]."""
+
+    def __init__(self, arch: str) -> None:
+        super().__init__()
+        import torchvision
+        self.features = getattr(torchvision.models, f'efficientnet_{arch}')().features[:8]
+
+    def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
+        outs = []
+        for index, layer in enumerate(self.features):
+            x = layer(x)
+            if index in _TV_TAPS:
+                outs.append(x)
+        return outs
+
+
+def parse_candidate(name: str) -> Tuple[str, str, List[str]]:
+    """Split ``family:arch+opt+opt`` and check family and options (see the module docstring)."""
+    family, _, rest = name.partition(':')
+    arch, *options = rest.split('+')
+    if family not in FAMILIES or not arch:
+        raise ValueError(f'candidate {name!r}: expected FAMILY:ARCH[+OPTION...] with FAMILY one '
+                         f'of {", ".join(FAMILIES)}')
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise ValueError(f'candidate {name!r}: unknown options {unknown}; valid: {", ".join(OPTIONS)}')
+    return family, arch, options
+
+
+def build_candidate(name: str) -> nn.Module:
+    """Build the model a candidate name describes (see the module docstring)."""
+    family, arch, options = parse_candidate(name)
+    ours = dict(memory_efficient='me' in options,
+                with_cp='block' if 'cpb' in options else 'cp' in options,
+                scse='scse' in options, padding='same' if 'same' in options else 'symmetric')
+    if family == 'ours':
+        from effnet_backbones import EfficientNet
+        return EfficientNet(arch, **ours)
+    if family in ('timm', 'timm_tf'):
+        import timm
+        prefix = 'tf_' if family == 'timm_tf' else ''
+        return timm.create_model(f'{prefix}efficientnet_{arch}', features_only=True,
+                                 out_indices=(1, 2, 3, 4), pretrained=False)
+    if family == 'tv':
+        return _TorchvisionTaps(arch)
+    if family == 'unet':
+        from effnet_backbones import create_smp_model
+        return create_smp_model('Unet', arch, classes=2, encoder_options=ours)
+    if family in ('unet_smp', 'unet_timm'):
+        import segmentation_models_pytorch as smp
+        encoder = f'efficientnet-{arch}' if family == 'unet_smp' else arch
+        return smp.Unet(encoder, encoder_weights=None, classes=2)
+    raise AssertionError(family)  # parse_candidate accepts only FAMILIES

@@ -1,0 +1,113 @@
+"""What a speed benchmark reports: one row per candidate, ratios to a baseline, the machine, and
+the ``OUT.json`` / ``OUT.md`` / ``OUT.png`` files that docs/benchmarks.md quotes."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import textwrap
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
+
+import torch
+
+if TYPE_CHECKING:
+    from .speed import BenchSettings
+
+__all__ = ['summarize', 'add_ratios', 'format_markdown', 'plot_scatter', 'describe_machine',
+           'settings_header', 'write_results']
+
+
+def summarize(name: str, results: List[Dict[str, Any]], settings: 'BenchSettings') -> Dict[str, Any]:
+    """Median step time over all rounds, the spread of round medians, and the memory figures."""
+    times = [t for result in results for t in result['times']]
+    round_medians = [statistics.median(result['times']) for result in results]
+    median = statistics.median(times)
+    peaks = [result['peak_bytes'] for result in results]
+    row = dict(name=name, params=results[0]['params'], gmacs=results[0]['gmacs'],
+               step_ms=round(median * 1e3, 1),
+               spread_ms=round((max(round_medians) - min(round_medians)) * 1e3, 1),
+               images_per_s=round(settings.batch / median, 2),
+               peak_mib=round(statistics.median(peaks) / 2**20, 1))
+    if results[0].get('saved_bytes'):
+        row['saved_mib'] = round(results[0]['saved_bytes'] / 2**20, 1)
+    bases = [result['base_rss_bytes'] for result in results if result.get('base_rss_bytes')]
+    if bases:  # CPU: the part of the peak that the steps added on top of model and input
+        row['step_mib'] = round(statistics.median(p - b for p, b in zip(peaks, bases)) / 2**20, 1)
+    return row
+
+
+def add_ratios(rows: List[Dict[str, Any]], baseline: str) -> List[Dict[str, Any]]:
+    """Add time and memory ratios against the row named ``baseline``."""
+    base = next((row for row in rows if row['name'] == baseline), None)
+    if base is None:
+        raise ValueError(f'baseline {baseline!r} is not among the candidates {[r["name"] for r in rows]}')
+    for row in rows:
+        row['time_x'] = round(row['step_ms'] / base['step_ms'], 3)
+        row['peak_x'] = round(row['peak_mib'] / base['peak_mib'], 3)
+        if 'step_mib' in row and base.get('step_mib'):
+            row['step_mem_x'] = round(row['step_mib'] / base['step_mib'], 3)
+        if 'saved_mib' in row and base.get('saved_mib'):
+            row['saved_x'] = round(row['saved_mib'] / base['saved_mib'], 3)
+    return rows
+
+
+def format_markdown(rows: List[Dict[str, Any]]) -> str:
+    """The result rows as a markdown table."""
+    from effnet_backbones.profile import markdown_table
+    return markdown_table(rows)
+
+
+def plot_scatter(rows: List[Dict[str, Any]], path: str, title: str = '') -> None:
+    """PNG scatter of throughput (images/s) against memory, one labelled point per model."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    memory_key = 'step_mib' if all('step_mib' in row for row in rows) else 'peak_mib'
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for index, row in enumerate(rows):
+        ax.scatter(row[memory_key], row['images_per_s'])
+        # staggered labels stay readable when models share a point (same ops, same memory)
+        ax.annotate(row['name'], (row[memory_key], row['images_per_s']), fontsize=8,
+                    xytext=(5, 4 - 11 * (index % 3)), textcoords='offset points')
+    ax.set_xlabel('training memory added by the steps (MiB, peak RSS - RSS before)'
+                  if memory_key == 'step_mib' else 'peak memory (MiB)')
+    ax.set_ylabel('images / s')
+    ax.set_title(textwrap.fill(title, 80), fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def describe_machine(threads: Optional[int] = None) -> str:
+    """The device the candidates ran on, in words."""
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
+    return (f'{platform.processor() or platform.machine()} CPU, {cores} cores, '
+            f'{threads or torch.get_num_threads()} torch threads')
+
+
+def settings_header(settings: 'BenchSettings', rounds: int) -> str:
+    """One line saying what was measured, where and how often (the table's caption)."""
+    size = settings.resolution
+    return (f'{settings.mode}, batch {settings.batch}, {size}x{size}, {settings.dtype}, '
+            f'channels_last={settings.channels_last}, compile={settings.compile}, '
+            f'device {describe_machine(settings.threads)}, torch {torch.__version__}, '
+            f'{rounds} rounds x {settings.steps} steps')
+
+
+def write_results(out: str, rows: List[Dict[str, Any]], settings: 'BenchSettings', header: str,
+                  command: str) -> None:
+    """Write ``OUT.json`` (settings, machine, command, rows), ``OUT.md`` (header and table) and
+    ``OUT.png`` (:func:`plot_scatter`)."""
+    stem = Path(out)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix('.json').write_text(json.dumps(
+        dict(settings=asdict(settings), machine=describe_machine(settings.threads),
+             command=command, rows=rows), indent=2))
+    stem.with_suffix('.md').write_text(header + '\n\n' + format_markdown(rows) + '\n')
+    plot_scatter(rows, str(stem.with_suffix('.png')), title=header[:90])

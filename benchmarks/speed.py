@@ -1,0 +1,181 @@
+"""Side-by-side speed and memory of our backbones, U-Nets and their peers (see
+:mod:`benchmarks.candidates` for the names).
+
+Each measurement runs in a fresh subprocess (so CPU peak RSS belongs to one configuration), and
+candidates alternate round by round (A B C A B C ...) so drifts of a noisy machine hit all alike.
+A training step is forward, a loss over all outputs (sum of mean squares) and backward.
+
+Memory comes in two kinds. :func:`saved_activation_bytes` counts what autograd keeps for backward:
+deterministic, independent of the allocator, the figure to compare and test. Peak RSS (CPU) or
+peak allocated bytes (CUDA) is what a user's machine shows; on CPU it depends on glibc's malloc,
+so the subprocess fixes its thresholds (:data:`MALLOC_ENV`) and it is reported, never asserted.
+"""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import torch
+import torch.nn as nn
+
+from .candidates import build_candidate, parse_candidate
+from .report import summarize
+
+__all__ = ['BenchSettings', 'MALLOC_ENV', 'saved_activation_bytes', 'measure', 'run_benchmark']
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class BenchSettings:
+    """What to measure and how."""
+
+    batch: int = 8
+    resolution: int = 256
+    mode: str = 'train'  # 'train' or 'infer'
+    dtype: str = 'float32'  # 'float32', 'bfloat16', 'float16' (autocast)
+    channels_last: bool = False
+    compile: bool = False
+    device: str = 'cpu'
+    warmup: int = 2
+    steps: int = 5
+    threads: Optional[int] = None
+
+
+def _outputs(result: Any) -> List[torch.Tensor]:
+    return list(result) if isinstance(result, (list, tuple)) else [result]
+
+
+def _peak_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kB on Linux
+
+
+def _current_rss_bytes() -> int:
+    with open('/proc/self/statm') as statm:
+        return int(statm.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
+
+
+def saved_activation_bytes(model: nn.Module, x: torch.Tensor, autocast=None) -> int:
+    """Bytes of distinct storages autograd keeps for backward in one forward pass (deterministic,
+    independent of the allocator: the activation memory a training step must hold)."""
+    storages: Dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        storages[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        with autocast if autocast is not None else torch.autocast('cpu', enabled=False):
+            outs = _outputs(model(x))
+    del outs
+    model.zero_grad(set_to_none=True)
+    return sum(storages.values())
+
+
+def measure(name: str, settings: BenchSettings) -> Dict[str, Any]:
+    """Measure one candidate in this process: step times, params, GMACs and memory.
+
+    Returns ``name, params, gmacs, times`` (seconds per step), ``saved_bytes`` (training without
+    compile; else None), ``peak_bytes`` and, on CPU, ``base_rss_bytes`` (RSS with the model and
+    input in place: the steps' peak minus this is their training memory).
+    """
+    from effnet_backbones.profile import count_macs, count_parameters
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    device = torch.device(settings.device)
+    model = build_candidate(name).to(device)
+    params = count_parameters(model)
+    size = (settings.batch, 3, settings.resolution, settings.resolution)
+    gmacs = count_macs(model, (1,) + size[1:]) / 1e9
+    memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
+    x = torch.randn(size, device=device).to(memory_format=memory_format)
+    training = settings.mode == 'train'
+    model.train(training)
+    run = torch.compile(model) if settings.compile else model
+    dtype = getattr(torch, settings.dtype)
+    autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
+
+    def step() -> None:
+        with autocast, torch.set_grad_enabled(training):
+            outs = _outputs(run(x))
+            if training:
+                loss = sum(out.float().pow(2).mean() for out in outs)
+        if training:
+            loss.backward()
+            model.zero_grad(set_to_none=True)
+
+    def sync() -> None:
+        if device.type == 'cuda':
+            torch.cuda.synchronize()
+
+    base_rss = _current_rss_bytes()
+    saved = saved_activation_bytes(run, x, autocast) if training and not settings.compile else None
+    for _ in range(settings.warmup):
+        step()
+    sync()
+    if device.type == 'cuda':
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for _ in range(settings.steps):
+        start = time.perf_counter()
+        step()
+        sync()
+        times.append(time.perf_counter() - start)
+    peak = (torch.cuda.max_memory_allocated() if device.type == 'cuda' else _peak_rss_bytes())
+    return dict(name=name, params=params, gmacs=round(gmacs, 3), times=times, peak_bytes=peak,
+                base_rss_bytes=base_rss if device.type == 'cpu' else None, saved_bytes=saved)
+
+
+#: glibc otherwise raises its mmap threshold up to 32 MB after the first large free, keeps later
+#: freed activations in the heap, and peak RSS then overstates live memory by chance amounts.
+MALLOC_ENV = {'MALLOC_MMAP_THRESHOLD_': '131072', 'MALLOC_TRIM_THRESHOLD_': '131072'}
+
+
+def _measure_in_subprocess(name: str, settings: BenchSettings) -> Dict[str, Any]:
+    command = [sys.executable, '-m', 'benchmarks.speed', '--worker', name,
+               '--settings', json.dumps(asdict(settings))]
+    # the checkout on the path: `benchmarks` is not installed, and the caller's cwd may be anywhere
+    python_path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get('PYTHONPATH')]))
+    result = subprocess.run(command, capture_output=True, text=True,
+                            env={**os.environ, **MALLOC_ENV, 'OMP_WAIT_POLICY': 'PASSIVE',
+                                 'PYTHONPATH': python_path})
+    if result.returncode != 0:
+        raise RuntimeError(f'benchmark of {name!r} failed:\n{result.stderr[-4000:]}')
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def run_benchmark(names: Sequence[str], settings: BenchSettings, rounds: int = 3,
+                  log: Callable[[str], None] = print) -> List[Dict[str, Any]]:
+    """Measure every candidate ``rounds`` times, alternating candidates within each round; one
+    summary row per candidate (:func:`benchmarks.report.summarize`)."""
+    for name in names:  # fail on a bad name before spending minutes
+        parse_candidate(name)
+    runs: Dict[str, List[Dict[str, Any]]] = {name: [] for name in names}
+    for round_index in range(rounds):
+        for name in names:
+            result = _measure_in_subprocess(name, settings)
+            runs[name].append(result)
+            log(f'round {round_index + 1}/{rounds} {name}: '
+                f'{statistics.median(result["times"]) * 1e3:.1f} ms/step, '
+                f'peak {result["peak_bytes"] / 2**20:.0f} MiB')
+    return [summarize(name, runs[name], settings) for name in names]
+
+
+def _worker_main(argv: Sequence[str]) -> None:
+    name = argv[argv.index('--worker') + 1]
+    settings = BenchSettings(**json.loads(argv[argv.index('--settings') + 1]))
+    print(json.dumps(measure(name, settings)))
+
+
+if __name__ == '__main__':
+    _worker_main(sys.argv)

@@ -1,0 +1,66 @@
+"""benchmarks.speed / tools/benchmark.py: candidates, a real (tiny) measurement, ratios, and bad
+names. Speed targets themselves are measured by the tool, never asserted in tests; neither is RSS,
+which depends on the allocator: memory assertions use saved-tensor bytes, which do not."""
+import json
+
+import pytest
+import torch
+
+import benchmark as benchmark_tool  # tools/benchmark.py
+from benchmarks.candidates import build_candidate, parse_candidate
+from benchmarks.report import add_ratios, summarize
+from benchmarks.speed import BenchSettings, measure, saved_activation_bytes
+
+
+@pytest.mark.parametrize('name,taps', [('ours:b0+me+cp', 4), ('timm:b0', 4), ('tv:b0', 4)])
+def test_candidates_build_with_the_same_taps(name, taps):
+    model = build_candidate(name)
+    outputs = model(torch.randn(1, 3, 64, 64))
+    assert [o.shape[1] for o in outputs] == [24, 40, 112, 320][:taps]
+    if name.startswith('ours'):
+        assert model.memory_efficient and model.with_cp == 'stage'
+
+
+def test_measure_runs_training_steps_and_reports_memory():
+    settings = BenchSettings(batch=2, resolution=64, warmup=1, steps=2)
+    result = measure('ours:b0', settings)
+    assert result['params'] == 3595388 and len(result['times']) == 2
+    # saved-tensor bytes depend on shapes only: a fresh model and input give the same count
+    model = build_candidate('ours:b0').train()
+    assert result['saved_bytes'] == saved_activation_bytes(model, torch.randn(2, 3, 64, 64)) > 0
+    rows = add_ratios([summarize('a', [result], settings), summarize('b', [result], settings)], 'b')
+    assert rows[0]['time_x'] == rows[0]['peak_x'] == rows[0]['saved_x'] == 1.0
+    assert rows[0]['images_per_s'] == pytest.approx(2 / (rows[0]['step_ms'] / 1e3), rel=1e-2)
+
+
+def test_saved_bytes_grow_with_the_batch():
+    model = build_candidate('ours:b0').train()
+    one = saved_activation_bytes(model, torch.randn(1, 3, 64, 64))
+    two = saved_activation_bytes(model, torch.randn(2, 3, 64, 64))
+    assert one < two <= 2 * one
+
+
+@pytest.mark.parametrize('name,match', [('ours', r'FAMILY:ARCH'), ('keras:b0', r'FAMILY one of'),
+                                        ('ours:b0+fast', r"unknown options \['fast'\]")])
+def test_bad_candidate_names(name, match):
+    with pytest.raises(ValueError, match=match):
+        parse_candidate(name)
+
+
+def test_cli_rejects_bad_names_and_baselines():
+    with pytest.raises(SystemExit):
+        benchmark_tool.parse_args(['ours:b0', 'keras:b0'])
+    with pytest.raises(SystemExit):
+        benchmark_tool.parse_args(['ours:b0', '--baseline', 'timm:b0'])
+    with pytest.raises(ValueError, match="baseline 'x' is not among"):
+        add_ratios([{'name': 'a', 'step_ms': 1.0, 'peak_mib': 1.0}], 'x')
+
+
+def test_tool_measures_in_subprocesses_from_any_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # `benchmarks` is not installed: the workers must still find it
+    benchmark_tool.main(['ours:b0', '--batch', '1', '--resolution', '64', '--warmup', '0',
+                         '--steps', '1', '--rounds', '1', '--threads', '1', '--out', 'out/b0'])
+    rows = json.loads((tmp_path / 'out/b0.json').read_text())['rows']
+    assert [row['name'] for row in rows] == ['ours:b0'] and rows[0]['saved_mib'] > 0
+    assert (tmp_path / 'out/b0.md').read_text().startswith('train, batch 1, 64x64')
+    assert (tmp_path / 'out/b0.png').stat().st_size > 0
