@@ -6,7 +6,7 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
-from .backbone import ActSpec, NormSpec, build_body, default_norm_args, init_weights
+from .body import ActSpec, NormSpec, build_body, default_norm_args, init_weights
 from .layers import ConvNormAct, resolve_act_layer, resolve_norm_layer
 from .spec import build_plan, check_arch
 

@@ -10,6 +10,9 @@ keeps the destination's initialisation, so the new channels learn from the first
 
 Nothing here knows EfficientNet: :mod:`effnet_backbones.transplanting` uses these functions for
 backbones, and the same walker grows decoders, FPNs and heads of task models.
+
+(About 340 lines, kept as one module on purpose: the channel maps and the per-layer copy rules
+they drive are read together, and nothing else uses either.)
 """
 from __future__ import annotations
 
