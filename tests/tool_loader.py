@@ -14,3 +14,17 @@ def tool(name):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def cfg_options(base, name, **extra):
+    """``--cfg-options`` arguments: ``base`` plus a unique experiment name (MMEngine keys state by
+    it) and ``extra`` (dotted keys)."""
+    merged = {**base, 'experiment_name': name, **extra}
+    return ['--cfg-options'] + [f'{key}={value}'.replace(' ', '') for key, value in merged.items()]
+
+
+def run_train_tool(config, data_root, work_dir, max_iters, *arguments):
+    """``tools/train.py CONFIG --work-dir W --data-root D --max-iters N ARGUMENTS...``; returns
+    the runner."""
+    return tool('train').main([str(config), '--work-dir', str(work_dir), '--data-root',
+                               str(data_root), '--max-iters', str(max_iters), *arguments])

@@ -5,6 +5,8 @@ from typing import Any, Dict
 
 from mmengine.model import BaseDataPreprocessor
 
+from ..common.batch import move_batch
+
 __all__ = ['DetDataPreprocessor']
 
 
@@ -18,7 +20,5 @@ class DetDataPreprocessor(BaseDataPreprocessor):
 
     def forward(self, data: Dict[str, Any], training: bool = False) -> Dict[str, Any]:
         """``dict(inputs=[(C, H, W) ...], data_samples=[...])`` -> the same, on the device."""
-        inputs = [tensor.to(self.device, non_blocking=self._non_blocking)
-                  for tensor in data['inputs']]
-        samples = [sample.to(self.device) for sample in data['data_samples']]
+        inputs, samples = move_batch(data, self.device, self._non_blocking)
         return dict(inputs=inputs, data_samples=samples)

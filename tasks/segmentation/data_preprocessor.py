@@ -5,6 +5,7 @@ from typing import Any, Dict
 
 from mmengine.model import BaseDataPreprocessor
 
+from ..common.batch import move_batch
 from .padding import pad_and_stack
 
 __all__ = ['SegDataPreprocessor']
@@ -31,8 +32,6 @@ class SegDataPreprocessor(BaseDataPreprocessor):
 
     def forward(self, data: Dict[str, Any], training: bool = False) -> Dict[str, Any]:
         """``dict(inputs=[(C, H, W) ...], data_samples=[...])`` -> stacked, on the device."""
-        inputs = [tensor.to(self.device, non_blocking=self._non_blocking)
-                  for tensor in data['inputs']]
-        samples = [sample.to(self.device) for sample in data['data_samples']]
+        inputs, samples = move_batch(data, self.device, self._non_blocking)
         return dict(inputs=pad_and_stack(inputs, self.size_divisor, self.pad_value),
                     data_samples=samples)

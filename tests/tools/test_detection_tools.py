@@ -6,7 +6,7 @@ import cv2
 import pytest
 from mmengine.config import Config
 
-from tool_loader import ROOT, tool
+from tool_loader import ROOT, cfg_options, run_train_tool, tool
 from det_data import make_dataset
 from effnet_backbones.registry import MODELS
 from tasks.engine import check_config
@@ -25,8 +25,8 @@ SMALL = {  # the synthetic set: RGB, two classes (all of the JSON's); a narrow F
 
 
 def options(name):
-    merged = {**SMALL, 'experiment_name': name}
-    return ['--cfg-options'] + [f'{key}={value}' for key, value in merged.items()]
+    """--cfg-options arguments: SMALL and a unique experiment name."""
+    return cfg_options(SMALL, name)
 
 
 @pytest.fixture(scope='module')
@@ -34,8 +34,7 @@ def trained(tmp_path_factory):
     """(data root, work dir, runner) of a 2-iteration run of the demo config."""
     data = make_dataset(tmp_path_factory.mktemp('coco'))
     work = tmp_path_factory.mktemp('work')
-    runner = tool('train').main([DEMO, '--work-dir', str(work), '--data-root', str(data),
-                                 '--max-iters', '2', *options('det_trained')])
+    runner = run_train_tool(DEMO, data, work, 2, *options('det_trained'))
     return data, work, runner
 
 

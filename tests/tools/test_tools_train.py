@@ -18,7 +18,7 @@ from tasks.common.io import DataError
 from tasks.engine import (ConfigKeyError, NonFiniteLossError, load_from_local,
                           prepare_train_config, train)
 from tasks.engine import config as engine_config
-from tool_loader import ROOT, tool
+from tool_loader import ROOT, cfg_options, run_train_tool, tool
 from tasks.segmentation.losses import SegLoss
 
 QUICK = str(ROOT / 'configs/unet_effb0_quick.py')
@@ -35,9 +35,8 @@ SMALL = {  # 2 images of 64 px per batch, no worker processes, a narrow decoder
 
 
 def options(name, **extra):
-    """--cfg-options arguments: SMALL plus a unique experiment name (MMEngine keys state by it)."""
-    merged = {**SMALL, 'experiment_name': name, **extra}
-    return ['--cfg-options'] + [f'{key}={value}'.replace(' ', '') for key, value in merged.items()]
+    """--cfg-options arguments: SMALL, a unique experiment name and ``extra``."""
+    return cfg_options(SMALL, name, **extra)
 
 
 @pytest.fixture(scope='module')
@@ -46,8 +45,7 @@ def trained(tmp_path_factory):
     data = make_dataset(tmp_path_factory.mktemp('data'))
     work = tmp_path_factory.mktemp('work')
     torch.manual_seed(0)
-    runner = tool('train').main([QUICK, '--work-dir', str(work), '--data-root', str(data),
-                                 '--max-iters', '4', *options('trained')])
+    runner = run_train_tool(QUICK, data, work, 4, *options('trained'))
     return data, work, runner
 
 
@@ -79,8 +77,7 @@ def test_resume_continues_from_saved_iteration(trained, tmp_path):
     shutil.copytree(work, resumed)
     (resumed / 'iter_4.pth').unlink()  # as if the run had been killed during iteration 3
     (resumed / 'last_checkpoint').write_text(str(resumed / 'iter_2.pth'))
-    runner = tool('train').main([QUICK, '--work-dir', str(resumed), '--data-root', str(data),
-                                 '--max-iters', '4', '--resume', *options('resumed')])
+    runner = run_train_tool(QUICK, data, resumed, 4, '--resume', *options('resumed'))
     assert runner.iter == 4 and (resumed / 'iter_4.pth').is_file()
     logs = sorted(resumed.glob('*/*.log'))
     assert 'resumed epoch: 0, iter: 2' in logs[-1].read_text()
@@ -181,8 +178,7 @@ def test_bad_data_stops_the_train_tool_with_the_file_named(tmp_path, how, expect
     error, named = expected
     root = _broken(tmp_path, how)
     with pytest.raises(error, match=named):
-        tool('train').main([QUICK, '--work-dir', str(tmp_path / 'w'), '--data-root', str(root),
-                            '--max-iters', '2', *options(f'bad{id(how)}')])
+        run_train_tool(QUICK, root, tmp_path / 'w', 2, *options(f'bad{id(how)}'))
     assert not list((tmp_path / 'w').glob('*.pth'))
 
 

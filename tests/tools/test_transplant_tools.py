@@ -10,7 +10,8 @@ from effnet_backbones.registry import MODELS
 from seg_data import make_dataset
 from tasks.engine import TransplantInitHook, apply_init_from, prepare_train_config
 from tasks.engine.transplant import model_config_for, read_state_dict, resolve_checkpoint
-from test_tools_train import QUICK, ROOT, SMALL, options, tool
+from test_tools_train import QUICK, SMALL, options
+from tool_loader import ROOT, run_train_tool, tool
 
 NARROW = {'model.decoder_options.decoder_channels': '[16,16,16,16,16]'}
 
@@ -24,8 +25,7 @@ def trained_b0(tmp_path_factory):
     data = make_dataset(tmp_path_factory.mktemp('data'))
     work = tmp_path_factory.mktemp('b0')
     torch.manual_seed(0)
-    tool('train').main([QUICK, '--work-dir', str(work), '--data-root', str(data),
-                        '--max-iters', '2', *options('grow_b0')])
+    run_train_tool(QUICK, data, work, 2, *options('grow_b0'))
     return data, work
 
 
@@ -58,9 +58,8 @@ def test_tool_grows_a_trained_unet_exactly(trained_b0, tmp_path):
 def test_init_from_grows_before_the_first_iteration(trained_b0, tmp_path):
     data, work = trained_b0
     grown = tmp_path / 'b1'
-    runner = tool('train').main([QUICK, '--work-dir', str(grown), '--data-root', str(data),
-                                 '--max-iters', '1', *options('grow_b1', **{'model.arch': 'b1'}),
-                                 'init_from.type=transplant', f'init_from.checkpoint={work}'])
+    runner = run_train_tool(QUICK, data, grown, 1, *options('grow_b1', **{'model.arch': 'b1'}),
+                            'init_from.type=transplant', f'init_from.checkpoint={work}')
     text = (grown / 'transplant_report.txt').read_text()
     assert 'efficientnet_b0) -> SegmentationModel(efficientnet_b1)' in text
     # appended blocks started as identities and have trained for one step only
