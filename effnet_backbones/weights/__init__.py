@@ -19,7 +19,8 @@ the model, then call :func:`load_pretrained`.
 from .checkpoint import Checkpoint, WeightsError
 from .files import read_file
 from .hub import HubWeights, fetch_hub_weights, parse_hub_name
-from .keys import KeyLayout, LAYOUTS, to_ours, variants_of
+from .keys import (LAYOUTS, KeyLayout, describe_shapes, from_ours, layout_name, recognise_layout,
+                   to_ours, variant_text, variants_of)
 from .loading import load_pretrained
 from .own_format import FORMAT, save_backbone
 from .read import (checkpoint_config, detect_variant, read_checkpoint, select_prefix, settings_of,
@@ -30,7 +31,8 @@ from .stem import adapt_stem_weight
 
 __all__ = [
     'SOURCES', 'FORMAT', 'WeightsError', 'LoadReport', 'Checkpoint', 'HubWeights', 'KeyLayout',
-    'LAYOUTS', 'source_settings', 'settings_of', 'source_defaults', 'read_checkpoint',
+    'LAYOUTS', 'from_ours', 'layout_name', 'recognise_layout', 'describe_shapes', 'variant_text',
+    'source_settings', 'settings_of', 'source_defaults', 'read_checkpoint',
     'read_file', 'parse_hub_name', 'fetch_hub_weights', 'to_ours', 'convert_state_dict',
     'variants_of', 'detect_variant', 'checkpoint_config', 'adapt_stem_weight', 'load_pretrained',
     'save_backbone', 'select_prefix',

@@ -11,7 +11,7 @@ import describe  # tools/describe.py (tests/conftest.py puts tools/ on sys.path)
 from effnet_backbones.profile import count_macs, describe_variants, markdown_table
 from reference import ARCHS, REFERENCE, STRIDES
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_count_macs_of_a_known_layer():
