@@ -3,8 +3,8 @@
 Importing this package registers (:mod:`tasks.detection.registry`), in the ``effnet_backbones``
 scope, the models (``RetinaNet``, ``FCOS``, ``FasterRCNN``), their batching
 (``DetDataPreprocessor``), the COCO-format dataset (``CocoDetDataset``) and the metric
-(``CocoMetric``); configs name them ``'effnet_backbones.<Name>'``. Augmentation steps are albumentations transforms named in the
-config (see :mod:`tasks.detection.augment`).
+(``CocoMetric``); configs name them ``'effnet_backbones.<Name>'``. Augmentation steps are
+albumentations transforms named in the config (see :mod:`tasks.detection.augment`).
 """
 from . import registry  # noqa: F401  (registers the classes below)
 from .coco import CocoData, DataWarning, ImageRecord, load_coco
