@@ -109,8 +109,6 @@ class EfficientNet(nn.Module):
         self.out_indices = _check_out_indices(out_indices)
         if not isinstance(in_chans, int) or isinstance(in_chans, bool) or in_chans < 1:
             raise ValueError(f'in_chans must be a positive int, got {in_chans!r}')
-        if not isinstance(drop_path_rate, (int, float)) or not 0.0 <= drop_path_rate < 1.0:
-            raise ValueError(f'drop_path_rate must be in [0, 1), got {drop_path_rate!r}')
         if padding not in PADDING_MODES:
             raise ValueError(f'padding must be one of {PADDING_MODES}, got {padding!r}')
         self.in_chans = in_chans

@@ -7,6 +7,7 @@ first, take from them the settings the weights were made with (TF ports: 'same' 
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Dict, List, Optional, Tuple
 
 from .backbone import EfficientNet
@@ -115,7 +116,30 @@ def create_backbone(name: Optional[str] = None, pretrained: Any = None, source: 
     if arch is None:
         raise ValueError(f'cannot tell which variant {ckpt.name!r} holds; give the name, e.g. '
                          f"create_backbone('efficientnet_b4', pretrained=...)")
-    return build_backbone(arch, pretrained=ckpt, source=source, **_merge_options(saved, options))
+    merged = _merge_options(saved, options)
+    if 'out_indices' in saved and 'out_indices' in merged:
+        ckpt = _taps_by_level(ckpt, tuple(saved['out_indices']), tuple(merged['out_indices']))
+    return build_backbone(arch, pretrained=ckpt, source=source, **merged)
+
+
+def _taps_by_level(ckpt: Any, saved_levels: Tuple[int, ...], levels: Tuple[int, ...]) -> Any:
+    """``ckpt`` with its tap weights renamed from the saved slots to the slots of the same levels.
+
+    Taps are stored by slot (``taps.<position in out_indices>``); when a saved backbone is rebuilt
+    with other ``out_indices``, each tap's weights must follow its level, not its position. Taps of
+    levels the new backbone does not return are renamed out of the way (reported as skipped).
+    """
+    if saved_levels == levels:
+        return ckpt
+    new_slot = {level: slot for slot, level in enumerate(levels)}
+    renamed = {}
+    for key, value in ckpt.state_dict.items():
+        parts = key.split('.')
+        if parts[0] == 'taps' and parts[1].isdigit() and int(parts[1]) < len(saved_levels):
+            level = saved_levels[int(parts[1])]
+            parts[1] = str(new_slot[level]) if level in new_slot else f'level{level}'
+        renamed['.'.join(parts)] = value
+    return dataclasses.replace(ckpt, state_dict=renamed)
 
 
 def _merge_options(saved: Dict[str, Any], options: Dict[str, Any]) -> Dict[str, Any]:

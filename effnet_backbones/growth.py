@@ -77,7 +77,12 @@ class ChannelMap:
     @property
     def is_leading(self) -> bool:
         """Whether the source channels are exactly the first ``src_size`` destination channels."""
-        return self.runs == (((0, 0, self.src_size),) if self.src_size else ())
+        position = 0
+        for src_start, dst_start, length in self.runs:
+            if src_start != position or dst_start != position:
+                return False
+            position += length
+        return position == self.src_size
 
     def new_runs(self) -> List[Tuple[int, int]]:
         """``(dst_start, length)`` of the destination channels that no source channel feeds."""

@@ -207,6 +207,9 @@ def build_plan(arch: str, drop_path_rate: float = 0.0, output_stride: int = 32,
     """
     arch = check_arch(arch)
     scaling = SCALING[arch]
+    if not isinstance(drop_path_rate, (int, float)) or isinstance(drop_path_rate, bool) \
+            or not 0.0 <= drop_path_rate < 1.0:
+        raise ValueError(f'drop_path_rate must be in [0, 1), got {drop_path_rate!r}')
     if output_stride not in (8, 16, 32):
         raise ValueError(f'output_stride must be one of 8, 16, 32, got {output_stride!r}')
     stem_channels = scale_width(STEM_CHANNELS, scaling.width)

@@ -11,6 +11,8 @@ __all__ = ['NORM_LAYERS', 'ACT_LAYERS', 'NormFactory', 'ActFactory', 'resolve_no
            'resolve_act_layer', 'is_norm']
 
 NormFactory = Callable[[int], nn.Module]
+#: Channels of the layer built once to check a norm's options.
+_PROBE_CHANNELS = 8
 ActFactory = Callable[[], nn.Module]
 
 
@@ -91,10 +93,13 @@ def resolve_norm_layer(norm_layer: Union[str, Mapping[str, Any], Callable[..., n
     key = _norm_key(str(name))
     if key not in NORM_LAYERS:
         raise ValueError(f'unknown norm_layer {name!r}; valid: {", ".join(NORM_LAYERS)}')
+    factory = NORM_LAYERS[key](eps=eps, momentum=momentum, **extra)
     try:
-        return NORM_LAYERS[key](eps=eps, momentum=momentum, **extra)
+        # partial() checks no argument: build one layer so a misspelt option fails here, named
+        factory(_PROBE_CHANNELS)
     except TypeError as err:
         raise ValueError(f'invalid options {extra!r} for norm_layer {name!r}: {err}') from None
+    return factory
 
 
 def resolve_act_layer(act_layer: Union[str, Callable[..., nn.Module]]) -> ActFactory:

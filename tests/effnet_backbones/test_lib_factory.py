@@ -6,7 +6,6 @@ import torch.nn as nn
 from calibration import assert_close_relative, calibrate_bn
 from effnet_backbones import EfficientNet, create_backbone, list_backbones, save_backbone
 from effnet_backbones.layers import SCSE, Conv2dSame
-from effnet_backbones.weights import WeightsError
 from reference import ARCHS, REFERENCE
 
 NAMES = [f'efficientnet_{arch}' for arch in ARCHS]
@@ -118,11 +117,6 @@ def test_given_options_override_saved_ones_and_scse_flags_follow_their_levels(sa
     assert explicit.scse == (False, False)
 
 
-@pytest.mark.xfail(strict=True, raises=WeightsError, reason=(
-    'library bug: the saved scSE flags follow their levels when out_indices changes, but the '
-    "tap weights load by slot ('taps.<slot>'), so level 2's scSE (taps.1 in the file) meets "
-    "level 4's (taps.1 in the new model): a shape error here, and silently initial scSE weights "
-    'when the slot simply disappears (see the next test)'))
 @torch.no_grad()
 def test_saved_scse_weights_follow_their_level(saved_b0):
     original, batch, path = saved_b0
@@ -132,10 +126,6 @@ def test_saved_scse_weights_follow_their_level(saved_b0):
     assert_close_relative(rebuilt(batch), [expected[1], expected[3]], rtol=0)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    'library bug: same slot-versus-level mismatch; here the saved scSE weights of level 3 '
-    "(taps.1) are skipped and the new model's taps.0 stays at its initialisation without an "
-    'error, so the rebuilt tap differs from the saved one'))
 @torch.no_grad()
 def test_saved_scse_weights_are_not_silently_dropped(tmp_path):
     torch.manual_seed(4)

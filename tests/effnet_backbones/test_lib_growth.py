@@ -62,10 +62,6 @@ def test_concatenated_map_offsets_each_part():
     assert ChannelMap.concat([]).runs == ()
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    'library bug (minor, is_leading is unused): a concatenation of parts that do not grow is the '
-    'leading slice, but its runs stay split, so is_leading compares ((0,0,2),(2,2,3)) with '
-    '((0,0,5),) and says False'))
 def test_a_concatenation_that_does_not_grow_is_leading():
     assert ChannelMap.concat([ChannelMap.leading(2, 2), ChannelMap.leading(3, 3)]).is_leading
 

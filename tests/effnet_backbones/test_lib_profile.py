@@ -3,8 +3,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-import torch
 import torch.nn as nn
 
 import describe  # tools/describe.py (tests/conftest.py puts tools/ on sys.path)

@@ -9,7 +9,6 @@ import torchvision
 from effnet_backbones import (EfficientNet, create_backbone, EfficientNetClassifier, EffNetFPN, TransplantError,
                               save_backbone, transplant)
 from effnet_backbones.growth import ChannelMap
-from effnet_backbones.layers import SCSE
 from effnet_backbones.transplanting import max_difference
 
 ALL_LEVELS = (0, 1, 2, 3, 4)

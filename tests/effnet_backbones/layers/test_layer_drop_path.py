@@ -75,9 +75,6 @@ def test_works_for_any_rank_and_shows_its_rate():
     assert repr(DropPath(0.125)) == 'DropPath(p=0.1250)'
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    'library bug: DropPath(1.0) divides the all-zero mask by keep = 0 and returns NaN; timm and '
-    'torchvision return zeros (they skip the division when nothing is kept)'))
 def test_rate_one_drops_everything():
     x = torch.randn(4, 3, 2, 2)
     out = DropPath(1.0).train()(x)

@@ -46,10 +46,6 @@ def test_mmcv_style_dict_overrides_eps_and_momentum_and_drops_requires_grad():
     assert gn.num_groups == 16 and gn.eps == 1e-5
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError, reason=(
-    'library bug: resolve_norm_layer only wraps the options in functools.partial, so its '
-    '"invalid options" ValueError never fires; the misspelt option reaches BatchNorm2d / '
-    'GroupNorm when the first layer is built and fails there as a bare TypeError'))
 @pytest.mark.parametrize('norm_layer', [dict(type='BN', groups=4), dict(type='GN', num_group=4)])
 def test_unknown_norm_options_are_named_in_the_error(norm_layer):
     with pytest.raises(ValueError, match=r"invalid options .* for norm_layer '(BN|GN)'"):
