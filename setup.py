@@ -34,7 +34,10 @@ setup(
         'torchvision>=0.16',
         'timm>=0.9.16',
         'segmentation-models-pytorch>=0.4',
-        'mmengine>=0.10.4',
+        # mmengine-lite is mmengine without its opencv-python requirement: albumentations already
+        # brings opencv-python-headless, and two distributions of one cv2 module in one
+        # environment overwrite each other's files
+        'mmengine-lite>=0.10.4',
         'albumentations>=1.4',
         'pycocotools>=2.0.7',
         'numpy',
