@@ -13,8 +13,8 @@ from typing import List, Sequence, Union
 import torch
 import torch.nn as nn
 
-__all__ = ['calibrate_bn', 'assert_close_relative', 'relative_error', 'randomise_affine',
-           'copy_state_in_order', 'n_params']
+__all__ = ['calibrate_bn', 'assert_close_relative', 'assert_each_tensor_matters', 'relative_error',
+           'randomise_affine', 'copy_state_in_order', 'n_params']
 
 Tensors = Union[torch.Tensor, Sequence[torch.Tensor]]
 
@@ -121,3 +121,19 @@ def assert_close_relative(actual: Tensors, expected: Tensors, rtol: float = 1e-5
             f'tensor {index}: relative error {ratio:.3g} > {rtol:g} '
             f'(||actual|| = {torch.linalg.vector_norm(got.double()).item():.3g}, '
             f'||expected|| = {torch.linalg.vector_norm(want.double()).item():.3g})')
+
+
+def assert_each_tensor_matters(actual: Tensors, expected: Tensors, rtol: float = 1e-5) -> None:
+    """Assert ``actual`` matches ``expected`` and that zeroing any one tensor of ``actual`` breaks
+    the match: the comparison would notice a broken deep layer (its tensors are not vanishing)."""
+    actual_list = _as_list(actual)
+    assert_close_relative(actual_list, expected, rtol)
+    for index in range(len(actual_list)):
+        broken = list(actual_list)
+        broken[index] = torch.zeros_like(broken[index])
+        try:
+            assert_close_relative(broken, expected, rtol)
+        except AssertionError:
+            continue
+        raise AssertionError(f'tensor {index} could be zero and still compare equal: calibrate '
+                             f'the network (calibrate_bn) so that its activations do not vanish')

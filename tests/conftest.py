@@ -11,9 +11,11 @@ import torch  # noqa: E402
 # the checkout (tasks, benchmarks: importable without installing), tools/ (scripts, not a package:
 # tests call their main()) and tests/ itself (the shared helpers seg_data, det_data, tool_loader)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-for folder in (ROOT, os.path.join(ROOT, 'tools'), os.path.dirname(os.path.abspath(__file__))):
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
+# (the root goes first: tests/effnet_backbones and tests/tasks must never shadow the packages)
+for folder in (os.path.dirname(os.path.abspath(__file__)), os.path.join(ROOT, 'tools'), ROOT):
+    if folder in sys.path:
+        sys.path.remove(folder)
+    sys.path.insert(0, folder)
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 

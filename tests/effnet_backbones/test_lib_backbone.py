@@ -8,6 +8,7 @@ import torch.nn as nn
 import torchvision
 from torchvision.ops import FrozenBatchNorm2d
 
+from calibration import assert_each_tensor_matters, calibrate_bn
 from effnet_backbones import EfficientNet, EfficientNetClassifier, create_backbone, list_backbones
 from effnet_backbones.layers import SCSE, Conv2dSame
 from reference import ARCHS, REFERENCE, STRIDES
@@ -129,14 +130,15 @@ def test_output_stride_by_dilation(output_stride):
     assert max(dilations) == 32 // output_stride
 
 
+@torch.no_grad()
 def test_channels_last_gives_the_same_taps():
-    model = EfficientNet('b0').eval()
     x = torch.randn(2, 3, 64, 64)
+    model = calibrate_bn(EfficientNet('b0', out_indices=(0, 1, 2, 3, 4)), x)
     ref = model(x)
     model = model.to(memory_format=torch.channels_last)
     out = model(x.to(memory_format=torch.channels_last))
-    for a, b in zip(ref, out):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    assert all(tap.is_contiguous(memory_format=torch.channels_last) for tap in out[1:])
+    assert_each_tensor_matters(out, ref, rtol=1e-5)
 
 
 # ----------------------------------------------------------------------------- options
@@ -211,20 +213,38 @@ def test_with_cp_gives_the_same_gradients_and_statistics(with_cp):
                                             ('syncbn', nn.SyncBatchNorm),
                                             (dict(type='GN', num_groups=4), nn.GroupNorm)])
 def test_norm_layers(norm_layer, cls):
-    model = EfficientNet('b0', norm_layer=norm_layer)
-    assert isinstance(model.stem.norm, cls)
-    if cls is not nn.SyncBatchNorm:  # SyncBN needs a process group to run in training mode
-        sum(f.sum() for f in model(torch.randn(2, 3, 64, 64))).backward()
-    else:
-        model.eval()(torch.randn(1, 3, 64, 64))
+    model = EfficientNet('b0', norm_layer=norm_layer).train()
+    assert all(isinstance(m, cls) for m in model.modules()
+               if isinstance(m, (nn.modules.batchnorm._NormBase, nn.GroupNorm, FrozenBatchNorm2d)))
+    x = torch.randn(2, 3, 64, 64)
+    conv_out = model.stem.conv(x)
+    normed = model.stem.norm(conv_out)
+    if cls is FrozenBatchNorm2d:  # fixed statistics (mean 0, var 1) in train mode too
+        torch.testing.assert_close(normed, conv_out / (1 + model.stem.norm.eps) ** 0.5)
+    else:  # batch statistics per channel (BN, and SyncBN without a group) or per group (GN)
+        groups = model.stem.norm.num_groups if cls is nn.GroupNorm else None
+        view = conv_out.reshape(2, groups, -1) if groups else conv_out.transpose(0, 1).reshape(32, -1)
+        expected = (view - view.mean(-1, keepdim=True)) / (view.var(-1, unbiased=False, keepdim=True)
+                                                           + model.stem.norm.eps).sqrt()
+        expected = (expected.reshape(2, 32, 32, 32) if groups
+                    else expected.reshape(32, 2, 32, 32).transpose(0, 1))
+        torch.testing.assert_close(normed, expected, rtol=1e-4, atol=1e-4)
+    sum(f.sum() for f in model(x)).backward()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    assert trainable and all(p.grad is not None and torch.isfinite(p.grad).all() for p in trainable)
 
 
 @pytest.mark.parametrize('act_layer,cls', [('swish', nn.SiLU), ('relu6', nn.ReLU6),
                                            ('hardswish', nn.Hardswish)])
 def test_act_layers(act_layer, cls):
-    model = EfficientNet('b0', act_layer=act_layer)
-    assert isinstance(model.stem.act, cls) and isinstance(model.stages[1][0].se.act, cls)
-    assert model(torch.randn(1, 3, 64, 64))[0].shape[1] == 24
+    model = EfficientNet('b0', act_layer=act_layer).eval()
+    acts = [m for m in model.modules() if isinstance(m, (nn.SiLU, nn.ReLU6, nn.Hardswish, nn.ReLU))]
+    assert acts and all(type(m) is cls for m in acts)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        stem = model.stem(x)
+        expected = cls()(model.stem.norm(model.stem.conv(x)))
+    torch.testing.assert_close(stem, expected, rtol=0, atol=0)
 
 
 def test_bn_eps_and_momentum_defaults_follow_torchvision_and_can_be_set():

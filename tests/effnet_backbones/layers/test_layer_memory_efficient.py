@@ -63,13 +63,28 @@ def test_channels_last_memory_efficient_path():
     _assert_same_training_step(plain, efficient, x)
 
 
-def test_eval_and_no_grad_use_the_plain_path_with_identical_results():
+def test_eval_and_no_grad_use_the_plain_path_with_identical_results(monkeypatch):
+    import effnet_backbones.blocks as blocks
+    import effnet_backbones.layers.conv as conv
+
+    fused_calls = []
+    for module, name in ((conv, 'norm_act'), (blocks, 'norm_act_conv'), (blocks, 'gate_project')):
+        original = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *args, _f=original, _n=name: (
+            fused_calls.append(_n), _f(*args))[1])
     plain, efficient = _pair()
-    plain.eval(), efficient.eval()
     x = torch.randn(1, 3, 64, 64)
-    with torch.no_grad():
+    with torch.no_grad():  # training mode, but no graph: nothing to save memory on
         for a, b in zip(plain(x), efficient(x)):
             assert torch.equal(a, b)
+    plain.eval(), efficient.eval()
+    for a, b in zip(plain(x), efficient(x)):  # eval mode with gradients: fused where it saves
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+    assert fused_calls, 'the fused functions never ran'
+    fused_calls.clear()
+    with torch.no_grad():
+        efficient(x)
+    assert fused_calls == []
 
 
 def test_saves_at_most_sixty_percent_of_the_plain_activations():

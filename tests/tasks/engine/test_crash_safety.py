@@ -77,6 +77,15 @@ def uninterrupted(setup):
     return work
 
 
+def _assert_same_final_weights(work, uninterrupted):
+    """The run in ``work`` ended at ITERS with the weights of the uninterrupted run."""
+    assert load_from_local(str(work / f'iter_{ITERS}.pth'))['meta']['iter'] == ITERS
+    final, reference = _weights(work / f'iter_{ITERS}.pth'), _weights(uninterrupted / f'iter_{ITERS}.pth')
+    assert final.keys() == reference.keys()
+    for key in reference:
+        torch.testing.assert_close(final[key], reference[key], rtol=1e-5, atol=1e-6, msg=key)
+
+
 def test_sigkill_mid_run_then_resume_ends_with_the_same_weights(setup, uninterrupted):
     root, data, config = setup
     work = root / 'killed'
@@ -92,11 +101,7 @@ def test_sigkill_mid_run_then_resume_ends_with_the_same_weights(setup, uninterru
     assert resumed_from in ('iter_4.pth', 'iter_6.pth')
     _run(_command(config, data, work, '--resume'))
     assert not (work / 'iter_2.pth').exists()  # max_keep_ckpts=1 still rotates
-    final, reference = _weights(work / f'iter_{ITERS}.pth'), _weights(uninterrupted / f'iter_{ITERS}.pth')
-    assert load_from_local(str(work / f'iter_{ITERS}.pth'))['meta']['iter'] == ITERS
-    assert final.keys() == reference.keys()
-    for key in reference:
-        torch.testing.assert_close(final[key], reference[key], rtol=1e-5, atol=1e-6, msg=key)
+    _assert_same_final_weights(work, uninterrupted)
 
 
 KILL_IN_SAVE = """
@@ -125,7 +130,7 @@ runpy.run_path(sys.argv[0], run_name='__main__')
 """
 
 
-def test_sigkill_during_a_checkpoint_save_keeps_the_last_good_one(setup):
+def test_sigkill_during_a_checkpoint_save_keeps_the_last_good_one(setup, uninterrupted):
     root, data, config = setup
     work, marker = root / 'killed_in_save', root / 'saving'
     process = subprocess.Popen(
@@ -144,7 +149,7 @@ def test_sigkill_during_a_checkpoint_save_keeps_the_last_good_one(setup):
     assert find_resumable_checkpoint(str(work)) == str(work / 'iter_2.pth')
     assert _weights(work / 'iter_2.pth')  # loadable
     _run(_command(config, data, work, '--resume'))
-    assert load_from_local(str(work / f'iter_{ITERS}.pth'))['meta']['iter'] == ITERS
+    _assert_same_final_weights(work, uninterrupted)
 
 
 def test_resume_skips_a_truncated_checkpoint_and_a_broken_pointer(tmp_path):
