@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 from pathlib import Path
 from typing import Iterator, Union
 
@@ -26,11 +27,16 @@ def atomic_path(path: Union[str, Path]) -> Iterator[Path]:
     over ``path`` (atomic on POSIX). On failure the temporary file is removed and ``path`` keeps
     its previous content.
 
-    The temporary name keeps the suffix, since some writers (torch.export) check it.
+    The temporary name keeps the suffix, since some writers (torch.export) check it, and is
+    unique (``mkstemp``), so two writers of one file (threads, nested saves) never share it.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.stem}.tmp-{os.getpid()}{path.suffix}')
+    handle, name = tempfile.mkstemp(prefix=f'.{path.stem}.tmp-', suffix=path.suffix,
+                                    dir=path.parent)
+    os.close(handle)
+    tmp = Path(name)
+    tmp.unlink()  # only the unique name is kept: a writer that writes nothing must fail below
     try:
         yield tmp
         with open(tmp, 'rb') as written:

@@ -138,7 +138,7 @@ def test_channels_last_gives_the_same_taps():
     model = model.to(memory_format=torch.channels_last)
     out = model(x.to(memory_format=torch.channels_last))
     assert all(tap.is_contiguous(memory_format=torch.channels_last) for tap in out[1:])
-    assert_each_tensor_matters(out, ref, rtol=1e-5)
+    assert_each_tensor_matters(out, ref, rtol=1e-4)  # other conv kernels: float32 round-off
 
 
 # ----------------------------------------------------------------------------- options

@@ -6,7 +6,10 @@ from effnet_backbones import EfficientNet
 from effnet_backbones.export import export_model, run_exported
 
 # a second batch size and odd sides prove the exported graph is not fixed to the example
-INPUTS = [torch.randn(1, 3, 64, 64), torch.randn(2, 3, 97, 131)]
+_GEN = torch.Generator().manual_seed(0)
+INPUTS = [torch.randn(1, 3, 64, 64, generator=_GEN), torch.randn(2, 3, 97, 131, generator=_GEN)]
+# float32 across runtimes: the deepest tap differs by ~1.2e-5 relative (a zeroed tap: 1.0)
+RTOL = 1e-4
 
 
 @pytest.mark.parametrize('fmt,padding', [('onnx', 'symmetric'), ('onnx', 'same'),
@@ -20,7 +23,7 @@ def test_backbone_export_matches_pytorch_at_other_sizes(tmp_path, fmt, padding):
     for x in INPUTS:
         with torch.no_grad():
             expected = model(x)
-        assert_each_tensor_matters(run_exported(path, fmt, x), expected, rtol=1e-5)
+        assert_each_tensor_matters(run_exported(path, fmt, x), expected, rtol=RTOL)
     shapes = [tuple(t.shape) for t in run_exported(path, fmt, INPUTS[1])]
     assert shapes == [(2, 24, 25, 33), (2, 40, 13, 17), (2, 112, 7, 9), (2, 320, 4, 5)]
 

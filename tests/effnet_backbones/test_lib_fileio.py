@@ -80,3 +80,15 @@ def test_the_file_is_flushed_to_disk_before_it_is_renamed(tmp_path, monkeypatch)
     # the file's data first, then the rename, then (where possible) the directory entry
     assert events[:2] == ['fsync', 'replace']
     assert target.read_bytes() == b'data'
+
+
+def test_two_writers_of_one_file_get_their_own_temporary_files(tmp_path):
+    target = tmp_path / 'model.pth'
+    with atomic_path(target) as outer:
+        outer.write_bytes(b'outer')
+        with atomic_path(target) as inner:
+            assert inner != outer
+            inner.write_bytes(b'inner')
+        assert target.read_bytes() == b'inner'
+    assert target.read_bytes() == b'outer'  # the later rename wins, nothing is lost on the way
+    assert files_in(tmp_path) == ['model.pth']

@@ -60,7 +60,7 @@ def test_backbone_part_exports_the_taps(tmp_path, checkpoint):
     taps = run_exported(out, 'exported-program', x)
     assert [t.shape[1] for t in taps] == [16, 24, 40, 112, 320]
     with torch.no_grad():
-        assert_each_tensor_matters(taps, model.net.encoder.backbone(x), rtol=1e-5)
+        assert_each_tensor_matters(taps, model.net.encoder.backbone(x), rtol=1e-4)
 
 
 def test_bad_part_and_format_are_refused(tmp_path, checkpoint):
