@@ -96,6 +96,9 @@ class EfficientNet(nn.Module):
     made with, build this class, then load.
     """
 
+    # descriptions, not computation: TorchScript need not compile them
+    __jit_unused_properties__ = ['out_channels', 'strides']
+
     def __init__(self, arch: str = 'b0', out_indices: Sequence[int] = (1, 2, 3, 4),
                  scse: Union[bool, Sequence[bool]] = False, scse_reduction: int = 16,
                  in_chans: int = 3, drop_path_rate: float = 0.0, frozen_stages: int = -1,
@@ -137,9 +140,8 @@ class EfficientNet(nn.Module):
             for level, flag in zip(self.out_indices, scse_flags))
         self.scse = scse_flags
         self.feature_info = self._describe_taps()
-        # stage index -> position in the output list, for the forward loop
-        self._tap_slots: Dict[int, int] = {tap_stages[level]: slot
-                                           for slot, level in enumerate(self.out_indices)}
+        # the stage each tap reads, in tap order (a plain list: TorchScript reads it as List[int])
+        self._tap_stages: List[int] = [tap_stages[level] for level in self.out_indices]
 
         if not isinstance(frozen_stages, int) or not -1 <= frozen_stages <= num_stages:
             raise ValueError(f'frozen_stages must be -1 (none), 0 (stem) or 1..{num_stages} '
@@ -260,7 +262,8 @@ class EfficientNet(nn.Module):
             raise ValueError(f'input of {x.shape[2]}x{x.shape[3]} px is too small; both sides must '
                              f'be at least {MIN_INPUT_SIZE} px (input shape {tuple(x.shape)})')
 
-    def _run_stage(self, stage: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    @torch.jit.unused
+    def _run_stage(self, stage: nn.Module, x: torch.Tensor) -> torch.Tensor:
         if self.with_cp is None or not (self.training and torch.is_grad_enabled()):
             return stage(x)
         if self.with_cp == 'stage':
@@ -276,10 +279,14 @@ class EfficientNet(nn.Module):
         x = self.stem(x)
         features: List[torch.Tensor] = []
         for stage_id, stage in enumerate(self.stages):
-            x = self._run_stage(stage, x)
-            slot = self._tap_slots.get(stage_id)
-            if slot is not None:
-                features.append(self.taps[slot](x))
+            if torch.jit.is_scripting():  # scripted models run without checkpointing
+                x = stage(x)
+            else:
+                x = self._run_stage(stage, x)
+            # TorchScript indexes module lists by constants only, hence a loop, not taps[slot]
+            for slot, tap in enumerate(self.taps):
+                if self._tap_stages[slot] == stage_id:
+                    features.append(tap(x))
         return features
 
     def extra_repr(self) -> str:

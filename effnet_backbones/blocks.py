@@ -1,7 +1,7 @@
 """The MBConv block (inverted residual with depthwise conv and squeeze-and-excitation)."""
 from __future__ import annotations
 
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -47,6 +47,14 @@ class MBConv(nn.Module):
         self.drop_path = DropPath(spec.drop_path) if self.has_skip else nn.Identity()
         self.memory_efficient = bool(memory_efficient)
 
+    @torch.jit.unused
+    def _forward_fused(self, x: torch.Tensor) -> Optional[torch.Tensor]:
+        """The branch output on the memory-efficient path, or None where the plain path runs."""
+        # compiled graphs get the same saving from the partitioner's rematerialisation
+        if self.memory_efficient and torch.is_grad_enabled() and not torch.compiler.is_compiling():
+            return self._forward_memory_efficient(x)
+        return None
+
     def _forward_memory_efficient(self, x: torch.Tensor) -> torch.Tensor:
         if isinstance(self.expand, ConvNormAct) and self.expand.fuses_norm_act():
             # the expanded activation is recomputed in backward instead of being kept
@@ -57,10 +65,8 @@ class MBConv(nn.Module):
         return self.project.norm(gate_project(out, self.se.gate(out), self.project.conv.weight))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # compiled graphs get the same saving from the partitioner's rematerialisation
-        if self.memory_efficient and torch.is_grad_enabled() and not torch.compiler.is_compiling():
-            out = self._forward_memory_efficient(x)
-        else:
+        out = self._forward_fused(x) if not torch.jit.is_scripting() else None
+        if out is None:
             out = self.project(self.se(self.depthwise(self.expand(x))))
         if self.has_skip:
             out = self.drop_path(out) + x

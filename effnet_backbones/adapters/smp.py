@@ -48,8 +48,8 @@ class EffNetEncoder(nn.Module, EncoderMixin):
             ``drop_path_rate``, ``norm_layer``, ``pretrained`` ...).
     """
 
-    # the backbone's input checks and run-time 'same' padding are not written for TorchScript
-    _is_torch_scriptable = False
+    # scriptable, exportable and compilable in eval mode, as smp's own encoders (EncoderMixin's
+    # _is_torch_* flags stay True; tests/effnet_backbones/adapters/test_adapter_smp_contract.py)
 
     def __init__(self, arch: str = 'b0', depth: int = 5, output_stride: int = 32,
                  in_channels: int = 3, **backbone_options: Any) -> None:
@@ -71,7 +71,9 @@ class EffNetEncoder(nn.Module, EncoderMixin):
 
     def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
         """Return ``[x, s2, s4, ...]`` with ``depth`` feature maps after the input."""
-        return [x, *self.backbone(x)]
+        features = [x]
+        features.extend(self.backbone(x))
+        return features
 
     def set_in_channels(self, in_channels: int, pretrained: bool = True) -> None:
         """Change the input channels in place; trained RGB stem weights are adapted, else redrawn."""

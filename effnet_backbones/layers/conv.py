@@ -86,6 +86,7 @@ class ConvNormAct(nn.Module):
         self.has_act = act_layer is not None
         self.memory_efficient = bool(memory_efficient)
 
+    @torch.jit.unused
     def fuses_norm_act(self) -> bool:
         """Whether this call runs norm + activation fused (see ``memory_efficient``)."""
         # compiled graphs get the same saving from the partitioner's rematerialisation
@@ -97,6 +98,7 @@ class ConvNormAct(nn.Module):
 
     def finish(self, x: torch.Tensor) -> torch.Tensor:
         """Norm and activation of an already convolved ``x``."""
-        if self.fuses_norm_act():
-            return norm_act(x, self.norm, self.act)
+        if not torch.jit.is_scripting():  # the fused path saves memory in training only
+            if self.fuses_norm_act():
+                return norm_act(x, self.norm, self.act)
         return self.act(self.norm(x))

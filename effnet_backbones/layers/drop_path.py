@@ -20,7 +20,7 @@ class DropPath(nn.Module):
         if not self.training or self.p == 0.0:
             return x
         keep = 1.0 - self.p
-        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+        mask = x.new_empty([x.shape[0]] + [1] * (x.dim() - 1)).bernoulli_(keep)
         if keep > 0.0:  # p = 1 drops every branch; dividing the zero mask by 0 would give NaN
             mask.div_(keep)
         return x * mask
