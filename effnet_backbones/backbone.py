@@ -8,7 +8,7 @@ import torch.nn as nn
 
 from .body import ActSpec, NormSpec, build_body, default_norm_args, init_weights
 from .features import FeatureInfo, TapInfo
-from .layers import PADDING_MODES, SCSE, Conv2dSame, is_norm, resolve_act_layer, resolve_norm_layer
+from .layers import PADDING_MODES, SCSE, is_norm, replan_conv2d, resolve_act_layer, resolve_norm_layer
 from .layers.checkpoint import checkpoint_module
 from .spec import TAP_STAGES, build_plan, check_arch
 
@@ -54,14 +54,6 @@ def _check_with_cp(with_cp: Union[bool, str]) -> Optional[str]:
         return with_cp
     raise ValueError(f'with_cp must be False, True (= "stage") or one of {WITH_CP_MODES}, '
                      f'got {with_cp!r}')
-
-
-def _set_stride_and_dilation(conv: nn.Conv2d, stride: int, dilation: int) -> None:
-    """Re-plan a conv built by ``create_conv2d`` for another stride and dilation."""
-    conv.stride = (stride, stride)
-    conv.dilation = (dilation, dilation)
-    if not isinstance(conv, Conv2dSame):  # Conv2dSame pads at run time from these
-        conv.padding = tuple((k - 1) * dilation // 2 for k in conv.kernel_size)
 
 
 class EfficientNet(nn.Module):
@@ -221,11 +213,34 @@ class EfficientNet(nn.Module):
                           output_stride=output_stride)
         for stage, specs in zip(self.stages, plan.stages):
             for block, spec in zip(stage, specs):
-                _set_stride_and_dilation(block.depthwise.conv, spec.stride, spec.dilation)
+                replan_conv2d(block.depthwise.conv, self.padding, spec.stride, spec.dilation)
         self.plan = plan
         self.output_stride = output_stride
         self.config['output_stride'] = output_stride
         self.feature_info = self._describe_taps()
+
+    def set_padding(self, padding: str) -> None:
+        """Switch between symmetric and TF 'same' padding in place (weights stay valid)."""
+        if padding not in PADDING_MODES:
+            raise ValueError(f'padding must be one of {PADDING_MODES}, got {padding!r}')
+        for module in (self.stem, self.stages):
+            for conv in module.modules():
+                if isinstance(conv, nn.Conv2d):
+                    replan_conv2d(conv, padding)
+        self.padding = padding
+        self.config['padding'] = padding
+
+    def set_norm_args(self, eps: Optional[float] = None, momentum: Optional[float] = None) -> None:
+        """Set the epsilon and momentum of every BN-like norm in place (``None`` keeps them)."""
+        for module in self.modules():
+            if is_norm(module) and hasattr(module, 'eps'):
+                if eps is not None:
+                    module.eps = eps
+                if momentum is not None and hasattr(module, 'momentum'):
+                    module.momentum = momentum
+        self.norm_eps = self.norm_eps if eps is None else eps
+        self.norm_momentum = self.norm_momentum if momentum is None else momentum
+        self.config.update(norm_eps=self.norm_eps, norm_momentum=self.norm_momentum)
 
     # ------------------------------------------------------------------ training behaviour
     def _frozen_modules(self) -> List[nn.Module]:

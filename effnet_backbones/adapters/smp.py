@@ -9,8 +9,9 @@ the backbone is built once, with its final options.
 """
 from __future__ import annotations
 
+import collections.abc
 import contextlib
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Mapping, Optional
 
 import segmentation_models_pytorch as smp
 import torch
@@ -75,6 +76,27 @@ class EffNetEncoder(nn.Module, EncoderMixin):
         features.extend(self.backbone(x))
         return features
 
+    def load_state_dict(self, state_dict: Mapping[str, torch.Tensor], strict: bool = True,
+                        assign: bool = False) -> Any:
+        """Load our own encoder state, or a torchvision / timm EfficientNet checkpoint.
+
+        smp loads its ``encoder_weights='imagenet'`` download with this call; a foreign
+        checkpoint goes through :func:`effnet_backbones.load_pretrained`, after the backbone
+        takes the padding and BN settings the weights were made with (TF ports: 'same', 1e-3).
+        """
+        if all(key.startswith('backbone.') for key in state_dict):
+            return super().load_state_dict(state_dict, strict=strict, assign=assign)
+        from ..weights import Checkpoint, load_pretrained, recognise_layout, settings_of
+
+        timm_keys = recognise_layout(list(state_dict)) == 'timm'
+        source = IMAGENET_SOURCE[self.backbone.arch] if timm_keys else 'auto'
+        ckpt = Checkpoint(name='<smp encoder weights>', state_dict=dict(state_dict),
+                          hint=source if source != 'auto' else None)
+        settings = settings_of(ckpt, source, self.backbone.arch)
+        self.backbone.set_padding(settings.get('padding', self.backbone.padding))
+        self.backbone.set_norm_args(settings.get('norm_eps'), settings.get('norm_momentum'))
+        return load_pretrained(self.backbone, ckpt, source=source, strict=strict)
+
     def set_in_channels(self, in_channels: int, pretrained: bool = True) -> None:
         """Change the input channels in place; trained RGB stem weights are adapted, else redrawn."""
         if in_channels == self._in_channels:
@@ -89,11 +111,69 @@ class EffNetEncoder(nn.Module, EncoderMixin):
         self._output_stride = output_stride
 
 
+#: smp's default ``encoder_weights='imagenet'``: timm's ImageNet checkpoints on the Hugging Face
+#: hub (plain timm ports for b0-b5; b6 and b7 exist only as TF ports, 'same' padding, BN eps 1e-3).
+IMAGENET_WEIGHTS: Dict[str, str] = {
+    'b0': 'efficientnet_b0.ra_in1k', 'b1': 'efficientnet_b1.ft_in1k',
+    'b2': 'efficientnet_b2.ra_in1k', 'b3': 'efficientnet_b3.ra2_in1k',
+    'b4': 'efficientnet_b4.ra2_in1k', 'b5': 'efficientnet_b5.sw_in12k_ft_in1k',
+    'b6': 'tf_efficientnet_b6.aa_in1k', 'b7': 'tf_efficientnet_b7.aa_in1k',
+}
+HUB_URL = 'https://huggingface.co/{repo_id}'
+#: The source of each variant's registered weights (timm's keys do not tell a TF port).
+IMAGENET_SOURCE = {arch: 'timm_tf' if name.startswith('tf_') else 'timm'
+                   for arch, name in IMAGENET_WEIGHTS.items()}
+
+
+class _PretrainedSettings(collections.abc.Mapping):
+    """smp's ``pretrained_settings`` of one encoder: ``{'imagenet': {'repo_id', 'revision', ...}}``.
+
+    smp looks the entry up, then downloads ``config.json`` and ``model.safetensors`` from
+    ``repo_id`` with ``hf_hub_download`` and calls the encoder's ``load_state_dict``. Looking the
+    entry up here fetches both files first (smp then finds them in the hub cache), so that an
+    offline machine gets an error that names the files and how to pass them instead.
+    """
+
+    def __init__(self, arch: str) -> None:
+        self._settings = {'imagenet': dict(
+            repo_id=f'timm/{IMAGENET_WEIGHTS[arch]}', revision='main', source=IMAGENET_SOURCE[arch],
+            mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))}
+
+    def __getitem__(self, key: str) -> Dict[str, Any]:
+        settings = self._settings[key]
+        _fetch_or_explain(settings['repo_id'], settings['revision'])
+        return settings
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._settings)
+
+    def __len__(self) -> int:
+        return len(self._settings)
+
+
+def _fetch_or_explain(repo_id: str, revision: str) -> None:
+    """Download (or find in the hub cache) the two files smp reads, or say how to do without."""
+    from huggingface_hub import hf_hub_download
+
+    from ..weights import WeightsError
+
+    for filename in ('config.json', 'model.safetensors'):
+        try:
+            hf_hub_download(repo_id, filename=filename, revision=revision)
+        except Exception as err:  # no network, offline mode, proxy: many error types
+            raise WeightsError(
+                f"could not fetch the ImageNet weights of this encoder, {HUB_URL.format(repo_id=repo_id)}"
+                f"/resolve/{revision}/{filename} ({type(err).__name__}: {err}). Offline, download "
+                f"model.safetensors from that page on a networked machine and build the model with "
+                f"encoder_weights=None, then load it: effnet_backbones.load_pretrained("
+                f"model.encoder.backbone, 'model.safetensors', source='auto'), or use "
+                f"create_smp_model(..., encoder_options=dict(pretrained='model.safetensors'))") from err
+
+
 def _registry_entry(arch: str, scse: bool) -> Dict[str, Any]:
     return {
         'encoder': EffNetEncoder,
-        # no smp hub weights: load ours with create_smp_model(encoder_options=dict(pretrained=...))
-        'pretrained_settings': {},
+        'pretrained_settings': _PretrainedSettings(arch),
         'params': {'arch': arch, 'scse': scse},
     }
 

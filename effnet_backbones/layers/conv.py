@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from .memory_efficient import norm_act, supports_fused_norm_act
 from .norm_act import ActFactory, NormFactory
 
-__all__ = ['PADDING_MODES', 'Conv2dSame', 'create_conv2d', 'ConvNormAct', 'same_padding']
+__all__ = ['PADDING_MODES', 'Conv2dSame', 'create_conv2d', 'replan_conv2d', 'ConvNormAct',
+           'same_padding']
 
 PADDING_MODES = ('symmetric', 'same')
 
@@ -56,13 +57,38 @@ def create_conv2d(in_channels: int, out_channels: int, kernel_size: int, stride:
         padding: 'symmetric' (PyTorch ports: pad (k-1)/2 * dilation on every side) or 'same'
             (TF ports: pad computed at run time, the extra pixel going after).
     """
-    if padding not in PADDING_MODES:
-        raise ValueError(f'padding must be one of {PADDING_MODES}, got {padding!r}')
+    _check_padding(padding)
     span = (kernel_size - 1) * dilation
-    static = padding == 'symmetric' or (stride == 1 and span % 2 == 0)
+    static = _pads_statically(padding, stride, span)
     cls = nn.Conv2d if static else Conv2dSame
     return cls(in_channels, out_channels, kernel_size, stride=stride,
                padding=span // 2 if static else 0, dilation=dilation, groups=groups, bias=bias)
+
+
+def replan_conv2d(conv: nn.Conv2d, padding: str, stride: Optional[int] = None,
+                  dilation: Optional[int] = None) -> None:
+    """Give a conv built by :func:`create_conv2d` another padding mode, stride or dilation, in
+    place; its weights stay (none changes shape). The result is what ``create_conv2d`` builds."""
+    _check_padding(padding)
+    stride = conv.stride[0] if stride is None else stride
+    dilation = conv.dilation[0] if dilation is None else dilation
+    span = (conv.kernel_size[0] - 1) * dilation
+    static = _pads_statically(padding, stride, span)
+    # Conv2dSame only adds run-time padding to nn.Conv2d, so the class can be swapped
+    conv.__class__ = nn.Conv2d if static else Conv2dSame
+    conv.stride, conv.dilation = (stride, stride), (dilation, dilation)
+    conv.padding = (span // 2, span // 2) if static else (0, 0)
+
+
+def _check_padding(padding: str) -> None:
+    if padding not in PADDING_MODES:
+        raise ValueError(f'padding must be one of {PADDING_MODES}, got {padding!r}')
+
+
+def _pads_statically(padding: str, stride: int, span: int) -> bool:
+    """Whether a fixed symmetric padding gives the mode's output: always for 'symmetric'; for TF
+    'same' only at stride 1 with an even total padding."""
+    return padding == 'symmetric' or (stride == 1 and span % 2 == 0)
 
 
 class ConvNormAct(nn.Module):
