@@ -49,6 +49,7 @@ setup(
     ],
     extras_require={
         'export': EXPORT_REQUIRES,
-        'dev': ['pytest>=7', 'pytest-xdist', 'pytest-timeout'] + EXPORT_REQUIRES,
+        # pytest-randomly runs the tests in a new random order each time: none may depend on another
+        'dev': ['pytest>=7', 'pytest-xdist', 'pytest-timeout', 'pytest-randomly'] + EXPORT_REQUIRES,
     },
 )

@@ -79,3 +79,9 @@ def test_rate_one_drops_everything():
     x = torch.randn(4, 3, 2, 2)
     out = DropPath(1.0).train()(x)
     assert torch.equal(out, torch.zeros_like(x))
+
+
+@pytest.mark.parametrize('p', [-0.1, 1.5, True, 'half'])
+def test_probabilities_outside_zero_to_one_are_refused(p):
+    with pytest.raises(ValueError, match=r'drop path probability must be in \[0, 1\], got'):
+        DropPath(p)
