@@ -1,7 +1,7 @@
 """The multi-scale EfficientNet backbone: stem, stages up to the deepest tap, optional scSE taps."""
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
@@ -10,50 +10,12 @@ from .body import ActSpec, NormSpec, build_body, default_norm_args, init_weights
 from .features import FeatureInfo, TapInfo
 from .layers import PADDING_MODES, SCSE, is_norm, replan_conv2d, resolve_act_layer, resolve_norm_layer
 from .layers.checkpoint import checkpoint_module
-from .spec import TAP_STAGES, build_plan, check_arch
+from .options import NUM_LEVELS, check_out_indices, check_scse, check_with_cp
+from .spec import build_plan, check_arch
 
 __all__ = ['EfficientNet', 'MIN_INPUT_SIZE', 'NUM_LEVELS']
 
-NUM_LEVELS = len(TAP_STAGES)
 MIN_INPUT_SIZE = 32
-WITH_CP_MODES = ('stage', 'block')
-
-def _check_out_indices(out_indices: Sequence[int]) -> Tuple[int, ...]:
-    valid = f'levels 0..{NUM_LEVELS - 1} = strides 2, 4, 8, 16, 32'
-    if isinstance(out_indices, int) or not isinstance(out_indices, Sequence):
-        raise TypeError(f'out_indices must be a sequence of ints ({valid}), got {out_indices!r}')
-    indices = tuple(out_indices)
-    if not indices:
-        raise ValueError(f'out_indices is empty; pick one or more of {valid}')
-    for index in indices:
-        if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < NUM_LEVELS:
-            raise ValueError(f'out_indices entry {index!r} is not valid; valid: {valid}')
-    if list(indices) != sorted(set(indices)):
-        raise ValueError(f'out_indices {indices!r} must be strictly increasing '
-                         f'(shallow to deep, no repeats), e.g. (1, 2, 3, 4)')
-    return indices
-
-
-def _check_scse(scse: Union[bool, Sequence[bool]], num_taps: int) -> Tuple[bool, ...]:
-    if isinstance(scse, bool):
-        return (scse,) * num_taps
-    if isinstance(scse, Sequence) and all(isinstance(flag, bool) for flag in scse):
-        if len(scse) != num_taps:
-            raise ValueError(f'scse has {len(scse)} flags but out_indices has {num_taps} taps; '
-                             f'give one bool per tap or a single bool')
-        return tuple(scse)
-    raise TypeError(f'scse must be a bool or one bool per tap, got {scse!r}')
-
-
-def _check_with_cp(with_cp: Union[bool, str]) -> Optional[str]:
-    if with_cp is False or with_cp is None:
-        return None
-    if with_cp is True:
-        return 'stage'
-    if with_cp in WITH_CP_MODES:
-        return with_cp
-    raise ValueError(f'with_cp must be False, True (= "stage") or one of {WITH_CP_MODES}, '
-                     f'got {with_cp!r}')
 
 
 class EfficientNet(nn.Module):
@@ -101,7 +63,7 @@ class EfficientNet(nn.Module):
                  memory_efficient: bool = False) -> None:
         super().__init__()
         self.arch = check_arch(arch)
-        self.out_indices = _check_out_indices(out_indices)
+        self.out_indices = check_out_indices(out_indices)
         if not isinstance(in_chans, int) or isinstance(in_chans, bool) or in_chans < 1:
             raise ValueError(f'in_chans must be a positive int, got {in_chans!r}')
         if padding not in PADDING_MODES:
@@ -109,7 +71,7 @@ class EfficientNet(nn.Module):
         self.in_chans = in_chans
         self.padding = padding
         self.norm_eval = bool(norm_eval)
-        self.with_cp = _check_with_cp(with_cp)
+        self.with_cp = check_with_cp(with_cp)
         self.memory_efficient = bool(memory_efficient)
         default_eps, default_momentum = default_norm_args(self.arch)
         self.norm_eps = default_eps if norm_eps is None else norm_eps
@@ -124,7 +86,7 @@ class EfficientNet(nn.Module):
                                                                 self.norm_momentum),
             resolve_act_layer(act_layer), padding, self.memory_efficient)
 
-        scse_flags = _check_scse(scse, len(self.out_indices))
+        scse_flags = check_scse(scse, len(self.out_indices))
         if not isinstance(scse_reduction, int) or isinstance(scse_reduction, bool) or scse_reduction < 1:
             raise ValueError(f'scse_reduction must be a positive int, got {scse_reduction!r}')
         self.taps = nn.ModuleList(

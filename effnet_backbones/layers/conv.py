@@ -51,7 +51,8 @@ class Conv2dSame(nn.Conv2d):
 def create_conv2d(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
                   dilation: int = 1, groups: int = 1, padding: str = 'symmetric',
                   bias: bool = False) -> nn.Conv2d:
-    """Build a conv whose output side is ceil(input side / stride) in either padding mode.
+    """Build a conv whose output side is ceil(input side / stride) in either padding mode (for
+    the odd kernels EfficientNet uses; symmetric padding of an even kernel loses a pixel).
 
     Args:
         padding: 'symmetric' (PyTorch ports: pad (k-1)/2 * dilation on every side) or 'same'
