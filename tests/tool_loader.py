@@ -1,6 +1,7 @@
 """Import a command-line tool as a module (tools/ is no package, and 'test' would clash with the
 stdlib's module of that name), and the checkout's folders the tool tests name."""
 import importlib.util
+import socket
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,3 +29,10 @@ def run_train_tool(config, data_root, work_dir, max_iters, *arguments):
     the runner."""
     return tool('train').main([str(config), '--work-dir', str(work_dir), '--data-root',
                                str(data_root), '--max-iters', str(max_iters), *arguments])
+
+
+def free_port() -> int:
+    """A TCP port on localhost that nothing listens on now (for torchrun's rendezvous)."""
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]

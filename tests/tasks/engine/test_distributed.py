@@ -1,6 +1,5 @@
 """DDP through torchrun on CPU (gloo): 2 ranks equal one process with the same global batch."""
 import os
-import socket
 import subprocess
 import sys
 
@@ -8,7 +7,7 @@ import pytest
 import torch
 
 from seg_data import make_dataset
-from tool_loader import ROOT
+from tool_loader import ROOT, free_port
 from tasks.engine import load_from_local, prepare_train_config
 
 QUICK = ROOT / 'configs' / 'unet_effb0_quick.py'
@@ -32,12 +31,6 @@ default_hooks = dict(checkpoint=dict(save_best=None), logger=dict(interval=1))
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope='module')
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp('ddp')
@@ -54,7 +47,7 @@ def runs(tmp_path_factory):
     assert single.returncode == 0, single.stderr[-3000:]
     ddp = subprocess.run(
         [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
-         f'--master_port={_free_port()}', str(ROOT / 'tools' / 'train.py'), str(config),
+         f'--master_port={free_port()}', str(ROOT / 'tools' / 'train.py'), str(config),
          '--launcher', 'pytorch', '--work-dir', str(root / 'ddp'), *common,
          'train_dataloader.batch_size=1'],
         capture_output=True, text=True, timeout=600, env=env)
