@@ -1,7 +1,6 @@
 """One DDP training step of a BatchNorm EfficientNet on CPU (gloo), run by torchrun from
 test_ddp_batchnorm.py: rank r trains on sample r of a fixed batch; rank 0 saves what DDP left in
 its model (gradients, running statistics) to the file given as the only argument."""
-import os
 import sys
 
 import torch
