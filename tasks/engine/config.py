@@ -102,11 +102,13 @@ def rescale_schedule(cfg: Config, max_iters: int) -> Dict[str, Any]:
     return changed
 
 
-def apply_cpu_profile(cfg: Config, max_iters_given: bool) -> Optional[Dict[str, Any]]:
+def apply_cpu_profile(cfg: Config) -> Optional[Dict[str, Any]]:
     """Without CUDA, shrink the run as the config's ``cpu_profile`` says (and print it).
 
-    ``cpu_profile = dict(max_iters=N, options={'dotted.key': value, ...})``; ``--max-iters`` wins
-    over its ``max_iters``. Returns the applied changes, or None on a GPU machine or without one.
+    ``cpu_profile = dict(max_iters=N, options={'dotted.key': value, ...})``: the schedule is
+    rescaled to N iterations, then the options apply (their intervals are written for N). A
+    ``--max-iters`` given too rescales this CPU run afterwards, so every interval keeps its share
+    of the run actually run. Returns the applied changes, or None on a GPU machine or without one.
     """
     profile = cfg.get('cpu_profile')
     if not profile or torch.cuda.is_available():
@@ -115,7 +117,7 @@ def apply_cpu_profile(cfg: Config, max_iters_given: bool) -> Optional[Dict[str, 
     if unknown:
         raise KeyError(f"cpu_profile keys must be 'max_iters' and 'options', got {sorted(unknown)}")
     changed: Dict[str, Any] = {}
-    if profile.get('max_iters') and not max_iters_given:
+    if profile.get('max_iters'):
         changed.update(rescale_schedule(cfg, profile['max_iters']))
     options = dict(profile.get('options') or {})
     cfg.merge_from_dict(copy.deepcopy(options))  # after rescaling: explicit values stay as written

@@ -30,10 +30,13 @@ def prepare_train_config(config: str, work_dir: Optional[str] = None,
     """The training config after the command-line options, in a fixed order of precedence:
     config < cpu_profile (no CUDA) < --max-iters < --data-root, --amp < --cfg-options."""
     cfg = load_config(config)
+    cfg_options = dict(cfg_options or {})
+    if 'train_cfg.max_iters' in cfg_options:  # the same request as --max-iters, spelled as a key
+        requested = int(cfg_options.pop('train_cfg.max_iters'))
+        max_iters = requested if max_iters is None else max_iters
     merge_options(cfg, cfg_options)  # first too, so --cfg-options cpu_profile=None can turn it off
-    max_iters_given = max_iters is not None or 'train_cfg.max_iters' in (cfg_options or {})
-    apply_cpu_profile(cfg, max_iters_given=max_iters_given)
-    if max_iters is not None:
+    apply_cpu_profile(cfg)
+    if max_iters is not None:  # from the length the CPU profile set, if it applied
         rescale_schedule(cfg, max_iters)
     if data_root is not None:
         set_data_root(cfg, data_root)

@@ -250,6 +250,21 @@ def test_max_iters_rescales_the_schedule():
     assert (warmup.begin, warmup.end) == (0, 2) and (cosine.begin, cosine.end) == (2, 40)
 
 
+def test_max_iters_on_a_cpu_keeps_the_cpu_profiles_proportions(monkeypatch):
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    profile = prepare_train_config(MAIN)  # the CPU run: 400 iterations, validation every 50
+    assert (profile.train_cfg.max_iters, profile.train_cfg.val_interval,
+            profile.default_hooks.checkpoint.interval) == (400, 50, 100)
+    for spelled in (dict(max_iters=200), dict(cfg_options={'train_cfg.max_iters': 200})):
+        half = prepare_train_config(MAIN, **spelled)
+        assert (half.train_cfg.max_iters, half.train_cfg.val_interval,
+                half.default_hooks.checkpoint.interval) == (200, 25, 50)
+        assert half.train_dataloader.batch_size == 4  # the profile's other options still apply
+        ends = [(s.get('begin', 0), s.get('end')) for s in half.param_scheduler]
+        assert ends == [(b // 2, e // 2) for b, e in ((s.get('begin', 0), s.get('end'))
+                                                       for s in profile.param_scheduler)]
+
+
 def test_cpu_profile_applies_only_without_cuda(monkeypatch):
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
     cpu = prepare_train_config(MAIN)
