@@ -2,8 +2,6 @@
 (segmentation-models-pytorch's tests/encoders/base.py and tests/models/base.py): feature count
 and strides for every depth, in_channels 1/3/4, dilation, invalid depths, and scripting,
 export and compilation that reproduce eager outputs. Written here from that contract."""
-from functools import lru_cache
-
 import pytest
 import segmentation_models_pytorch as smp
 import torch
@@ -15,8 +13,9 @@ STRIDES = [1, 2, 4, 8, 16, 32]
 NAMES = ['effnet-b0', 'effnet-b0-scse']
 
 
-@lru_cache(maxsize=None)
 def sample(channels: int = 3) -> torch.Tensor:
+    """The same input every call (a fresh tensor: one made under inference_mode and cached
+    could not be used with autograd by a later test)."""
     return torch.rand(1, channels, 64, 64, generator=torch.Generator().manual_seed(channels))
 
 
