@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 import torch
-from mmengine.config import Config
 
 from effnet_backbones.registry import MODELS
 from effnet_backbones.spec import SCALING, check_arch
@@ -104,7 +103,8 @@ def evaluate(settings: TransplantBenchSettings, name: str, arch: str, checkpoint
 
 def initial_checkpoint(settings: TransplantBenchSettings, name: str, pretrained: bool) -> str:
     """A checkpoint of the larger model at random init, or with the encoder's ImageNet weights."""
-    cfg = Config.fromfile(str(RECIPE))
+    # the recipe's model as training builds it: classes and channels from the data
+    cfg = prepare_train_config(str(RECIPE), work_dir=settings.work_dir, data_root=settings.data_root)
     model_cfg = model_config_for(cfg.model, settings.arch)
     if pretrained:
         model_cfg['encoder_options'] = dict(model_cfg.get('encoder_options') or {}, pretrained=True)

@@ -7,7 +7,7 @@ _base_ = [
     './_base_/default_runtime.py',
 ]
 
-model = dict(arch='b0', in_channels=1, num_classes=3,
+model = dict(arch='b0',
              decoder_options=dict(decoder_channels=(128, 64, 32, 16, 16)))
 train_cfg = dict(max_iters=600, val_interval=100)
 param_scheduler = [

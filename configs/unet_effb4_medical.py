@@ -14,9 +14,7 @@ _base_ = [
 ]
 
 model = dict(
-    arch='b4',
-    in_channels=1,  # = in_channels of the datasets
-    num_classes=3,  # = len(classes) of the datasets
+    arch='b4',  # classes and input channels come from the data (dataset.json, classes.txt or masks)
     encoder_options=dict(scse=True, drop_path_rate=0.2),
 )
 default_hooks = dict(checkpoint=dict(interval=250, save_best='mDice', rule='greater'))

@@ -15,7 +15,7 @@ _base_ = [
     '../_base_/default_runtime.py',
 ]
 
-model = dict(arch='b0', in_channels=1, num_classes=3,
+model = dict(arch='b0',
              encoder_options=dict(scse=False, drop_path_rate=0.1))
 train_dataloader = dict(dataset=dict(crop_size=224))  # spec.SCALING['b0'].resolution
 default_hooks = dict(checkpoint=dict(interval=250, save_best='mDice', rule='greater'))

@@ -16,13 +16,13 @@ import logging
 import os.path as osp
 import pickle
 import zipfile
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Dict, Optional, Union
 
 import torch
 from mmengine.logging import print_log
 from mmengine.runner import CheckpointLoader
 
-__all__ = ['load_from_local', 'install_checkpoint_loader', 'is_mmengine_checkpoint',
+__all__ = ['load_from_local', 'install_checkpoint_loader', 'is_mmengine_checkpoint', 'checkpoint_meta',
            'load_trained_model']
 
 MapLocation = Optional[Union[str, torch.device, Callable]]
@@ -76,7 +76,17 @@ def load_trained_model(cfg: Any, checkpoint: str, device: Union[str, torch.devic
     """
     from effnet_backbones.registry import MODELS  # the configs' custom_imports registered the task
 
-    model = MODELS.build(cfg.model)
+    from .data import resolve_from_data
+
     state = load_from_local(checkpoint, map_location='cpu')
+    meta = state.get('meta') or {}
+    resolve_from_data(cfg, meta)  # classes and channels the model was trained with
+    model = MODELS.build(cfg.model)
     model.load_state_dict(state.get('state_dict', state))
-    return model.to(device).eval(), state.get('meta') or {}
+    return model.to(device).eval(), meta
+
+
+def checkpoint_meta(checkpoint: str) -> Dict[str, Any]:
+    """The ``meta`` of a training checkpoint (``dataset_meta`` holds its classes), or {}."""
+    state = load_from_local(checkpoint, map_location='cpu')
+    return dict(state.get('meta') or {}) if isinstance(state, dict) else {}

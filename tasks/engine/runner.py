@@ -11,10 +11,11 @@ from typing import Any, Dict, Optional
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from .checkpoint import install_checkpoint_loader
+from .checkpoint import checkpoint_meta, install_checkpoint_loader
 from .config import (apply_cpu_profile, default_work_dir, load_config, merge_options,
                      rescale_schedule, set_amp, set_data_root, set_resume)
 from .config_check import check_config
+from .data import resolve_from_data
 from .crash_safety import install_atomic_file_backend
 from .distributed import init_cpu_process_group, set_dist_backend
 from .transplant import apply_init_from
@@ -42,6 +43,7 @@ def prepare_train_config(config: str, work_dir: Optional[str] = None,
         set_data_root(cfg, data_root)
     set_amp(cfg, amp)
     merge_options(cfg, cfg_options)
+    resolve_from_data(cfg)  # classes and channels from the data; before anything is written
     cfg.work_dir = work_dir or cfg.get('work_dir') or default_work_dir(cfg)
     cfg.launcher = launcher
     set_dist_backend(cfg)
@@ -61,6 +63,7 @@ def prepare_test_config(config: str, checkpoint: str, work_dir: Optional[str] = 
     if data_root is not None:
         set_data_root(cfg, data_root)
     merge_options(cfg, cfg_options)
+    resolve_from_data(cfg, checkpoint_meta(checkpoint))  # the classes it was trained with
     cfg.work_dir = work_dir or cfg.get('work_dir') or default_work_dir(cfg)
     cfg.load_from = checkpoint
     cfg.resume = False

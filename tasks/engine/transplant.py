@@ -35,7 +35,8 @@ from effnet_backbones.transplanting import (TransplantError, TransplantReport, f
                                             transplant)
 from effnet_backbones.weights import variants_of
 
-from .checkpoint import load_from_local
+from .checkpoint import checkpoint_meta, load_from_local
+from .data import resolve_from_data
 
 __all__ = ['INIT_FROM_TYPE', 'resolve_checkpoint', 'read_state_dict', 'model_config_for',
            'source_arch', 'build_source', 'transplant_into', 'grow_checkpoint',
@@ -201,6 +202,7 @@ def grow_checkpoint(checkpoint: str, arch: str, out: str, config: str, mode: str
     cfg = Config.fromfile(config)
     if cfg_options:
         cfg.merge_from_dict(copy.deepcopy(cfg_options))
+    resolve_from_data(cfg, checkpoint_meta(resolve_checkpoint(checkpoint)))  # the source's classes
     model = MODELS.build(model_config_for(cfg.model, arch))
     report, = transplant_into(model, checkpoint, cfg.model, arch=src_arch, mode=mode)
     os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)

@@ -11,6 +11,7 @@ from torch.utils.data import Dataset
 from .augment import CropSize, apply_pipeline, build_pipeline
 from ..common.intensity import build_intensity_norm
 from ..common.io import DataError, image_size, read_image, to_channels
+from .dataset_info import scan_folder
 from .io import SamplePaths, check_mask_values, pair_samples, read_mask
 from .sample import SegSample
 
@@ -31,8 +32,10 @@ class SegFolderDataset(Dataset):
     Args:
         data_root: the dataset folder.
         split: subfolder, e.g. 'train' or 'val'.
-        classes: class names, index order; their number is the number of classes.
+        classes: class names, index order; their number is the number of classes. ``None``:
+            from the folder's ``dataset.json`` / ``classes.txt``, else the mask values.
         in_channels: channels the model takes; gray images are repeated, RGB becomes luminance.
+            ``None``: the images' own (1 or 3).
         normalize: :class:`~tasks.common.intensity.IntensityNorm` options, e.g.
             ``dict(mode='minmax', percentiles=(1, 99.8))`` or ``dict(mode='window', center=40,
             width=400)``.
@@ -48,7 +51,7 @@ class SegFolderDataset(Dataset):
     """
 
     def __init__(self, data_root: str, split: str = 'train',
-                 classes: Sequence[str] = ('background', 'foreground'), in_channels: int = 3,
+                 classes: Optional[Sequence[str]] = None, in_channels: Optional[int] = None,
                  normalize: Optional[Dict[str, Any]] = None, crop_size: Optional[CropSize] = None,
                  pipeline: Sequence[Dict[str, Any]] = (), img_dir: str = 'images',
                  mask_dir: Optional[str] = 'masks', ignore_index: int = 255,
@@ -57,6 +60,11 @@ class SegFolderDataset(Dataset):
         if not root.is_dir():
             raise DataError(f'data root {root} does not exist; expected a folder holding '
                             f'{split}/{img_dir} and {split}/{mask_dir} (see docs/segmentation.md)')
+        if classes is None or in_channels is None:  # built in Python: read them off the data
+            info = scan_folder(str(root), (split,), img_dir, mask_dir or 'masks', ignore_index)
+            info.raise_problems()
+            classes = info.classes if classes is None else classes
+            in_channels = info.in_channels if in_channels is None else in_channels
         if len(classes) < 2:
             raise ValueError(f'classes must name at least 2 classes (background first), '
                              f'got {tuple(classes)!r}')
@@ -80,8 +88,10 @@ class SegFolderDataset(Dataset):
 
     @property
     def metainfo(self) -> Dict[str, Any]:
-        """Class names and ignore index; MMEngine hands this to the metric as ``dataset_meta``."""
-        return dict(classes=self.classes, ignore_index=self.ignore_index)
+        """Class names, input channels and ignore index; MMEngine hands this to the metric as
+        ``dataset_meta`` and saves it in checkpoints, so evaluation and inference know them."""
+        return dict(classes=self.classes, in_channels=self.in_channels,
+                    ignore_index=self.ignore_index)
 
     def __len__(self) -> int:
         return len(self.samples)

@@ -6,6 +6,7 @@ every segmentation config reads.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Dict
 
@@ -13,7 +14,8 @@ import numpy as np
 
 from ..common.demo import LICENCE_FILE, demo_tiles, read_wheel, write_png
 
-__all__ = ['DEMO_DATA_ROOT', 'DEMO_CLASSES', 'instances_to_classes', 'build_demo_dataset']
+__all__ = ['DEMO_DATA_ROOT', 'DEMO_CLASSES', 'instances_to_classes', 'write_description',
+           'build_demo_dataset']
 
 DEMO_DATA_ROOT = Path(__file__).resolve().parent / 'demo_data'
 DEMO_CLASSES = ('background', 'nucleus', 'contour')
@@ -43,6 +45,17 @@ def instances_to_classes(labels: np.ndarray, contour_width: int = 2) -> np.ndarr
     return classes
 
 
+def write_description(out_dir: Path = DEMO_DATA_ROOT) -> Path:
+    """``out_dir/dataset.json`` in the nnU-Net v2 layout: the demo's class names and its channel."""
+    path = Path(out_dir) / 'dataset.json'
+    description = {'name': 'nuclei demo (BBBC038 via stardist 0.9.2)',
+                   'channel_names': {'0': 'fluorescence'},
+                   'labels': {name: index for index, name in enumerate(DEMO_CLASSES)},
+                   'file_ending': '.png'}
+    path.write_text(json.dumps(description, indent=2) + '\n')
+    return path
+
+
 def build_demo_dataset(wheel: Path, out_dir: Path = DEMO_DATA_ROOT) -> Dict[str, int]:
     """Write the demo dataset from a downloaded stardist wheel; return the tile count per split.
 
@@ -59,4 +72,5 @@ def build_demo_dataset(wheel: Path, out_dir: Path = DEMO_DATA_ROOT) -> Dict[str,
             write_png(folder / f'{name}.png', tile)
         counts[split] = counts.get(split, 0) + 1
     (out_dir / LICENCE_FILE).write_text(licence)
+    write_description(out_dir)
     return counts

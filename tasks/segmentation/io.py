@@ -43,8 +43,13 @@ def _by_stem(paths: Sequence[Path], folder: Path) -> Dict[str, Path]:
     return stems
 
 
-def pair_samples(image_dir: Path, mask_dir: Optional[Path]) -> List[SamplePaths]:
-    """Pair every image with the mask of the same stem; raise if either side has no partner."""
+def pair_samples(image_dir: Path, mask_dir: Optional[Path],
+                 problems: Optional[List[str]] = None) -> List[SamplePaths]:
+    """Pair every image with the mask of the same stem; raise if either side has no partner.
+
+    With a ``problems`` list, files without a partner are reported there instead and the pairs
+    that do match are returned (``tools/check_data.py`` lists every problem at once).
+    """
     if not image_dir.is_dir():
         raise DataError(f'image folder {image_dir} not found; expected {LAYOUT}')
     images = list_images(image_dir)
@@ -59,13 +64,19 @@ def pair_samples(image_dir: Path, mask_dir: Optional[Path]) -> List[SamplePaths]
     mask_stems = _by_stem(list_images(mask_dir, MASK_SUFFIXES), mask_dir)
     lonely_images = [image_stems[stem] for stem in sorted(set(image_stems) - set(mask_stems))]
     lonely_masks = [mask_stems[stem] for stem in sorted(set(mask_stems) - set(image_stems))]
+    unpaired = []
     if lonely_images:
-        raise DataError(f'{len(lonely_images)} image(s) in {image_dir} have no mask in {mask_dir}: '
+        unpaired.append(f'{len(lonely_images)} image(s) in {image_dir} have no mask in {mask_dir}: '
                         f'{_names(lonely_images)} (expected masks/<same name>.png)')
     if lonely_masks:
-        raise DataError(f'{len(lonely_masks)} mask(s) in {mask_dir} have no image in {image_dir}: '
+        unpaired.append(f'{len(lonely_masks)} mask(s) in {mask_dir} have no image in {image_dir}: '
                         f'{_names(lonely_masks)}')
-    return [SamplePaths(image_stems[stem], mask_stems[stem]) for stem in sorted(image_stems)]
+    if unpaired and problems is None:
+        raise DataError(unpaired[0])
+    if problems is not None:
+        problems.extend(unpaired)
+    return [SamplePaths(image_stems[stem], mask_stems[stem])
+            for stem in sorted(set(image_stems) & set(mask_stems))]
 
 
 def read_mask(path: Path) -> np.ndarray:

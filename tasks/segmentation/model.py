@@ -43,8 +43,8 @@ class SegmentationModel(BaseModel):
         data_preprocessor: batching config, see :class:`SegDataPreprocessor`.
     """
 
-    def __init__(self, decoder: str = 'Unet', arch: str = 'b0', in_channels: int = 3,
-                 num_classes: int = 2, out_channels: Optional[int] = None,
+    def __init__(self, decoder: str = 'Unet', arch: str = 'b0', in_channels: Optional[int] = 3,
+                 num_classes: Optional[int] = 2, out_channels: Optional[int] = None,
                  encoder_options: Optional[Dict[str, Any]] = None,
                  decoder_options: Optional[Dict[str, Any]] = None,
                  losses: Sequence[Dict[str, Any]] = DEFAULT_LOSSES, ignore_index: int = 255,
@@ -54,6 +54,10 @@ class SegmentationModel(BaseModel):
         if data_preprocessor is None:
             data_preprocessor = dict(type='effnet_backbones.SegDataPreprocessor')
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        if num_classes is None or in_channels is None:
+            raise ValueError('SegmentationModel needs num_classes and in_channels; configs leave '
+                             'them None to take them from the data, which tasks.engine.'
+                             'prepare_train_config (or resolve_from_data(cfg)) fills in')
         out_channels = num_classes if out_channels is None else out_channels
         if num_classes < 2 or out_channels not in (1, num_classes) or \
                 (out_channels == 1 and num_classes != 2):

@@ -7,6 +7,9 @@ config's ``custom_imports=dict(imports=['tasks.segmentation'])`` registers them.
 """
 from effnet_backbones.registry import DATASETS, METRICS, MODELS
 
+from ..engine.data import register_data_resolver
+
+from .data_config import resolve_segmentation_data
 from .data_preprocessor import SegDataPreprocessor
 from .dataset import SegFolderDataset
 from .losses import BCELoss, CrossEntropyLoss, DiceLoss
@@ -22,3 +25,4 @@ MODELS.register_module(module=CrossEntropyLoss)
 MODELS.register_module(module=BCELoss)
 DATASETS.register_module(module=SegFolderDataset)
 METRICS.register_module(module=SegMetric)
+register_data_resolver('segmentation', resolve_segmentation_data)

@@ -6,6 +6,7 @@ from mmengine.config import Config
 
 import effnet_backbones
 from effnet_backbones.registry import MODELS
+from tasks.engine.data import resolve_from_data
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,6 +29,7 @@ def build_model(config: str):
     cfg = Config.fromfile(str(ROOT / 'configs' / config))
     for module in cfg.get('custom_imports', {}).get('imports', []):
         __import__(module)
+    resolve_from_data(cfg)  # classes and channels from the (demo) data, as training does
     return MODELS.build(cfg.model)
 
 

@@ -9,13 +9,16 @@ from tool_loader import ROOT, tool
 from effnet_backbones.export import run_exported
 from effnet_backbones.registry import MODELS
 from tasks.engine.config import load_config
+from tasks.engine.data import resolve_from_data
 
 QUICK = str(ROOT / 'configs' / 'unet_effb0_quick.py')
 
 
 @pytest.fixture(scope='module')
 def checkpoint(tmp_path_factory):
-    model = MODELS.build(load_config(QUICK).model)
+    cfg = load_config(QUICK)
+    resolve_from_data(cfg)  # the demo data's classes and channels, as training takes them
+    model = MODELS.build(cfg.model)
     # calibrated BN statistics: every tap and the logits are of order one, so a broken deep
     # layer changes the comparison by far more than its tolerance
     calibrate_bn(model.net, torch.randn(2, 1, 96, 64))

@@ -9,6 +9,7 @@ from effnet_backbones import EfficientNet, TransplantError, create_backbone, sav
 from effnet_backbones.registry import MODELS
 from seg_data import make_dataset
 from tasks.engine import TransplantInitHook, apply_init_from, prepare_train_config
+from tasks.engine.data import resolve_from_data
 from tasks.engine.transplant import model_config_for, read_state_dict, resolve_checkpoint
 from test_tools_train import QUICK, SMALL, options
 from calibration import assert_each_tensor_matters, calibrate_bn
@@ -33,6 +34,7 @@ def trained_b0(tmp_path_factory):
 def small_model(arch):
     cfg = Config.fromfile(QUICK)
     cfg.merge_from_dict({key: value for key, value in SMALL.items() if key.startswith('model.')})
+    resolve_from_data(cfg)
     return MODELS.build(model_config_for(cfg.model, arch)).eval()
 
 

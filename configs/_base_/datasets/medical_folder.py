@@ -5,8 +5,10 @@ task = 'segmentation'
 custom_imports = dict(imports=['tasks.engine', 'tasks.segmentation'], allow_failed_imports=False)
 
 data_root = '{{ fileDirname }}/../../../tasks/segmentation/demo_data'
-classes = ('background', 'nucleus', 'contour')
-in_channels = 1
+# None: from the data (DATA_ROOT/dataset.json or classes.txt, else the mask values; channels from
+# the images). Set them to insist: a disagreement with the data stops the run, naming both.
+classes = None
+in_channels = None
 # per-image min-max between percentiles suits microscopy; CT: dict(mode='window', center=40,
 # width=400, intercept=-1024); 8-bit photos: dict(mode='fixed', mean=..., std=...)
 normalize = dict(mode='minmax', percentiles=(0.5, 99.8))

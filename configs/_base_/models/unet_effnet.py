@@ -1,11 +1,11 @@
-# U-Net (smp) on an EfficientNet encoder, Dice + cross-entropy. Variant, channels and classes are
-# set by the configs that use it.
+# U-Net (smp) on an EfficientNet encoder, Dice + cross-entropy. The variant is set by the configs
+# that use it; channels and classes come from the data.
 model = dict(
     type='effnet_backbones.SegmentationModel',
     decoder='Unet',
     arch='b0',
-    in_channels=3,
-    num_classes=2,
+    in_channels=None,  # None: the datasets' (from the data)
+    num_classes=None,  # None: len(classes) of the datasets (from the data)
     encoder_options=dict(scse=False, drop_path_rate=0.1),
     decoder_options=dict(decoder_channels=(256, 128, 64, 32, 16)),
     losses=[

@@ -1,0 +1,31 @@
+"""Configs that take what the data holds: each task registers how it reads its data's classes and
+channels into a config (``register_data_resolver``); the runner calls it before building anything.
+
+A resolver fills the keys a config leaves ``None`` (dataset ``classes`` / ``in_channels``, the
+model's ``num_classes`` / ``in_channels``) from the data, or, for evaluation and inference, from
+the training checkpoint's ``meta['dataset_meta']``; keys the config sets are checked against the
+data, and a disagreement is an error naming the file, the key and both values.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Mapping, Optional
+
+from mmengine.config import Config
+
+__all__ = ['DataResolver', 'register_data_resolver', 'resolve_from_data']
+
+#: resolver(cfg, checkpoint_meta) -> None; changes ``cfg`` in place
+DataResolver = Callable[[Config, Optional[Mapping[str, Any]]], None]
+_RESOLVERS: Dict[str, DataResolver] = {}
+
+
+def register_data_resolver(task: str, resolver: DataResolver) -> None:
+    """Make configs with ``task = '<task>'`` resolve their data with ``resolver``."""
+    _RESOLVERS[task] = resolver
+
+
+def resolve_from_data(cfg: Config, checkpoint_meta: Optional[Mapping[str, Any]] = None) -> None:
+    """Fill and check the config's data-dependent keys with its task's resolver (if it has one)."""
+    resolver = _RESOLVERS.get(cfg.get('task'))
+    if resolver is not None:
+        resolver(cfg, checkpoint_meta)

@@ -1,0 +1,88 @@
+"""Segmentation configs that follow their data: classes and channels from the dataset folder (or
+from the training checkpoint, for evaluation and inference), checked against what a config sets.
+Registered as the segmentation task's data resolver (:mod:`tasks.engine.data`)."""
+from __future__ import annotations
+
+import logging
+from typing import Any, List, Mapping, Optional, Tuple
+
+from mmengine.config import Config, ConfigDict
+from mmengine.logging import print_log
+
+from ..common.io import DataError
+from .dataset_info import SegDatasetInfo, scan_folder
+
+__all__ = ['resolve_segmentation_data', 'DATASET_TYPE']
+
+DATASET_TYPE = 'effnet_backbones.SegFolderDataset'
+DATALOADER_KEYS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+
+
+def _datasets(cfg: Config) -> List[Tuple[str, ConfigDict]]:
+    found = []
+    for key in DATALOADER_KEYS:
+        dataset = (cfg.get(key) or {}).get('dataset')
+        if dataset is not None and dataset.get('type') in (DATASET_TYPE, 'SegFolderDataset'):
+            found.append((key, dataset))
+    return found
+
+
+def _scan(datasets: List[Tuple[str, ConfigDict]]) -> SegDatasetInfo:
+    first = datasets[0][1]
+    splits = tuple(dict.fromkeys(['train'] + [d.get('split', 'train') for _, d in datasets]))
+    info = scan_folder(first.data_root, splits, first.get('img_dir', 'images'),
+                       first.get('mask_dir', 'masks') or 'masks', first.get('ignore_index', 255))
+    print_log(info.summary(), logger='current')
+    for text in info.warnings:
+        print_log(f'{info.root}: {text}', logger='current', level=logging.WARNING)
+    info.raise_problems()
+    return info
+
+
+def _check_classes(key: str, given: Tuple[str, ...], found: Tuple[str, ...], source: str,
+                   declared: bool) -> None:
+    if declared and tuple(given) != tuple(found):
+        raise DataError(f'{key}.dataset.classes={tuple(given)!r} but {source} names '
+                        f'{tuple(found)!r}; remove the key to follow the data, or make them agree')
+    if len(given) < len(found):
+        raise DataError(f'{key}.dataset.classes has {len(given)} classes {tuple(given)!r}, but '
+                        f'{source} gives {len(found)}; remove the key to follow the data')
+
+
+def resolve_segmentation_data(cfg: Config, checkpoint_meta: Optional[Mapping[str, Any]] = None
+                              ) -> None:
+    """Fill ``classes``, ``in_channels`` and the model's ``num_classes``, ``in_channels``."""
+    datasets = _datasets(cfg)
+    if not datasets:
+        return
+    meta = dict((checkpoint_meta or {}).get('dataset_meta') or {})
+    needed = any(d.get('classes') is None or d.get('in_channels') is None for _, d in datasets)
+    if meta.get('classes') and meta.get('in_channels'):
+        classes, in_channels, source, declared = (tuple(meta['classes']), meta['in_channels'],
+                                                  'the checkpoint', True)
+    elif needed or cfg.model.get('num_classes') is None or cfg.model.get('in_channels') is None:
+        info = _scan(datasets)
+        classes, in_channels, source = info.classes, info.in_channels, info.class_source
+        declared = not source.startswith('the values')
+        for _, dataset in datasets:
+            dataset.setdefault('verify', 'pairs')  # every file was just read and checked
+    else:
+        return  # everything explicit, as configs were before; the datasets check their files
+    for key, dataset in datasets:
+        if dataset.get('classes') is None:
+            dataset.classes = classes
+        else:
+            _check_classes(key, tuple(dataset.classes), classes, source, declared)
+        if dataset.get('in_channels') is None:
+            dataset.in_channels = in_channels  # an explicit value converts gray <-> RGB
+    reference = datasets[0][1]
+    for name, value in (('num_classes', len(reference.classes)),
+                        ('in_channels', reference.in_channels)):
+        given = cfg.model.get(name)
+        if given is None:
+            cfg.model[name] = value
+        elif given != value:
+            raise DataError(f'model.{name}={given} but the data gives {value} ({datasets[0][0]}.'
+                            f'dataset: classes {tuple(reference.classes)!r} from {source}, '
+                            f'{reference.in_channels} input channels); remove model.{name} from '
+                            f'the config to follow the data')

@@ -1,0 +1,101 @@
+"""Every shipped segmentation recipe is a template: with only --data-root (and --max-iters) it
+trains on a folder whatever its classes and channels, printing what it took from the data."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from seg_data import binary, five_classes, write_set
+from tasks.common.io import DataError
+from tasks.engine import load_from_local, prepare_train_config
+from tasks.segmentation import data_config
+from tool_loader import CONFIGS, cfg_options, run_train_tool
+
+TINY = {  # the recipes as they are, only smaller: 2 images of 64 px per batch, no workers
+    'train_dataloader.batch_size': 2, 'train_dataloader.num_workers': 0,
+    'train_dataloader.persistent_workers': False, 'train_dataloader.dataset.crop_size': 64,
+    'val_dataloader.num_workers': 0, 'val_dataloader.persistent_workers': False,
+    'test_dataloader.num_workers': 0, 'test_dataloader.persistent_workers': False,
+    'model.decoder_options.decoder_channels': [16, 16, 16, 16, 16],
+}
+
+
+def five_class_json(root):
+    write_set(root, five_classes)
+    labels = {name: index for index, name in enumerate(('background', 'a', 'b', 'c', 'd'))}
+    (root / 'dataset.json').write_text(json.dumps({'labels': labels}))
+    return root
+
+
+def gray16_tiffs(root):
+    return write_set(root, binary, lambda mask, seed: mask.astype(np.uint16) * 3000 + 500,
+                     suffix='.tif')
+
+
+def rgb_classes_txt(root):
+    write_set(root, five_classes, lambda mask, seed: np.dstack([mask * 50, mask * 20, 255 - mask * 40])
+              .astype(np.uint8))
+    (root / 'classes.txt').write_text('background\na\nb\nc\nd\n')
+    return root
+
+
+CASES = [  # recipe, data, expected classes, channels
+    ('unet_effb4_medical.py', lambda root: write_set(root, binary), ('background', 'class_1'), 1),
+    ('unet_effb0_quick.py', five_class_json, ('background', 'a', 'b', 'c', 'd'), 1),
+    ('unet_effb0_quick.py', gray16_tiffs, ('background', 'class_1'), 1),
+    ('grow/unet_grow_b0.py', rgb_classes_txt, ('background', 'a', 'b', 'c', 'd'), 3),
+]
+
+
+@pytest.mark.parametrize('recipe,make,classes,channels', CASES,
+                         ids=['b4-binary', 'b0-json', 'b0-tiff16', 'grow-rgb-txt'])
+def test_a_recipe_trains_on_a_folder_with_only_data_root(tmp_path, recipe, make, classes,
+                                                         channels, monkeypatch):
+    logged = []  # MMEngine's 'current' logger may still be a finished run's: record the calls
+    monkeypatch.setattr(data_config, 'print_log', lambda message, **_: logged.append(message))
+    data = make(tmp_path / 'data')
+    work = tmp_path / 'work'
+    runner = run_train_tool(CONFIGS / recipe, data, work, 2,
+                            *cfg_options(TINY, f'own_{tmp_path.name}'))
+    assert runner.iter == 2
+    model = runner.model
+    assert model.num_classes == len(classes) and model.net.encoder.backbone.in_chans == channels
+    meta = load_from_local(str(work / 'iter_2.pth'))['meta']['dataset_meta']
+    assert tuple(meta['classes']) == classes and meta['in_channels'] == channels
+    summary = logged[0]
+    assert f'classes ({len(classes)}, from' in summary and 'train pixels per class' in summary
+    assert 'train: 2 images' in summary and f'channels: {channels}' in summary
+
+
+def test_a_config_that_disagrees_with_the_data_names_key_and_values(tmp_path):
+    data = write_set(tmp_path / 'data', binary)
+    with pytest.raises(DataError, match=r'model.num_classes=3 but the data gives 2'):
+        prepare_train_config(str(CONFIGS / 'unet_effb0_quick.py'), data_root=str(data),
+                             work_dir=str(tmp_path / 'work'),
+                             cfg_options={'model.num_classes': 3})
+    assert not (tmp_path / 'work').exists()  # nothing is written by a run that fails its check
+
+
+def test_bad_data_stops_before_anything_is_written(tmp_path):
+    data = write_set(tmp_path / 'data', five_classes)
+    (data / 'classes.txt').write_text('background\nfg\n')
+    with pytest.raises(DataError, match=r'holds value 2, but .*classes.txt declares 2 classes'):
+        prepare_train_config(str(CONFIGS / 'unet_effb0_quick.py'), data_root=str(data),
+                             work_dir=str(tmp_path / 'work'))
+    assert not (tmp_path / 'work').exists()
+
+
+def test_the_test_tool_takes_the_classes_from_the_checkpoint(tmp_path):
+    from tool_loader import tool
+
+    data = five_class_json(tmp_path / 'data')
+    work = tmp_path / 'work'
+    torch.manual_seed(0)
+    run_train_tool(CONFIGS / 'unet_effb0_quick.py', data, work, 2, *cfg_options(TINY, 'own_test'))
+    out = tmp_path / 'metrics.json'
+    tool('test').main([str(CONFIGS / 'unet_effb0_quick.py'), str(work / 'iter_2.pth'),
+                       '--data-root', str(data), '--out', str(out), '--work-dir', str(tmp_path),
+                       *cfg_options(TINY, 'own_tested')])
+    metrics = json.loads(out.read_text())
+    assert {f'Dice.{name}' for name in 'abcd'} <= set(metrics)
