@@ -17,13 +17,13 @@ _base_ = [
 ]
 
 data_root = '{{ fileDirname }}/../tasks/detection/demo_data'
-nuclei = dict(data_root=data_root, classes=('nucleus',), in_channels=1,
+# classes (train.json's categories) and channels (the images') come from the data
+nuclei = dict(data_root=data_root,
               normalize=dict(_delete_=True, mode='minmax', percentiles=(0.5, 99.8)), img_size=None,
               verify='full')
 
 model = dict(
-    backbone=dict(in_chans=1, drop_path_rate=0.0),
-    num_classes=1,
+    backbone=dict(drop_path_rate=0.0),
     fpn=dict(out_channels=64),
     anchor_sizes=(16, 32, 64, 128, 256),
 )

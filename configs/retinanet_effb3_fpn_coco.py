@@ -15,7 +15,6 @@ _base_ = [
 
 model = dict(
     backbone=dict(arch='b3', pretrained=True, drop_path_rate=0.2, frozen_stages=1),
-    num_classes=80,  # = the number of categories in train.json (or of `classes`)
 )
 default_hooks = dict(checkpoint=dict(interval=10000, save_best='coco/bbox_mAP', rule='greater'),
                      logger=dict(interval=50))

@@ -10,7 +10,8 @@ from torch.utils.data import Dataset
 
 from ..common.io import DataError, image_size, read_image, shorten_list
 from .augment import apply_box_pipeline, build_box_pipeline
-from .coco import CocoData, ImageRecord, load_coco
+from .coco import CocoData, ImageRecord, load_coco, read_coco_json
+from .data_config import image_channels
 from .geometry import ImageSize
 from .preprocess import NetworkInput
 from .sample import DetSample
@@ -53,7 +54,7 @@ class CocoDetDataset(Dataset):
         img_dir: image folder, relative to ``data_root``.
         classes: category names to use, in label order; None uses every category (by id).
             Annotations of other categories are left out.
-        in_channels: channels the model takes.
+        in_channels: channels the model takes; None: the images' own (gray 1, colour 3).
         normalize: :class:`~tasks.common.intensity.IntensityNorm` options, e.g.
             ``dict(mode='fixed', mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))`` for
             photos or ``dict(mode='minmax', percentiles=(0.5, 99.8))`` for microscopy.
@@ -69,7 +70,7 @@ class CocoDetDataset(Dataset):
     """
 
     def __init__(self, data_root: str, ann_file: str = 'train.json', img_dir: str = 'images',
-                 classes: Optional[Sequence[str]] = None, in_channels: int = 3,
+                 classes: Optional[Sequence[str]] = None, in_channels: Optional[int] = None,
                  normalize: Optional[Dict[str, Any]] = None, img_size: Optional[ImageSize] = None,
                  resize: str = 'letterbox', scale_jitter: Optional[Sequence[float]] = None,
                  pipeline: Sequence[Dict[str, Any]] = (), min_visibility: float = 0.25,
@@ -81,6 +82,10 @@ class CocoDetDataset(Dataset):
         if verify not in VERIFY_MODES:
             raise ValueError(f'verify must be one of {VERIFY_MODES}, got {verify!r}')
         self.data_root, self.ann_file = root, root / ann_file
+        if in_channels is None:  # built in Python: the images' own
+            images = read_coco_json(self.ann_file).get('images', [])
+            in_channels, _ = image_channels([root / img_dir / image['file_name'] for image in images
+                                             if (root / img_dir / image['file_name']).is_file()])
         self.prep = NetworkInput.build(in_channels, normalize, img_size, resize)
         self.pipeline = build_box_pipeline(pipeline, scale_jitter, self.prep.img_size,
                                            tuple(self.prep.pad_value.tolist()), min_visibility)
@@ -96,8 +101,10 @@ class CocoDetDataset(Dataset):
 
     @property
     def metainfo(self) -> Dict[str, Any]:
-        """Class names and their COCO category ids; MMEngine hands this to the metric."""
-        return dict(classes=self.coco.classes, cat_ids=self.coco.cat_ids)
+        """Class names, their COCO category ids and the input channels; MMEngine hands this to
+        the metric and saves it in checkpoints, so evaluation and inference know them."""
+        return dict(classes=self.coco.classes, cat_ids=self.coco.cat_ids,
+                    in_channels=self.prep.in_channels)
 
     def _check_files(self, sizes: bool) -> None:
         missing = [record.path for record in self.records if not record.path.is_file()]

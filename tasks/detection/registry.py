@@ -7,7 +7,10 @@ Task classes live in the library's registries (scope ``effnet_backbones``), so c
 """
 from effnet_backbones.registry import DATASETS, METRICS, MODELS
 
+from ..engine.data import register_data_resolver
+
 from .data_preprocessor import DetDataPreprocessor
+from .data_config import resolve_detection_data
 from .dataset import CocoDetDataset
 from .metrics import CocoMetric
 from .model import FCOS, FasterRCNN, RetinaNet
@@ -20,3 +23,4 @@ MODELS.register_module(module=FasterRCNN)
 MODELS.register_module(module=DetDataPreprocessor)
 DATASETS.register_module(module=CocoDetDataset)
 METRICS.register_module(module=CocoMetric)
+register_data_resolver('detection', resolve_detection_data)

@@ -9,6 +9,7 @@ from mmengine.config import Config
 from tool_loader import ROOT, cfg_options, run_train_tool, tool
 from det_data import make_dataset
 from effnet_backbones.registry import MODELS
+from tasks.engine.data import resolve_from_data
 from tasks.engine import check_config
 
 DEMO = str(ROOT / 'configs/retinanet_effb0_nuclei_demo.py')
@@ -91,6 +92,12 @@ def test_detection_configs_are_valid_and_build(config):
     cfg = Config.fromfile(config)
     check_config(cfg)
     cfg.model.backbone.pretrained = None  # no download in tests
+    if config == DEMO:  # classes and channels from the embedded data
+        resolve_from_data(cfg)
+        assert (cfg.model.num_classes, cfg.model.backbone.in_chans) == (1, 1)
+        assert cfg.train_dataloader.dataset.classes == ('nucleus',)
+    else:  # COCO's own folder is not here: what its train.json and images would give
+        cfg.model.num_classes, cfg.model.backbone.in_chans = 80, 3
     model = MODELS.build(cfg.model)
     assert model.fpn.body.arch == ('b3' if config == COCO else 'b0')
     assert model.fpn.strides == [8, 16, 32, 64, 128]

@@ -2,6 +2,7 @@
 trains on a folder whatever its classes and channels, printing what it took from the data."""
 import json
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -99,3 +100,51 @@ def test_the_test_tool_takes_the_classes_from_the_checkpoint(tmp_path):
                        *cfg_options(TINY, 'own_tested')])
     metrics = json.loads(out.read_text())
     assert {f'Dice.{name}' for name in 'abcd'} <= set(metrics)
+
+
+# ----------------------------------------------------------------------------- detection (COCO)
+THREE = [dict(id=3, name='cell'), dict(id=7, name='debris'), dict(id=9, name='bubble')]
+DET_TINY = {'train_dataloader.batch_size': 2, 'train_dataloader.num_workers': 0,
+            'train_dataloader.persistent_workers': False}
+
+
+def coco_set(root, gray):
+    """train.json / val.json with categories of ids 3, 7, 9; RGB or grayscale images."""
+    from det_data import ann, image_entry, write_coco
+
+    def split(name, first_id):
+        images = [image_entry(first_id + k, (96, 96)) for k in range(2)]
+        anns = [ann(first_id * 10 + k, first_id + k % 2, (8 + 20 * k, 10, 18, 22),
+                    cat=(3, 7, 9)[k % 3]) for k in range(4)]
+        write_coco(root, name, images, anns, categories=THREE)
+        if gray:  # rewrite the images as single-channel PNGs
+            for image in images:
+                path = root / 'images' / image['file_name']
+                cv2.imwrite(str(path), cv2.imread(str(path), cv2.IMREAD_GRAYSCALE))
+    split('train.json', 1)
+    split('val.json', 11)
+    return root
+
+
+@pytest.mark.parametrize('gray', [False, True], ids=['rgb-3-classes', 'gray'])
+def test_the_cpu_retinanet_recipe_trains_on_a_coco_folder(tmp_path, gray):
+    data = coco_set(tmp_path / 'coco', gray)
+    work = tmp_path / 'work'
+    runner = run_train_tool(CONFIGS / 'retinanet_effb0_nuclei_demo.py', data, work, 2,
+                            *cfg_options(DET_TINY, f'own_det_{gray}'))
+    assert runner.iter == 2
+    meta = load_from_local(str(work / 'iter_2.pth'))['meta']['dataset_meta']
+    assert tuple(meta['classes']) == ('cell', 'debris', 'bubble') and tuple(meta['cat_ids']) == (3, 7, 9)
+    assert meta['in_channels'] == (1 if gray else 3)
+    assert runner.model.detector.backbone.body.in_chans == meta['in_channels']
+
+
+def test_coco_train_and_val_with_other_categories_stop_before_training(tmp_path):
+    data = coco_set(tmp_path / 'coco', gray=False)
+    val = json.loads((data / 'val.json').read_text())
+    val['categories'] = val['categories'][:2]
+    val['annotations'] = [a for a in val['annotations'] if a['category_id'] != 9]
+    (data / 'val.json').write_text(json.dumps(val))
+    with pytest.raises(DataError, match=r"val.json has the categories \['cell', 'debris'\] but "):
+        prepare_train_config(str(CONFIGS / 'retinanet_effb0_nuclei_demo.py'), data_root=str(data),
+                             work_dir=str(tmp_path / 'work'))

@@ -7,7 +7,7 @@ custom_imports = dict(imports=['tasks.engine', 'tasks.detection'], allow_failed_
 
 data_root = 'data/coco'
 classes = None  # every category of train.json, by id; or a tuple of names (label order)
-in_channels = 3
+in_channels = None  # from the images (gray 1, colour 3); set it to convert gray <-> RGB
 normalize = dict(mode='fixed', mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))  # ImageNet
 img_size = 896
 

@@ -1,0 +1,98 @@
+"""Detection configs that follow their data: classes from the COCO files' categories (train and
+val must agree), input channels from the images; checked against what a config sets. Registered
+as the detection task's data resolver (:mod:`tasks.engine.data`)."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+from mmengine.config import Config, ConfigDict
+from mmengine.logging import print_log
+
+from ..common.io import DataError
+from .coco import read_coco_json, select_categories
+
+__all__ = ['resolve_detection_data', 'image_channels']
+
+DATASET_TYPES = ('effnet_backbones.CocoDetDataset', 'CocoDetDataset')
+DATALOADER_KEYS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+#: PIL modes and the channels the image reader gives them
+_MODE_CHANNELS = {'1': 1, 'L': 1, 'P': 3, 'I': 1, 'I;16': 1, 'I;16B': 1, 'I;16L': 1, 'F': 1,
+                  'LA': 1, 'RGB': 3, 'RGBA': 3, 'CMYK': 3, 'YCbCr': 3}
+
+
+def _datasets(cfg: Config) -> List[Tuple[str, ConfigDict]]:
+    return [(key, cfg[key].dataset) for key in DATALOADER_KEYS
+            if (cfg.get(key) or {}).get('dataset', {}).get('type') in DATASET_TYPES]
+
+
+def image_channels(paths: List[Path]) -> Tuple[int, Dict[int, Path]]:
+    """Channels of the images (read from their headers), or an error naming two that differ."""
+    from PIL import Image
+
+    seen: Dict[int, Path] = {}
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                channels = _MODE_CHANNELS.get(image.mode, len(image.getbands()))
+        except (OSError, SyntaxError) as err:
+            raise DataError(f'cannot read image {path}: {err}') from None
+        seen.setdefault(channels, path)
+        if len(seen) > 1:
+            (one, first), (other, second) = sorted(seen.items())
+            raise DataError(f'images mix channel counts: {first} has {one}, {second} has '
+                            f'{other}; convert them to one (gray or RGB)')
+    if not seen:
+        raise DataError('no image to read the channel count from')
+    return next(iter(seen)), seen
+
+
+def _categories(dataset: ConfigDict) -> Tuple[Tuple[str, ...], Path]:
+    path = Path(dataset.data_root).expanduser() / dataset.get('ann_file', 'train.json')
+    names, _ = select_categories(read_coco_json(path), None, path)
+    return names, path
+
+
+def resolve_detection_data(cfg: Config, checkpoint_meta: Optional[Mapping[str, Any]] = None
+                           ) -> None:
+    """Fill ``classes``, ``in_channels``, ``model.num_classes`` and ``model.backbone.in_chans``."""
+    datasets = _datasets(cfg)
+    if not datasets:
+        return
+    meta = dict((checkpoint_meta or {}).get('dataset_meta') or {})
+    if meta.get('classes') and meta.get('in_channels'):
+        classes, in_channels, source = tuple(meta['classes']), meta['in_channels'], 'the checkpoint'
+    else:
+        classes, source = _categories(datasets[0][1])
+        for key, dataset in datasets[1:]:
+            other, path = _categories(dataset)
+            if dataset.get('classes') is None and other != classes:
+                raise DataError(f'{path} has the categories {list(other)} but {source} has '
+                                f'{list(classes)}; train and val must name the same categories')
+        first = datasets[0][1]
+        data = read_coco_json(Path(first.data_root).expanduser() / first.get('ann_file', 'train.json'))
+        folder = Path(first.data_root).expanduser() / first.get('img_dir', 'images')
+        files = [folder / image['file_name'] for image in data.get('images', [])]
+        in_channels, _ = image_channels([path for path in files if path.is_file()])
+        print_log(f'dataset {first.data_root}: classes ({len(classes)}, from {source}): '
+                  f'{", ".join(classes)}; channels: {in_channels} (from the images); '
+                  f'{len(files)} train images, {len(data.get("annotations", []))} boxes',
+                  logger='current', level=logging.INFO)
+    for _, dataset in datasets:
+        if dataset.get('classes') is None:
+            dataset.classes = classes  # explicit names select categories (checked by the dataset)
+        if dataset.get('in_channels') is None:
+            dataset.in_channels = in_channels  # an explicit value converts gray <-> RGB
+    reference = datasets[0][1]
+    wanted = (('num_classes', cfg.model, len(reference.classes)),
+              ('backbone.in_chans', cfg.model.get('backbone', {}), reference.in_channels))
+    for key, node, value in wanted:
+        name = key.split('.')[-1]
+        given = node.get(name)
+        if given is None:
+            node[name] = value
+        elif given != value:
+            raise DataError(f'model.{key}={given} but the data gives {value} (classes '
+                            f'{list(reference.classes)} from {source}, {reference.in_channels} '
+                            f'input channels); remove model.{key} from the config to follow the data')
