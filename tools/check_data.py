@@ -2,27 +2,36 @@
 
     python tools/check_data.py DATA_ROOT                 # DATA_ROOT/{train,val}/{images,masks}
     python tools/check_data.py DATA_ROOT --splits train val test
+    python tools/check_data.py COCO_ROOT --task det      # COCO_ROOT/{train,val}.json + images/
 
 Prints the classes (from dataset.json, classes.txt or the mask values), the image channels, the
 images per split, their size range and each class's share of the training pixels, then every
 problem: images without masks and the reverse, size mismatches, mask values beyond the declared
 classes, labels no mask holds (a warning), mixed channel counts, unreadable files, empty splits.
-Training runs the same check before its first iteration.
+For COCO sets (``--task det``, the default when DATA_ROOT holds train.json): categories (the
+splits must agree), channels, images and boxes per split and class, then every problem: malformed
+JSON, unknown or duplicate ids, missing images, sizes that differ from the JSON, boxes partly or
+wholly outside their image or of zero area (training clips or drops those, with a warning).
+Training runs the same checks before its first iteration.
 """
 import _bootstrap  # noqa: F401,I001  (first: sets sys.path and OpenMP up before torch loads)
 
 import argparse
 import sys
 
+from pathlib import Path
+
 from tasks.common.io import DataError
+from tasks.detection.data_config import check_coco_folder
 from tasks.segmentation.dataset_info import scan_folder
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('data_root', metavar='DATA_ROOT')
-    parser.add_argument('--task', choices=('seg',), default='seg',
-                        help='dataset layout: seg = {split}/images + {split}/masks')
+    parser.add_argument('--task', choices=('seg', 'det'), default=None,
+                        help='seg: {split}/images + {split}/masks; det: {split}.json + images/ '
+                             '(default: det when DATA_ROOT holds train.json)')
     parser.add_argument('--splits', nargs='+', default=['train', 'val'])
     parser.add_argument('--img-dir', default='images')
     parser.add_argument('--mask-dir', default='masks')
@@ -33,6 +42,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     """Print the summary and the problems; return the exit code (0 clean, 1 problems)."""
     args = parse_args(argv)
+    task = args.task or ('det' if (Path(args.data_root) / 'train.json').is_file() else 'seg')
+    if task == 'det':
+        summary, problems = check_coco_folder(args.data_root, tuple(args.splits), args.img_dir)
+        print(summary)
+        print(f'{len(problems)} problem(s)')
+        return 1 if problems else 0
     try:
         info = scan_folder(args.data_root, args.splits, args.img_dir, args.mask_dir,
                            args.ignore_index)

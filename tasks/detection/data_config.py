@@ -96,3 +96,65 @@ def resolve_detection_data(cfg: Config, checkpoint_meta: Optional[Mapping[str, A
             raise DataError(f'model.{key}={given} but the data gives {value} (classes '
                             f'{list(reference.classes)} from {source}, {reference.in_channels} '
                             f'input channels); remove model.{key} from the config to follow the data')
+
+
+def check_coco_folder(data_root: str, splits: Tuple[str, ...] = ('train', 'val'),
+                      img_dir: str = 'images') -> Tuple[str, List[str]]:
+    """``(summary, problems)`` of ``DATA_ROOT/<split>.json`` + ``DATA_ROOT/<img_dir>``, for
+    ``tools/check_data.py --task det``: every problem, not just the first (boxes the dataset
+    would clip or drop count as problems here)."""
+    import warnings
+
+    import numpy as np
+
+    from .coco import load_coco
+    from .dataset import _check_size, file_size
+
+    root = Path(data_root).expanduser()
+    problems: List[str] = []
+    lines = [f'dataset {root}']
+    first_classes: Optional[Tuple[Tuple[str, ...], Tuple[int, ...], Path]] = None
+    files: List[Path] = []
+    for split in splits:
+        ann_file = root / f'{split}.json'
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter('always')
+                coco = load_coco(ann_file, root / img_dir)
+        except DataError as err:
+            problems.append(str(err))
+            continue
+        problems += [str(warning.message) for warning in caught]
+        if first_classes is None:
+            first_classes = (coco.classes, coco.cat_ids, ann_file)
+            lines.append(f'  classes ({len(coco.classes)}, from {ann_file.name}): '
+                         + ', '.join(f'{name} (id {cat})' for name, cat in
+                                     zip(coco.classes, coco.cat_ids)))
+        elif (coco.classes, coco.cat_ids) != first_classes[:2]:
+            problems.append(f'{ann_file} has the categories {list(coco.classes)} but '
+                            f'{first_classes[2]} has {list(first_classes[0])}; they must agree')
+        if not coco.records:
+            problems.append(f'{ann_file} lists no images; the split is empty')
+        labels = np.concatenate([record.labels[~record.crowd] for record in coco.records]
+                                or [np.zeros(0, int)])
+        per_class = np.bincount(labels, minlength=len(coco.classes))
+        lines.append(f'  {split}: {len(coco.records)} images, {int(per_class.sum())} boxes ('
+                     + ', '.join(f'{name} {count}' for name, count in
+                                 zip(coco.classes, per_class.tolist())) + ')')
+        for record in coco.records:
+            if not record.path.is_file():
+                problems.append(f'{ann_file}: image id {record.img_id} names {record.path}, '
+                                f'which does not exist')
+                continue
+            files.append(record.path)
+            try:
+                _check_size(record, file_size(record.path), ann_file)
+            except DataError as err:
+                problems.append(str(err))
+    try:
+        channels, _ = image_channels(files)
+        lines.insert(2, f'  channels: {channels} (from the images)')
+    except DataError as err:
+        problems.append(str(err))
+    lines += [f'  problem: {text}' for text in problems]
+    return '\n'.join(lines), problems

@@ -148,3 +148,25 @@ def test_coco_train_and_val_with_other_categories_stop_before_training(tmp_path)
     with pytest.raises(DataError, match=r"val.json has the categories \['cell', 'debris'\] but "):
         prepare_train_config(str(CONFIGS / 'retinanet_effb0_nuclei_demo.py'), data_root=str(data),
                              work_dir=str(tmp_path / 'work'))
+
+
+def test_check_data_lists_every_coco_problem(tmp_path, capsys):
+    from det_data import ann, image_entry, write_coco
+    from tool_loader import tool
+
+    good = coco_set(tmp_path / 'good', gray=False)
+    assert tool('check_data').main([str(good)]) == 0  # train.json present: the COCO check
+    out = capsys.readouterr().out
+    assert 'classes (3, from train.json): cell (id 3), debris (id 7), bubble (id 9)' in out
+    assert 'channels: 3' in out and 'train: 2 images, 4 boxes' in out
+    bad = tmp_path / 'bad'
+    images = [image_entry(1, (64, 64)), image_entry(2, (64, 64))]
+    write_coco(bad, 'train.json', images, [ann(1, 1, (50, 50, 30, 30)), ann(2, 2, (5, 5, 0, 9))],
+               categories=THREE)
+    (bad / 'images' / 'img2.png').unlink()  # a missing image
+    write_coco(bad, 'val.json', [image_entry(3, (64, 64))], [], categories=THREE[:1])
+    assert tool('check_data').main([str(bad), '--task', 'det']) == 1
+    out = capsys.readouterr().out
+    assert 'clipped 1 box(es) partly outside' in out and 'zero or negative width' in out
+    assert 'img2.png, which does not exist' in out
+    assert "val.json has the categories ['cell'] but" in out
