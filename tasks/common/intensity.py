@@ -11,7 +11,8 @@ from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-__all__ = ['IntensityNorm', 'NORM_MODES', 'build_intensity_norm']
+__all__ = ['IntensityNorm', 'NORM_MODES', 'DATASET_MODE', 'build_intensity_norm',
+           'dataset_normalization']
 
 NORM_MODES = ('fixed', 'minmax', 'window')
 Floats = Union[float, Sequence[float]]
@@ -89,8 +90,51 @@ def build_intensity_norm(cfg: Union[None, Dict[str, Any], IntensityNorm]) -> Int
         return IntensityNorm()
     if isinstance(cfg, IntensityNorm):
         return cfg
+    if dict(cfg).get('mode') == DATASET_MODE:
+        raise ValueError("normalize mode 'dataset' is measured on the training set when a run "
+                         "starts (tasks.engine.prepare_train_config); a dataset built directly "
+                         "needs a concrete mode ('fixed', 'minmax' or 'window')")
     try:
         return IntensityNorm(**dict(cfg))
     except TypeError as err:
         valid = ', '.join(IntensityNorm.__dataclass_fields__)
         raise TypeError(f'normalize={dict(cfg)!r}: {err}; valid keys: {valid}') from None
+
+
+#: ``normalize=dict(mode='dataset', percentiles=(0.5, 99.5))`` in a config: measured over the
+#: training images once (:func:`dataset_normalization`), then used as the 'window' it resolves to
+DATASET_MODE = 'dataset'
+_SAMPLES_PER_IMAGE = 200_000
+
+
+def dataset_normalization(images: Sequence[np.ndarray],
+                          percentiles: Tuple[float, float] = (0.5, 99.5)) -> Dict[str, Any]:
+    """The normalisation a training set asks for, as a concrete ``normalize`` dict.
+
+    Intensities are clipped to the ``percentiles`` of all training pixels (as nnU-Net does for CT)
+    and mapped to [0, 1]; ``mean`` and ``std`` per channel are then measured on the mapped
+    pixels, so the network sees zero-mean, unit-variance inputs. Returns
+    ``dict(mode='window', center, width, mean, std)``, which test and inference apply unchanged.
+
+    Args:
+        images: the training images, ``(H, W, C)`` with the model's channel count.
+        percentiles: (low, high) clipping percentiles over all pixels.
+    """
+    if not images:
+        raise ValueError('dataset normalisation needs at least one training image')
+    rng = np.random.default_rng(0)
+    samples = []
+    for image in images:
+        pixels = image.reshape(-1, image.shape[-1]).astype(np.float64)
+        if len(pixels) > _SAMPLES_PER_IMAGE:  # a fixed-size sample keeps big sets cheap
+            pixels = pixels[rng.choice(len(pixels), _SAMPLES_PER_IMAGE, replace=False)]
+        samples.append(pixels)
+    pixels = np.concatenate(samples)
+    low, high = (float(value) for value in np.percentile(pixels, percentiles))
+    if high <= low:
+        high = low + 1.0  # a constant set: any window maps it to one value
+    unit = np.clip((pixels - low) / (high - low), 0.0, 1.0)
+    std = np.maximum(unit.std(axis=0), 1e-6)
+    return dict(mode='window', center=(low + high) / 2, width=high - low,
+                mean=[round(float(v), 6) for v in unit.mean(axis=0)],
+                std=[round(float(v), 6) for v in std])

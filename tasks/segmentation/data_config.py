@@ -4,18 +4,23 @@ Registered as the segmentation task's data resolver (:mod:`tasks.engine.data`)."
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any, List, Mapping, Optional, Tuple
 
 from mmengine.config import Config, ConfigDict
 from mmengine.logging import print_log
 
-from ..common.io import DataError
+from ..common.intensity import DATASET_MODE, dataset_normalization
+from ..common.io import DataError, read_image, to_channels
 from .dataset_info import SegDatasetInfo, scan_folder
+from .io import pair_samples
 
 __all__ = ['resolve_segmentation_data', 'DATASET_TYPE']
 
 DATASET_TYPE = 'effnet_backbones.SegFolderDataset'
 DATALOADER_KEYS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+#: at most this many training images (evenly spaced) are read for normalize=dict(mode='dataset')
+MAX_STATISTICS_IMAGES = 500
 
 
 def _datasets(cfg: Config) -> List[Tuple[str, ConfigDict]]:
@@ -66,8 +71,9 @@ def resolve_segmentation_data(cfg: Config, checkpoint_meta: Optional[Mapping[str
         declared = not source.startswith('the values')
         for _, dataset in datasets:
             dataset.setdefault('verify', 'pairs')  # every file was just read and checked
-    else:
-        return  # everything explicit, as configs were before; the datasets check their files
+    else:  # everything explicit, as configs were before; the datasets check their files
+        _resolve_normalization(datasets, meta)
+        return
     for key, dataset in datasets:
         if dataset.get('classes') is None:
             dataset.classes = classes
@@ -75,6 +81,7 @@ def resolve_segmentation_data(cfg: Config, checkpoint_meta: Optional[Mapping[str
             _check_classes(key, tuple(dataset.classes), classes, source, declared)
         if dataset.get('in_channels') is None:
             dataset.in_channels = in_channels  # an explicit value converts gray <-> RGB
+    _resolve_normalization(datasets, meta)
     reference = datasets[0][1]
     for name, value in (('num_classes', len(reference.classes)),
                         ('in_channels', reference.in_channels)):
@@ -86,3 +93,29 @@ def resolve_segmentation_data(cfg: Config, checkpoint_meta: Optional[Mapping[str
                             f'dataset: classes {tuple(reference.classes)!r} from {source}, '
                             f'{reference.in_channels} input channels); remove model.{name} from '
                             f'the config to follow the data')
+
+
+def _resolve_normalization(datasets: List[Tuple[str, ConfigDict]], meta: Mapping[str, Any]) -> None:
+    """Replace ``normalize=dict(mode='dataset')`` by the window and mean/std it measures on the
+    training images, or by the checkpoint's (evaluation and inference apply what training did)."""
+    wanted = [d for _, d in datasets if (d.get('normalize') or {}).get('mode') == DATASET_MODE]
+    if not wanted:
+        return
+    if meta.get('normalize') and meta['normalize'].get('mode') != DATASET_MODE:
+        resolved, source = dict(meta['normalize']), 'the checkpoint'
+    else:
+        train = next((d for key, d in datasets if key == 'train_dataloader'), datasets[0][1])
+        root = Path(train.data_root).expanduser() / train.get('split', 'train')
+        pairs = pair_samples(root / train.get('img_dir', 'images'), None)
+        step = max(1, len(pairs) // MAX_STATISTICS_IMAGES)
+        images = [to_channels(read_image(pair.image), train.in_channels, pair.image)
+                  for pair in pairs[::step]]
+        percentiles = tuple(wanted[0].normalize.get('percentiles', (0.5, 99.5)))
+        resolved = dataset_normalization(images, percentiles)
+        source = f'{len(images)} training images'
+    low = resolved['center'] - resolved['width'] / 2
+    high = resolved['center'] + resolved['width'] / 2
+    print_log(f'normalize (mode=dataset, from {source}): clip to {low:.4g}..{high:.4g}, mean '
+              f'{resolved["mean"]}, std {resolved["std"]}', logger='current')
+    for dataset in wanted:
+        dataset.normalize = ConfigDict(resolved)

@@ -79,6 +79,7 @@ class SegFolderDataset(Dataset):
         self.in_channels = in_channels
         self.ignore_index = ignore_index
         self.norm = build_intensity_norm(normalize)
+        self.normalize = dict(normalize) if normalize else None
         self.pipeline = build_pipeline(pipeline, crop_size, ignore_index)
         self.samples: List[SamplePaths] = pair_samples(
             root / split / img_dir, None if mask_dir is None else root / split / mask_dir)
@@ -91,7 +92,7 @@ class SegFolderDataset(Dataset):
         """Class names, input channels and ignore index; MMEngine hands this to the metric as
         ``dataset_meta`` and saves it in checkpoints, so evaluation and inference know them."""
         return dict(classes=self.classes, in_channels=self.in_channels,
-                    ignore_index=self.ignore_index)
+                    ignore_index=self.ignore_index, normalize=self.normalize)
 
     def __len__(self) -> int:
         return len(self.samples)

@@ -5,6 +5,7 @@ import json
 import cv2
 import numpy as np
 import pytest
+import tifffile
 import torch
 
 from seg_data import binary, five_classes, write_set
@@ -170,3 +171,32 @@ def test_check_data_lists_every_coco_problem(tmp_path, capsys):
     assert 'clipped 1 box(es) partly outside' in out and 'zero or negative width' in out
     assert 'img2.png, which does not exist' in out
     assert "val.json has the categories ['cell'] but" in out
+
+
+def test_dataset_normalisation_is_measured_once_and_kept_in_the_checkpoint(tmp_path):
+    from mmengine.config import Config
+    from tasks.common.intensity import dataset_normalization
+    from tasks.segmentation.inference import SegInferencer
+
+    data = gray16_tiffs(tmp_path / 'data')
+    work = tmp_path / 'work'
+    # the recipe's normalize keeps its percentiles (0.5, 99.8), which mode 'dataset' uses
+    measure = {f'{split}_dataloader.dataset.normalize.mode': 'dataset'
+               for split in ('train', 'val', 'test')}
+    cfg = prepare_train_config(str(CONFIGS / 'unet_effb0_quick.py'), data_root=str(data),
+                               work_dir=str(work), cfg_options={**TINY, **measure})
+    resolved = cfg.train_dataloader.dataset.normalize
+    assert resolved.mode == 'window' and cfg.val_dataloader.dataset.normalize == resolved
+    images = [tifffile.imread(path)[..., None] for path in sorted((data / 'train/images').iterdir())]
+    expected = dataset_normalization(images, (0.5, 99.8))
+    assert resolved.center == pytest.approx(expected['center'])
+    assert resolved.mean == pytest.approx(expected['mean']) and resolved.std == pytest.approx(expected['std'])
+    run_train_tool(CONFIGS / 'unet_effb0_quick.py', data, work, 2,
+                   *cfg_options({**TINY, **measure}, 'own_norm'))
+    meta = load_from_local(str(work / 'iter_2.pth'))['meta']['dataset_meta']
+    assert meta['normalize']['center'] == pytest.approx(expected['center'])
+    # inference with the config (mode='dataset') applies the checkpoint's numbers
+    config = Config.fromfile(str(CONFIGS / 'unet_effb0_quick.py'))
+    config.merge_from_dict({**TINY, **measure})
+    inferencer = SegInferencer(config, str(work / 'iter_2.pth'))
+    assert inferencer.norm.mode == 'window' and inferencer.norm.center == pytest.approx(expected['center'])
