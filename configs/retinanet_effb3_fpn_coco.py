@@ -18,3 +18,25 @@ model = dict(
 )
 default_hooks = dict(checkpoint=dict(interval=10000, save_best='coco/bbox_mAP', rule='greater'),
                      logger=dict(interval=50))
+
+# Without CUDA (printed at start): a CPU-sized run of the same recipe, for trying it on a small
+# COCO-format folder; --max-iters N rescales it. Real COCO training needs a GPU.
+cpu_profile = dict(
+    max_iters=300,
+    options={
+        'train_cfg.val_interval': 100,
+        'default_hooks.checkpoint.interval': 100,
+        'default_hooks.logger.interval': 10,
+        'train_dataloader.batch_size': 2,
+        'train_dataloader.num_workers': 0,
+        'train_dataloader.persistent_workers': False,
+        'train_dataloader.dataset.img_size': 512,
+        'val_dataloader.batch_size': 2,
+        'val_dataloader.num_workers': 0,
+        'val_dataloader.persistent_workers': False,
+        'val_dataloader.dataset.img_size': 512,
+        'test_dataloader.num_workers': 0,
+        'test_dataloader.persistent_workers': False,
+        'test_dataloader.dataset.img_size': 512,
+    },
+)

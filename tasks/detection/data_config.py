@@ -4,6 +4,7 @@ as the detection task's data resolver (:mod:`tasks.engine.data`)."""
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
@@ -75,9 +76,12 @@ def resolve_detection_data(cfg: Config, checkpoint_meta: Optional[Mapping[str, A
         folder = Path(first.data_root).expanduser() / first.get('img_dir', 'images')
         files = [folder / image['file_name'] for image in data.get('images', [])]
         in_channels, _ = image_channels([path for path in files if path.is_file()])
+        names_by_id = {c['id']: c['name'] for c in data.get('categories', [])}
+        boxes = Counter(names_by_id.get(a.get('category_id')) for a in data.get('annotations', []))
         print_log(f'dataset {first.data_root}: classes ({len(classes)}, from {source}): '
                   f'{", ".join(classes)}; channels: {in_channels} (from the images); '
-                  f'{len(files)} train images, {len(data.get("annotations", []))} boxes',
+                  f'{len(files)} train images; train boxes per class: '
+                  + ', '.join(f'{name} {boxes.get(name, 0)}' for name in classes),
                   logger='current', level=logging.INFO)
     for _, dataset in datasets:
         if dataset.get('classes') is None:
