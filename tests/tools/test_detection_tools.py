@@ -103,3 +103,14 @@ def test_detection_configs_are_valid_and_build(config):
     assert model.fpn.strides == [8, 16, 32, 64, 128]
     assert cfg.task == 'detection'
     assert cfg.val_evaluator.type == 'effnet_backbones.CocoMetric'
+
+
+def test_the_coco_recipe_has_a_cpu_profile_and_takes_classes_from_the_data(monkeypatch):
+    from tasks.detection.demo import DEMO_DATA_ROOT
+    from tasks.engine import prepare_train_config
+
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    cfg = prepare_train_config(COCO, data_root=str(DEMO_DATA_ROOT), max_iters=30)
+    assert (cfg.train_cfg.max_iters, cfg.train_cfg.val_interval) == (30, 10)
+    assert cfg.train_dataloader.batch_size == 2 and cfg.train_dataloader.dataset.img_size == 512
+    assert (cfg.model.num_classes, cfg.model.backbone.in_chans) == (1, 1)
