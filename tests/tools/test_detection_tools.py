@@ -106,6 +106,8 @@ def test_detection_configs_are_valid_and_build(config):
 
 
 def test_the_coco_recipe_has_a_cpu_profile_and_takes_classes_from_the_data(monkeypatch):
+    import torch
+
     from tasks.detection.demo import DEMO_DATA_ROOT
     from tasks.engine import prepare_train_config
 
