@@ -11,6 +11,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 from mmengine.config import Config, ConfigDict
 from mmengine.logging import print_log
 
+from ..common.dataset_norm import resolve_dataset_normalization
 from ..common.io import DataError
 from .coco import read_coco_json, select_categories
 
@@ -88,6 +89,7 @@ def resolve_detection_data(cfg: Config, checkpoint_meta: Optional[Mapping[str, A
             dataset.classes = classes  # explicit names select categories (checked by the dataset)
         if dataset.get('in_channels') is None:
             dataset.in_channels = in_channels  # an explicit value converts gray <-> RGB
+    _resolve_normalization(datasets, meta)
     reference = datasets[0][1]
     wanted = (('num_classes', cfg.model, len(reference.classes)),
               ('backbone.in_chans', cfg.model.get('backbone', {}), reference.in_channels))
@@ -100,6 +102,19 @@ def resolve_detection_data(cfg: Config, checkpoint_meta: Optional[Mapping[str, A
             raise DataError(f'model.{key}={given} but the data gives {value} (classes '
                             f'{list(reference.classes)} from {source}, {reference.in_channels} '
                             f'input channels); remove model.{key} from the config to follow the data')
+
+
+def _resolve_normalization(datasets: List[Tuple[str, ConfigDict]], meta: Mapping[str, Any]) -> None:
+    train = next((d for key, d in datasets if key == 'train_dataloader'), datasets[0][1])
+
+    def training_images():
+        root = Path(train.data_root).expanduser()
+        data = read_coco_json(root / train.get('ann_file', 'train.json'))
+        return [root / train.get('img_dir', 'images') / image['file_name']
+                for image in data.get('images', [])]
+
+    resolve_dataset_normalization([d for _, d in datasets], meta, training_images,
+                                  train.in_channels)
 
 
 def check_coco_folder(data_root: str, splits: Tuple[str, ...] = ('train', 'val'),

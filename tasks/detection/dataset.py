@@ -87,6 +87,7 @@ class CocoDetDataset(Dataset):
             in_channels, _ = image_channels([root / img_dir / image['file_name'] for image in images
                                              if (root / img_dir / image['file_name']).is_file()])
         self.prep = NetworkInput.build(in_channels, normalize, img_size, resize)
+        self.normalize = dict(normalize) if normalize else None
         self.pipeline = build_box_pipeline(pipeline, scale_jitter, self.prep.img_size,
                                            tuple(self.prep.pad_value.tolist()), min_visibility)
         self.coco: CocoData = load_coco(self.ann_file, root / img_dir, classes)
@@ -104,7 +105,7 @@ class CocoDetDataset(Dataset):
         """Class names, their COCO category ids and the input channels; MMEngine hands this to
         the metric and saves it in checkpoints, so evaluation and inference know them."""
         return dict(classes=self.coco.classes, cat_ids=self.coco.cat_ids,
-                    in_channels=self.prep.in_channels)
+                    in_channels=self.prep.in_channels, normalize=self.normalize)
 
     def _check_files(self, sizes: bool) -> None:
         missing = [record.path for record in self.records if not record.path.is_file()]

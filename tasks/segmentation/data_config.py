@@ -10,8 +10,8 @@ from typing import Any, List, Mapping, Optional, Tuple
 from mmengine.config import Config, ConfigDict
 from mmengine.logging import print_log
 
-from ..common.intensity import DATASET_MODE, dataset_normalization
-from ..common.io import DataError, read_image, to_channels
+from ..common.dataset_norm import resolve_dataset_normalization
+from ..common.io import DataError
 from .dataset_info import SegDatasetInfo, scan_folder
 from .io import pair_samples
 
@@ -19,8 +19,6 @@ __all__ = ['resolve_segmentation_data', 'DATASET_TYPE']
 
 DATASET_TYPE = 'effnet_backbones.SegFolderDataset'
 DATALOADER_KEYS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
-#: at most this many training images (evenly spaced) are read for normalize=dict(mode='dataset')
-MAX_STATISTICS_IMAGES = 500
 
 
 def _datasets(cfg: Config) -> List[Tuple[str, ConfigDict]]:
@@ -95,27 +93,13 @@ def resolve_segmentation_data(cfg: Config, checkpoint_meta: Optional[Mapping[str
                             f'the config to follow the data')
 
 
+
 def _resolve_normalization(datasets: List[Tuple[str, ConfigDict]], meta: Mapping[str, Any]) -> None:
-    """Replace ``normalize=dict(mode='dataset')`` by the window and mean/std it measures on the
-    training images, or by the checkpoint's (evaluation and inference apply what training did)."""
-    wanted = [d for _, d in datasets if (d.get('normalize') or {}).get('mode') == DATASET_MODE]
-    if not wanted:
-        return
-    if meta.get('normalize') and meta['normalize'].get('mode') != DATASET_MODE:
-        resolved, source = dict(meta['normalize']), 'the checkpoint'
-    else:
-        train = next((d for key, d in datasets if key == 'train_dataloader'), datasets[0][1])
-        root = Path(train.data_root).expanduser() / train.get('split', 'train')
-        pairs = pair_samples(root / train.get('img_dir', 'images'), None)
-        step = max(1, len(pairs) // MAX_STATISTICS_IMAGES)
-        images = [to_channels(read_image(pair.image), train.in_channels, pair.image)
-                  for pair in pairs[::step]]
-        percentiles = tuple(wanted[0].normalize.get('percentiles', (0.5, 99.5)))
-        resolved = dataset_normalization(images, percentiles)
-        source = f'{len(images)} training images'
-    low = resolved['center'] - resolved['width'] / 2
-    high = resolved['center'] + resolved['width'] / 2
-    print_log(f'normalize (mode=dataset, from {source}): clip to {low:.4g}..{high:.4g}, mean '
-              f'{resolved["mean"]}, std {resolved["std"]}', logger='current')
-    for dataset in wanted:
-        dataset.normalize = ConfigDict(resolved)
+    train = next((d for key, d in datasets if key == 'train_dataloader'), datasets[0][1])
+
+    def training_images():
+        folder = Path(train.data_root).expanduser() / train.get('split', 'train')
+        return [pair.image for pair in pair_samples(folder / train.get('img_dir', 'images'), None)]
+
+    resolve_dataset_normalization([d for _, d in datasets], meta, training_images,
+                                  train.in_channels)

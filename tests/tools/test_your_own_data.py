@@ -200,3 +200,21 @@ def test_dataset_normalisation_is_measured_once_and_kept_in_the_checkpoint(tmp_p
     config.merge_from_dict({**TINY, **measure})
     inferencer = SegInferencer(config, str(work / 'iter_2.pth'))
     assert inferencer.norm.mode == 'window' and inferencer.norm.center == pytest.approx(expected['center'])
+
+
+def test_dataset_normalisation_for_a_coco_set(tmp_path):
+    from tasks.common.intensity import dataset_normalization
+
+    data = coco_set(tmp_path / 'coco', gray=True)
+    measure = {f'{split}_dataloader.dataset.normalize.mode': 'dataset'
+               for split in ('train', 'val', 'test')}
+    work = tmp_path / 'work'
+    runner = run_train_tool(CONFIGS / 'retinanet_effb0_nuclei_demo.py', data, work, 2,
+                            *cfg_options({**DET_TINY, **measure}, 'own_det_norm'))
+    images = [cv2.imread(str(data / 'images' / f'img{k}.png'), cv2.IMREAD_UNCHANGED)[..., None]
+              for k in (1, 2)]
+    expected = dataset_normalization(images, (0.5, 99.8))  # the recipe's percentiles
+    resolved = runner.cfg.train_dataloader.dataset.normalize
+    assert resolved.mode == 'window' and resolved.center == pytest.approx(expected['center'])
+    meta = load_from_local(str(work / 'iter_2.pth'))['meta']['dataset_meta']
+    assert meta['normalize']['mean'] == pytest.approx(expected['mean'])

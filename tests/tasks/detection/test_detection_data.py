@@ -21,7 +21,8 @@ def boxes_of(sample):
 def test_labels_are_contiguous_and_map_back(tmp_path):
     make_dataset(tmp_path)
     ds = CocoDetDataset(str(tmp_path), 'train.json')
-    assert ds.metainfo == dict(classes=('box', 'bar'), cat_ids=(3, 7), in_channels=ds.prep.in_channels)
+    assert ds.metainfo == dict(classes=('box', 'bar'), cat_ids=(3, 7), in_channels=ds.prep.in_channels,
+                            normalize=None)
     sample = ds[0]['data_samples']
     assert sample.gt_labels.tolist() == [0, 1]  # category 3 -> 0, 7 -> 1
     assert [a['category_id'] for a in sample.gt_coco] == [3, 7]
