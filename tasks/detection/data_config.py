@@ -13,20 +13,15 @@ from mmengine.logging import print_log
 
 from ..common.dataset_norm import resolve_dataset_normalization
 from ..common.io import DataError
+from ..engine.data import datasets_of
 from .coco import read_coco_json, select_categories
 
 __all__ = ['resolve_detection_data', 'image_channels']
 
 DATASET_TYPES = ('effnet_backbones.CocoDetDataset', 'CocoDetDataset')
-DATALOADER_KEYS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 #: PIL modes and the channels the image reader gives them
 _MODE_CHANNELS = {'1': 1, 'L': 1, 'P': 3, 'I': 1, 'I;16': 1, 'I;16B': 1, 'I;16L': 1, 'F': 1,
                   'LA': 1, 'RGB': 3, 'RGBA': 3, 'CMYK': 3, 'YCbCr': 3}
-
-
-def _datasets(cfg: Config) -> List[Tuple[str, ConfigDict]]:
-    return [(key, cfg[key].dataset) for key in DATALOADER_KEYS
-            if (cfg.get(key) or {}).get('dataset', {}).get('type') in DATASET_TYPES]
 
 
 def image_channels(paths: List[Path]) -> Tuple[int, Dict[int, Path]]:
@@ -59,7 +54,7 @@ def _categories(dataset: ConfigDict) -> Tuple[Tuple[str, ...], Path]:
 def resolve_detection_data(cfg: Config, checkpoint_meta: Optional[Mapping[str, Any]] = None
                            ) -> None:
     """Fill ``classes``, ``in_channels``, ``model.num_classes`` and ``model.backbone.in_chans``."""
-    datasets = _datasets(cfg)
+    datasets = datasets_of(cfg, DATASET_TYPES)
     if not datasets:
         return
     meta = dict((checkpoint_meta or {}).get('dataset_meta') or {})

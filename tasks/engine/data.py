@@ -8,11 +8,13 @@ data, and a disagreement is an error naming the file, the key and both values.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from mmengine.config import Config
+from mmengine.config import Config, ConfigDict
 
-__all__ = ['DataResolver', 'register_data_resolver', 'resolve_from_data']
+from .config import DATALOADER_KEYS
+
+__all__ = ['DataResolver', 'register_data_resolver', 'resolve_from_data', 'datasets_of']
 
 #: resolver(cfg, checkpoint_meta) -> None; changes ``cfg`` in place
 DataResolver = Callable[[Config, Optional[Mapping[str, Any]]], None]
@@ -29,3 +31,9 @@ def resolve_from_data(cfg: Config, checkpoint_meta: Optional[Mapping[str, Any]] 
     resolver = _RESOLVERS.get(cfg.get('task'))
     if resolver is not None:
         resolver(cfg, checkpoint_meta)
+
+
+def datasets_of(cfg: Config, types: Sequence[str]) -> List[Tuple[str, ConfigDict]]:
+    """``(dataloader key, dataset config)`` of every dataloader whose dataset type is in ``types``."""
+    return [(key, cfg[key].dataset) for key in DATALOADER_KEYS
+            if (cfg.get(key) or {}).get('dataset', {}).get('type') in types]

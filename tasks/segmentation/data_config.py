@@ -12,22 +12,13 @@ from mmengine.logging import print_log
 
 from ..common.dataset_norm import resolve_dataset_normalization
 from ..common.io import DataError
+from ..engine.data import datasets_of
 from .dataset_info import SegDatasetInfo, scan_folder
 from .io import pair_samples
 
 __all__ = ['resolve_segmentation_data', 'DATASET_TYPE']
 
 DATASET_TYPE = 'effnet_backbones.SegFolderDataset'
-DATALOADER_KEYS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
-
-
-def _datasets(cfg: Config) -> List[Tuple[str, ConfigDict]]:
-    found = []
-    for key in DATALOADER_KEYS:
-        dataset = (cfg.get(key) or {}).get('dataset')
-        if dataset is not None and dataset.get('type') in (DATASET_TYPE, 'SegFolderDataset'):
-            found.append((key, dataset))
-    return found
 
 
 def _scan(datasets: List[Tuple[str, ConfigDict]]) -> SegDatasetInfo:
@@ -55,7 +46,7 @@ def _check_classes(key: str, given: Tuple[str, ...], found: Tuple[str, ...], sou
 def resolve_segmentation_data(cfg: Config, checkpoint_meta: Optional[Mapping[str, Any]] = None
                               ) -> None:
     """Fill ``classes``, ``in_channels`` and the model's ``num_classes``, ``in_channels``."""
-    datasets = _datasets(cfg)
+    datasets = datasets_of(cfg, (DATASET_TYPE, 'SegFolderDataset'))
     if not datasets:
         return
     meta = dict((checkpoint_meta or {}).get('dataset_meta') or {})
