@@ -144,6 +144,10 @@ class _PretrainedSettings(collections.abc.Mapping):
         _fetch_or_explain(settings['repo_id'], settings['revision'])
         return settings
 
+    def __contains__(self, key: object) -> bool:
+        # smp asks `weights in settings` before it reads the entry: only reading it fetches
+        return key in self._settings
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._settings)
 

@@ -13,7 +13,7 @@ from mmengine.logging import print_log
 
 from ..common.dataset_norm import resolve_dataset_normalization
 from ..common.io import DataError
-from ..engine.data import datasets_of
+from ..engine.data import datasets_of, follow_the_data
 from .coco import read_coco_json, select_categories
 
 __all__ = ['resolve_detection_data', 'image_channels']
@@ -86,17 +86,11 @@ def resolve_detection_data(cfg: Config, checkpoint_meta: Optional[Mapping[str, A
             dataset.in_channels = in_channels  # an explicit value converts gray <-> RGB
     _resolve_normalization(datasets, meta)
     reference = datasets[0][1]
-    wanted = (('num_classes', cfg.model, len(reference.classes)),
-              ('backbone.in_chans', cfg.model.get('backbone', {}), reference.in_channels))
-    for key, node, value in wanted:
-        name = key.split('.')[-1]
-        given = node.get(name)
-        if given is None:
-            node[name] = value
-        elif given != value:
-            raise DataError(f'model.{key}={given} but the data gives {value} (classes '
-                            f'{list(reference.classes)} from {source}, {reference.in_channels} '
-                            f'input channels); remove model.{key} from the config to follow the data')
+    evidence = (f'classes {list(reference.classes)} from {source}, {reference.in_channels} input '
+                f'channels')
+    follow_the_data(cfg.model, 'num_classes', len(reference.classes), evidence)
+    follow_the_data(cfg.model.get('backbone', {}), 'backbone.in_chans', reference.in_channels,
+                    evidence)
 
 
 def _resolve_normalization(datasets: List[Tuple[str, ConfigDict]], meta: Mapping[str, Any]) -> None:

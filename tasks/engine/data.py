@@ -14,7 +14,8 @@ from mmengine.config import Config, ConfigDict
 
 from .config import DATALOADER_KEYS
 
-__all__ = ['DataResolver', 'register_data_resolver', 'resolve_from_data', 'datasets_of']
+__all__ = ['DataResolver', 'register_data_resolver', 'resolve_from_data', 'datasets_of',
+           'follow_the_data']
 
 #: resolver(cfg, checkpoint_meta) -> None; changes ``cfg`` in place
 DataResolver = Callable[[Config, Optional[Mapping[str, Any]]], None]
@@ -37,3 +38,23 @@ def datasets_of(cfg: Config, types: Sequence[str]) -> List[Tuple[str, ConfigDict
     """``(dataloader key, dataset config)`` of every dataloader whose dataset type is in ``types``."""
     return [(key, cfg[key].dataset) for key in DATALOADER_KEYS
             if (cfg.get(key) or {}).get('dataset', {}).get('type') in types]
+
+
+def follow_the_data(node: Any, key: str, value: Any, evidence: str) -> None:
+    """Set ``node[last part of key]`` to ``value`` if the config left it None, else check it.
+
+    Args:
+        node: the config dict holding the key (``cfg.model``, ``cfg.model.backbone``).
+        key: its dotted name under ``model``, for the message (``'backbone.in_chans'``).
+        value: what the data gives.
+        evidence: where the value comes from, for the message.
+    """
+    name = key.split('.')[-1]
+    given = node.get(name)
+    if given is None:
+        node[name] = value
+    elif given != value:
+        from tasks.common.io import DataError
+
+        raise DataError(f'model.{key}={given} but the data gives {value} ({evidence}); remove '
+                        f'model.{key} from the config to follow the data')

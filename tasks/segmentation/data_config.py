@@ -12,7 +12,7 @@ from mmengine.logging import print_log
 
 from ..common.dataset_norm import resolve_dataset_normalization
 from ..common.io import DataError
-from ..engine.data import datasets_of
+from ..engine.data import datasets_of, follow_the_data
 from .dataset_info import SegDatasetInfo, scan_folder
 from .io import pair_samples
 
@@ -72,16 +72,10 @@ def resolve_segmentation_data(cfg: Config, checkpoint_meta: Optional[Mapping[str
             dataset.in_channels = in_channels  # an explicit value converts gray <-> RGB
     _resolve_normalization(datasets, meta)
     reference = datasets[0][1]
-    for name, value in (('num_classes', len(reference.classes)),
-                        ('in_channels', reference.in_channels)):
-        given = cfg.model.get(name)
-        if given is None:
-            cfg.model[name] = value
-        elif given != value:
-            raise DataError(f'model.{name}={given} but the data gives {value} ({datasets[0][0]}.'
-                            f'dataset: classes {tuple(reference.classes)!r} from {source}, '
-                            f'{reference.in_channels} input channels); remove model.{name} from '
-                            f'the config to follow the data')
+    evidence = (f'{datasets[0][0]}.dataset: classes {tuple(reference.classes)!r} from {source}, '
+                f'{reference.in_channels} input channels')
+    follow_the_data(cfg.model, 'num_classes', len(reference.classes), evidence)
+    follow_the_data(cfg.model, 'in_channels', reference.in_channels, evidence)
 
 
 

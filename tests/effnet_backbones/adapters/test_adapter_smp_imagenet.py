@@ -93,3 +93,10 @@ def test_padding_and_norm_settings_change_in_place_as_if_built_so():
         assert max_diff(changed(x), symmetric(x)) == 0.0
     with pytest.raises(ValueError, match="padding must be one of"):
         changed.set_padding('valid')
+
+
+def test_asking_whether_imagenet_weights_exist_fetches_nothing(monkeypatch):
+    calls = []
+    monkeypatch.setattr('huggingface_hub.hf_hub_download', lambda *a, **k: calls.append(a))
+    settings = smp.encoders.encoders['effnet-b0']['pretrained_settings']
+    assert 'imagenet' in settings and 'ssl' not in settings and calls == []
