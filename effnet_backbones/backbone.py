@@ -6,7 +6,8 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import torch
 import torch.nn as nn
 
-from .body import ActSpec, NormSpec, build_body, default_norm_args, init_weights
+from .blocks import ResNetDShortcut
+from .body import ActSpec, NormSpec, build_body, default_norm_args, init_weights, zero_init_residual_
 from .features import FeatureInfo, TapInfo
 from .layers import PADDING_MODES, SCSE, is_norm, replan_conv2d, resolve_act_layer, resolve_norm_layer
 from .layers.checkpoint import checkpoint_module
@@ -43,6 +44,15 @@ class EfficientNet(nn.Module):
         with_cp: activation checkpointing, False, True/'stage' (per stage) or 'block'.
         memory_efficient: save fewer activations in training without recomputing convolutions
             (fused norm + activation, fused SE gate + projection); same outputs and gradients.
+        block_attention: attention inside each MBConv: 'se' (the paper's), 'cse', 'sse',
+            'scse' or None (no attention, as in EfficientNet-Lite).
+        se_ratio: SE width relative to each block's input channels; None keeps the table's 0.25.
+        shortcut: None (the paper's) or 'resnet_d': the blocks that change stride or width get
+            an avg-pool + 1x1 conv + BN shortcut, so every block has a residual path.
+        zero_init_residual: start the last BN scale of every residual branch at 0, so each
+            residual block starts as its shortcut.
+        tap_dropout: channel dropout (``nn.Dropout2d``) on every returned tap while training: the
+            dropout-only alternative to ``drop_path_rate``.
 
     Pretrained weights are loaded by the builders, :func:`effnet_backbones.create_backbone` and the
     registry entry ``type='effnet_backbones.EfficientNet'`` (which also take ``pretrained``,
@@ -60,7 +70,9 @@ class EfficientNet(nn.Module):
                  norm_eps: Optional[float] = None, norm_momentum: Optional[float] = None,
                  act_layer: ActSpec = 'swish', padding: str = 'symmetric',
                  output_stride: int = 32, with_cp: Union[bool, str] = False,
-                 memory_efficient: bool = False) -> None:
+                 memory_efficient: bool = False, block_attention: Optional[str] = 'se',
+                 se_ratio: Optional[float] = None, shortcut: Optional[str] = None,
+                 zero_init_residual: bool = False, tap_dropout: float = 0.0) -> None:
         super().__init__()
         self.arch = check_arch(arch)
         self.out_indices = check_out_indices(out_indices)
@@ -77,14 +89,21 @@ class EfficientNet(nn.Module):
         self.norm_eps = default_eps if norm_eps is None else norm_eps
         self.norm_momentum = default_momentum if norm_momentum is None else norm_momentum
 
-        self.plan = build_plan(self.arch, drop_path_rate=drop_path_rate, output_stride=output_stride)
+        self.plan = build_plan(self.arch, drop_path_rate=drop_path_rate,
+                               output_stride=output_stride, se_ratio=se_ratio)
         self.output_stride = output_stride
         tap_stages = self.plan.tap_stages
         num_stages = tap_stages[self.out_indices[-1]] + 1
         self.stem, self.stages = build_body(
             self.plan, num_stages, in_chans, resolve_norm_layer(norm_layer, self.norm_eps,
                                                                 self.norm_momentum),
-            resolve_act_layer(act_layer), padding, self.memory_efficient)
+            resolve_act_layer(act_layer), padding, self.memory_efficient, block_attention,
+            shortcut)
+        self.zero_init_residual = bool(zero_init_residual)
+        if not isinstance(tap_dropout, (int, float)) or isinstance(tap_dropout, bool) \
+                or not 0.0 <= tap_dropout < 1.0:
+            raise ValueError(f'tap_dropout must be in [0, 1), got {tap_dropout!r}')
+        self.tap_dropout = nn.Dropout2d(tap_dropout) if tap_dropout > 0 else nn.Identity()
 
         scse_flags = check_scse(scse, len(self.out_indices))
         if not isinstance(scse_reduction, int) or isinstance(scse_reduction, bool) or scse_reduction < 1:
@@ -109,7 +128,9 @@ class EfficientNet(nn.Module):
             frozen_stages=frozen_stages, norm_eval=self.norm_eval, norm_layer=norm_layer,
             norm_eps=self.norm_eps, norm_momentum=self.norm_momentum, act_layer=act_layer,
             padding=padding, output_stride=output_stride, with_cp=with_cp,
-            memory_efficient=self.memory_efficient)
+            memory_efficient=self.memory_efficient, block_attention=block_attention,
+            se_ratio=se_ratio, shortcut=shortcut, zero_init_residual=self.zero_init_residual,
+            tap_dropout=float(tap_dropout))
         self.init_weights()
 
     # ------------------------------------------------------------------ description
@@ -132,8 +153,11 @@ class EfficientNet(nn.Module):
         return [info.stride for info in self.feature_info]
 
     def init_weights(self) -> None:
-        """Initialise all weights (torchvision's scheme) and re-apply freezing."""
+        """Initialise all weights (torchvision's scheme, plus ``zero_init_residual``) and re-apply
+        freezing."""
         init_weights(self)
+        if self.zero_init_residual:
+            zero_init_residual_(self)
         self._freeze_stages()
         # MMEngine's runner calls init_weights() on children unless they say they are initialised
         self.is_init = True
@@ -172,10 +196,12 @@ class EfficientNet(nn.Module):
         if output_stride == self.output_stride:
             return
         plan = build_plan(self.arch, drop_path_rate=self.config['drop_path_rate'],
-                          output_stride=output_stride)
+                          output_stride=output_stride, se_ratio=self.config['se_ratio'])
         for stage, specs in zip(self.stages, plan.stages):
             for block, spec in zip(stage, specs):
                 replan_conv2d(block.depthwise.conv, self.padding, spec.stride, spec.dilation)
+                if isinstance(block.shortcut, ResNetDShortcut):
+                    block.shortcut.set_stride(spec.stride)
         self.plan = plan
         self.output_stride = output_stride
         self.config['output_stride'] = output_stride
@@ -263,7 +289,7 @@ class EfficientNet(nn.Module):
             # TorchScript indexes module lists by constants only, hence a loop, not taps[slot]
             for slot, tap in enumerate(self.taps):
                 if self._tap_stages[slot] == stage_id:
-                    features.append(tap(x))
+                    features.append(self.tap_dropout(tap(x)))
         return features
 
     def extra_repr(self) -> str:

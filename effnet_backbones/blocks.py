@@ -6,18 +6,55 @@ from typing import List, Optional, Sequence
 import torch
 import torch.nn as nn
 
-from .layers import ActFactory, ConvNormAct, DropPath, NormFactory, SqueezeExcite
+from .layers import ActFactory, ConvNormAct, DropPath, NormFactory, create_block_attention
 from .layers.memory_efficient import gate_project, norm_act_conv
 from .spec import BlockSpec
 
-__all__ = ['MBConv', 'build_stage']
+__all__ = ['MBConv', 'ResNetDShortcut', 'SHORTCUTS', 'build_stage']
+
+#: Shortcuts of blocks that change stride or channels: None (none, the paper's) or 'resnet_d'.
+SHORTCUTS = (None, 'resnet_d')
+
+
+def _shortcut_pool(stride: int) -> nn.Module:
+    # ceil_mode gives ceil(H / stride), the size the strided depthwise conv produces for any H
+    if stride == 1:
+        return nn.Identity()
+    return nn.AvgPool2d(stride, stride, ceil_mode=True, count_include_pad=False)
+
+
+class ResNetDShortcut(nn.Module):
+    """ResNet-D's projection shortcut (He et al., Bag of Tricks, 2019): average pooling for the
+    stride, then 1x1 conv + norm for the channels, so a block that changes either still has a
+    residual path.
+
+    Args:
+        in_channels, out_channels: the block's.
+        stride: the block's stride (1 when a dilation replaced it).
+        norm_layer: ``factory(channels)``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int,
+                 norm_layer: NormFactory) -> None:
+        super().__init__()
+        self.pool = _shortcut_pool(stride)
+        self.conv = nn.Conv2d(in_channels, out_channels, 1, bias=False)
+        self.norm = norm_layer(out_channels)
+
+    def set_stride(self, stride: int) -> None:
+        """Follow the block's depthwise stride after an output-stride change (no weights change)."""
+        self.pool = _shortcut_pool(stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.conv(self.pool(x)))
 
 
 class MBConv(nn.Module):
     """Mobile inverted bottleneck: [1x1 expand] -> kxk depthwise -> SE -> linear 1x1 projection.
 
     The residual (with stochastic depth on the branch) is used when the block keeps stride 1 and
-    channels, as in the paper, torchvision and timm. With ``memory_efficient`` set (and gradients
+    channels, as in the paper, torchvision and timm; with ``shortcut='resnet_d'`` the other blocks
+    get one too, through :class:`ResNetDShortcut`. With ``memory_efficient`` set (and gradients
     enabled), the SE gate and the projection run as one autograd function that keeps the ungated
     input and the gate instead of their product (see :mod:`effnet_backbones.layers.memory_efficient`).
 
@@ -28,20 +65,33 @@ class MBConv(nn.Module):
         padding: 'symmetric' or TF 'same'.
         memory_efficient: save fewer activations in training (fused norm + activation, fused
             SE gate + projection); same outputs and gradients.
+        attention: 'se' (the paper's), 'cse', 'sse', 'scse' or None, see
+            :func:`~effnet_backbones.layers.create_block_attention`.
+        shortcut: None (the paper's: only stride-1, same-width blocks add their input) or
+            'resnet_d'.
     """
 
     def __init__(self, spec: BlockSpec, norm_layer: NormFactory, act_layer: ActFactory,
-                 padding: str = 'symmetric', memory_efficient: bool = False) -> None:
+                 padding: str = 'symmetric', memory_efficient: bool = False,
+                 attention: Optional[str] = 'se', shortcut: Optional[str] = None) -> None:
         super().__init__()
+        if shortcut not in SHORTCUTS:
+            raise ValueError(f'shortcut must be one of {SHORTCUTS}, got {shortcut!r}')
         mid = spec.mid_channels
-        self.has_skip = spec.has_skip
+        self.shortcut: nn.Module = nn.Identity()
+        if not spec.has_skip and shortcut == 'resnet_d':
+            self.shortcut = ResNetDShortcut(spec.in_channels, spec.out_channels, spec.stride,
+                                            norm_layer)
+        self.has_skip = spec.has_skip or shortcut == 'resnet_d'
         self.expand = (ConvNormAct(spec.in_channels, mid, 1, norm_layer, act_layer,
                                    memory_efficient=memory_efficient)
                        if spec.expand_ratio != 1 else nn.Identity())
         self.depthwise = ConvNormAct(mid, mid, spec.kernel_size, norm_layer, act_layer,
                                      stride=spec.stride, dilation=spec.dilation, groups=mid,
                                      padding=padding, memory_efficient=memory_efficient)
-        self.se = SqueezeExcite(mid, spec.se_channels, act_layer)
+        self.se = create_block_attention(attention, mid, spec.se_channels, act_layer)
+        # the fused gate + projection needs a sigmoid channel gate, which only SE has
+        self._fuses_gate = attention == 'se' and spec.se_channels > 0
         self.project = ConvNormAct(mid, spec.out_channels, 1, norm_layer, None,
                                    memory_efficient=memory_efficient)
         self.drop_path = DropPath(spec.drop_path) if self.has_skip else nn.Identity()
@@ -62,6 +112,8 @@ class MBConv(nn.Module):
                                                       self.expand.act, self.depthwise.conv))
         else:
             out = self.depthwise(self.expand(x))
+        if not self._fuses_gate:
+            return self.project(self.se(out))
         return self.project.norm(gate_project(out, self.se.gate(out), self.project.conv.weight))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -69,13 +121,15 @@ class MBConv(nn.Module):
         if out is None:
             out = self.project(self.se(self.depthwise(self.expand(x))))
         if self.has_skip:
-            out = self.drop_path(out) + x
+            out = self.drop_path(out) + self.shortcut(x)
         return out
 
 
 def build_stage(blocks: Sequence[BlockSpec], norm_layer: NormFactory, act_layer: ActFactory,
-                padding: str, memory_efficient: bool = False) -> nn.Sequential:
+                padding: str, memory_efficient: bool = False, attention: Optional[str] = 'se',
+                shortcut: Optional[str] = None) -> nn.Sequential:
     """One stage as an ``nn.Sequential`` of MBConv blocks."""
-    modules: List[nn.Module] = [MBConv(spec, norm_layer, act_layer, padding, memory_efficient)
+    modules: List[nn.Module] = [MBConv(spec, norm_layer, act_layer, padding, memory_efficient,
+                                       attention, shortcut)
                                 for spec in blocks]
     return nn.Sequential(*modules)

@@ -1,12 +1,13 @@
 """Model figures: parameter counts and multiply-accumulates (MACs) of convolutions and linears."""
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, List, Mapping, Sequence
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
 import torch
 import torch.nn as nn
 
 from .backbone import EfficientNet
+from .body import residual_blocks
 from .classifier import EfficientNetClassifier
 from .spec import ARCHS, build_plan, check_arch
 
@@ -53,20 +54,32 @@ def count_macs(module: nn.Module, input_size: Sequence[int]) -> int:
     return total[0]
 
 
-def describe_variant(arch: str) -> Dict[str, Any]:
+def describe_variant(arch: str, backbone_options: Optional[Mapping[str, Any]] = None
+                     ) -> Dict[str, Any]:
     """Figures of one variant: parameters, GMACs at its resolution, blocks, skips, taps.
 
     Models are built on the meta device, so describing B7 costs no memory and no time.
+
+    Args:
+        arch: 'b0' ... 'b7'.
+        backbone_options: :class:`~effnet_backbones.EfficientNet` options (``shortcut``,
+            ``block_attention`` ...); the row then also holds them and the backbone's parameter
+            change against the default architecture, and counts skips of the optioned backbone.
     """
     plan = build_plan(check_arch(arch))
+    options = dict(backbone_options or {})
     resolution = plan.scaling.resolution
+    all_levels = dict(out_indices=(0, 1, 2, 3, 4))
     with torch.device('meta'):
         classifier = EfficientNetClassifier(plan.arch)
-        backbone = EfficientNet(plan.arch, out_indices=(0, 1, 2, 3, 4))
+        backbone = EfficientNet(plan.arch, **{**options, **all_levels})
+        default = EfficientNet(plan.arch, **all_levels) if options else backbone
     blocks = plan.blocks
-    skips = sum(block.has_skip for block in blocks)
-    return {
-        'arch': plan.arch,
+    skips = len(residual_blocks(backbone))
+    row: Dict[str, Any] = {'arch': plan.arch}
+    if options:
+        row['options'] = ', '.join(f'{key}={value!r}' for key, value in options.items())
+    row.update({
         'params_backbone': count_parameters(backbone),
         'params_full': count_parameters(classifier),
         'gmacs': round(count_macs(classifier, (1, 3, resolution, resolution)) / 1e9, 2),
@@ -77,12 +90,16 @@ def describe_variant(arch: str) -> Dict[str, Any]:
         'tap_strides': list(backbone.strides),
         'resolution': resolution,
         'dropout': plan.scaling.dropout,
-    }
+    })
+    if options:
+        row['params_change'] = row['params_backbone'] - count_parameters(default)
+    return row
 
 
-def describe_variants(archs: Iterable[str] = ARCHS) -> List[Dict[str, Any]]:
+def describe_variants(archs: Iterable[str] = ARCHS,
+                      backbone_options: Optional[Mapping[str, Any]] = None) -> List[Dict[str, Any]]:
     """:func:`describe_variant` for each of ``archs`` (default all, b0 ... b7)."""
-    return [describe_variant(arch) for arch in archs]
+    return [describe_variant(arch, backbone_options) for arch in archs]
 
 
 def _cell(value: Any) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 __all__ = [
     'StageSpec', 'Scaling', 'BlockSpec', 'NetworkPlan', 'B0_STAGES', 'SCALING', 'ARCHS',
@@ -194,8 +194,14 @@ class NetworkPlan:
         return self.stage_strides[self.tap_stages[level]]
 
 
+def _se_channels(in_channels: int, ratio: float) -> int:
+    """SE bottleneck width of a block: at least one channel, none when the ratio is 0."""
+    return max(1, int(in_channels * ratio)) if ratio > 0 else 0
+
+
 def build_plan(arch: str, drop_path_rate: float = 0.0, output_stride: int = 32,
-               stage_table: Sequence[StageSpec] = B0_STAGES) -> NetworkPlan:
+               stage_table: Sequence[StageSpec] = B0_STAGES,
+               se_ratio: Optional[float] = None) -> NetworkPlan:
     """Scale the B0 stage table to ``arch`` and plan strides, dilations and drop-path rates.
 
     Args:
@@ -210,6 +216,9 @@ def build_plan(arch: str, drop_path_rate: float = 0.0, output_stride: int = 32,
     if not isinstance(drop_path_rate, (int, float)) or isinstance(drop_path_rate, bool) \
             or not 0.0 <= drop_path_rate < 1.0:
         raise ValueError(f'drop_path_rate must be in [0, 1), got {drop_path_rate!r}')
+    if se_ratio is not None and (not isinstance(se_ratio, (int, float)) or isinstance(se_ratio, bool)
+                                 or not 0.0 <= se_ratio <= 1.0):
+        raise ValueError(f'se_ratio must be None (the table\'s 0.25) or in [0, 1], got {se_ratio!r}')
     if output_stride not in (8, 16, 32):
         raise ValueError(f'output_stride must be one of 8, 16, 32, got {output_stride!r}')
     stem_channels = scale_width(STEM_CHANNELS, scaling.width)
@@ -234,7 +243,7 @@ def build_plan(arch: str, drop_path_rate: float = 0.0, output_stride: int = 32,
                 stage=stage_id, index=index, in_channels=in_channels, out_channels=out_channels,
                 expand_ratio=row.expand_ratio, kernel_size=row.kernel_size, stride=stride,
                 dilation=block_dilation if index == 0 else dilation,
-                se_channels=max(1, int(in_channels * row.se_ratio)),
+                se_channels=_se_channels(in_channels, row.se_ratio if se_ratio is None else se_ratio),
                 drop_path=drop_path_rate * block_id / total_blocks))
             in_channels = out_channels
             block_id += 1

@@ -1,12 +1,18 @@
-"""Channel attention inside blocks (SE) and on the taps (scSE)."""
+"""Channel attention inside blocks (SE, or cSE / sSE / scSE) and on the taps (scSE)."""
 from __future__ import annotations
+
+from typing import Optional
 
 import torch
 import torch.nn as nn
 
 from .norm_act import ActFactory
 
-__all__ = ['SqueezeExcite', 'SCSE']
+__all__ = ['SqueezeExcite', 'SCSE', 'ChannelSE', 'SpatialSE', 'BLOCK_ATTENTION',
+           'create_block_attention']
+
+#: What an MBConv block may use as attention: 'se' (the paper's), scSE or one of its halves, none.
+BLOCK_ATTENTION = ('se', 'cse', 'sse', 'scse', None)
 
 
 class SqueezeExcite(nn.Module):
@@ -32,6 +38,42 @@ class SqueezeExcite(nn.Module):
         return x * self.gate(x)
 
 
+def _channel_gate(channels: int, reduction: int) -> nn.Sequential:
+    """scSE's channel gate: pool, 1x1 reduce, ReLU, 1x1 expand, sigmoid."""
+    if not isinstance(reduction, int) or isinstance(reduction, bool) or reduction < 1:
+        raise ValueError(f'scse_reduction must be a positive int, got {reduction!r}')
+    hidden = max(1, channels // reduction)
+    return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(channels, hidden, 1),
+                         nn.ReLU(inplace=True), nn.Conv2d(hidden, channels, 1), nn.Sigmoid())
+
+
+def _spatial_gate(channels: int) -> nn.Sequential:
+    """scSE's spatial gate: a 1x1 projection to one map and a sigmoid."""
+    return nn.Sequential(nn.Conv2d(channels, 1, 1), nn.Sigmoid())
+
+
+class ChannelSE(nn.Module):
+    """The channel half of scSE (cSE): ``x * channel_gate(x)``."""
+
+    def __init__(self, channels: int, reduction: int = 16) -> None:
+        super().__init__()
+        self.channel_gate = _channel_gate(channels, reduction)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.channel_gate(x)
+
+
+class SpatialSE(nn.Module):
+    """The spatial half of scSE (sSE): ``x * spatial_gate(x)``."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.spatial_gate = _spatial_gate(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.spatial_gate(x)
+
+
 class SCSE(nn.Module):
     """Concurrent spatial and channel squeeze-and-excitation (Roy et al., 2018), as in smp.
 
@@ -45,13 +87,32 @@ class SCSE(nn.Module):
 
     def __init__(self, channels: int, reduction: int = 16) -> None:
         super().__init__()
-        if not isinstance(reduction, int) or reduction < 1:
-            raise ValueError(f'scse_reduction must be a positive int, got {reduction!r}')
-        hidden = max(1, channels // reduction)
-        self.channel_gate = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1), nn.Conv2d(channels, hidden, 1), nn.ReLU(inplace=True),
-            nn.Conv2d(hidden, channels, 1), nn.Sigmoid())
-        self.spatial_gate = nn.Sequential(nn.Conv2d(channels, 1, 1), nn.Sigmoid())
+        self.channel_gate = _channel_gate(channels, reduction)
+        self.spatial_gate = _spatial_gate(channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.channel_gate(x) + x * self.spatial_gate(x)
+
+
+def create_block_attention(kind: Optional[str], channels: int, se_channels: int,
+                           act_layer: ActFactory, reduction: int = 16) -> nn.Module:
+    """The attention of one MBConv block on its ``channels`` expanded features.
+
+    Args:
+        kind: one of :data:`BLOCK_ATTENTION`: 'se' (squeeze-and-excitation ``se_channels`` wide,
+            the paper's), 'cse', 'sse', 'scse' (scSE or a half of it, bottleneck
+            ``channels // reduction``), or None for no attention.
+        se_channels: SE bottleneck width; 0 also means no attention.
+        act_layer: activation of the SE bottleneck (scSE's is ReLU, as in smp).
+    """
+    if kind not in BLOCK_ATTENTION:
+        raise ValueError(f'block_attention must be one of {BLOCK_ATTENTION}, got {kind!r}')
+    if kind is None or (kind == 'se' and se_channels < 1):
+        return nn.Identity()
+    if kind == 'se':
+        return SqueezeExcite(channels, se_channels, act_layer)
+    if kind == 'cse':
+        return ChannelSE(channels, reduction)
+    if kind == 'sse':
+        return SpatialSE(channels)
+    return SCSE(channels, reduction)
