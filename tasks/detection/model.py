@@ -98,10 +98,15 @@ class TorchvisionDetector(BaseModel):
                                  f"dataset's job here (img_size, normalize), not the detector's")
         self.num_classes = num_classes
         self.label_offset = spec.label_offset
-        neck = EffNetFPN(backbone, **{'p6_from': spec.p6_from, **(fpn or {})})
+        neck = self.build_neck(backbone, spec, dict(fpn or {}))
         thresholds = Thresholds(score_thresh, nms_thresh, detections_per_img)
         self.detector = spec.build(neck, num_classes, thresholds, dict(detector_options or {}))
         self.detector.transform = BatchOnlyTransform(size_divisible=max(neck.strides))
+
+    def build_neck(self, backbone: Backbone, spec: DetectorSpec, fpn: Dict[str, Any]) -> nn.Module:
+        """Backbone + FPN (``out_channels`` and ``strides`` of its levels); subclasses may build
+        another."""
+        return EffNetFPN(backbone, **{'p6_from': spec.p6_from, **fpn})
 
     @property
     def fpn(self) -> EffNetFPN:

@@ -4,12 +4,16 @@ from __future__ import annotations
 import json
 import math
 import os.path as osp
+import resource
+import sys
+import time
 from typing import Any, Dict, List, Optional, Sequence
 
 from mmengine.dist import master_only
 from mmengine.hooks import Hook
 
-__all__ = ['NonFiniteLossError', 'NanLossGuardHook', 'TrainingCurvesHook', 'plot_curves']
+__all__ = ['NonFiniteLossError', 'NanLossGuardHook', 'TrainingCurvesHook', 'plot_curves',
+           'peak_memory_mb']
 
 
 def _scalar(value: Any) -> float:
@@ -70,11 +74,29 @@ def plot_curves(history: Dict[str, List[Sequence[float]]], metric_key: str, path
     plt.close(fig)
 
 
-class TrainingCurvesHook(Hook):
-    """Record the training loss and a validation metric; plot them when training ends.
+def peak_memory_mb() -> Dict[str, float]:
+    """Peak memory of this process so far: resident set (MB) and, on CUDA, allocated tensors."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # Linux reports kilobytes, macOS bytes
+    peak = {'peak_rss_mb': round(rss / (1024 ** 2 if sys.platform == 'darwin' else 1024), 1)}
+    import torch
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        peak['peak_cuda_mb'] = round(torch.cuda.max_memory_allocated() / 2 ** 20, 1)
+    return peak
 
-    Writes ``training_curves.png`` and ``training_curves.json`` to the work dir. The history
-    travels in checkpoints, so a resumed run plots the whole run.
+
+def _iteration_of(point: Any) -> int:
+    return point['iter'] if isinstance(point, dict) else point[0]
+
+
+class TrainingCurvesHook(Hook):
+    """Record the training loss and the validation metrics; plot them when training ends.
+
+    Writes ``training_curves.png`` and ``training_curves.json`` to the work dir. The JSON also
+    holds, for every validation, all metrics and the training seconds spent until then
+    (wall-clock time less the time spent validating), plus the model's parameter count and the
+    process's peak memory: what a benchmark compares. The history travels in checkpoints, so a
+    resumed run plots (and times) the whole run.
 
     Args:
         metric_key: validation metric to plot, e.g. 'mDice' or 'coco/bbox_mAP'; default: the one
@@ -88,40 +110,69 @@ class TrainingCurvesHook(Hook):
     def __init__(self, metric_key: Optional[str] = None, filename: str = 'training_curves') -> None:
         self.metric_key = metric_key
         self.filename = filename
-        self.history: Dict[str, List[List[float]]] = {'loss': [], 'metric': []}
+        self.history: Dict[str, List[Any]] = {'loss': [], 'metric': [], 'evaluations': []}
+        self.parameters = 0
+        self._clock_start = self._val_start = 0.0
+        self._val_seconds = self._seconds_before = 0.0
+
+    def training_seconds(self) -> float:
+        """Seconds spent training so far in this run (and before a resume), validation excluded."""
+        return self._seconds_before + time.perf_counter() - self._clock_start - self._val_seconds
 
     def after_train_iter(self, runner, batch_idx: int, data_batch: Any = None,
                          outputs: Optional[Dict[str, Any]] = None) -> None:
         if outputs and 'loss' in outputs:
             self.history['loss'].append([runner.iter + 1, _scalar(outputs['loss'])])
 
+    def before_val_epoch(self, runner) -> None:
+        self._val_start = time.perf_counter()
+
     def after_val_epoch(self, runner, metrics: Optional[Dict[str, float]] = None) -> None:
-        if metrics and self.metric_key in metrics:
+        if not metrics or not self._clock_start:  # a test or validation run, no training clock
+            return
+        seconds = self._seconds_before + self._val_start - self._clock_start - self._val_seconds
+        self._val_seconds += time.perf_counter() - self._val_start
+        if self.metric_key in metrics:
             self.history['metric'].append([runner.iter, float(metrics[self.metric_key])])
+        self.history['evaluations'].append(dict(
+            iter=runner.iter, seconds=round(seconds, 2),
+            metrics={key: float(value) for key, value in metrics.items()
+                     if isinstance(value, (int, float))}))
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        checkpoint.setdefault('meta', {})[self.META_KEY] = self.history
+        checkpoint.setdefault('meta', {})[self.META_KEY] = dict(
+            self.history, training_seconds=round(self.training_seconds(), 2))
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         saved = checkpoint.get('meta', {}).get(self.META_KEY)
         if saved:
-            self.history = {key: [list(point) for point in points] for key, points in saved.items()}
+            self._seconds_before = float(saved.get('training_seconds', 0.0))
+            self.history = {key: [dict(point) if isinstance(point, dict) else list(point)
+                                  for point in saved.get(key, [])]
+                            for key in ('loss', 'metric', 'evaluations')}
 
     def before_run(self, runner) -> None:
         if self.metric_key is None:
             picked = [key for hook in runner.hooks for key in getattr(hook, 'key_indicators', [])]
             self.metric_key = picked[0] if picked else 'loss'
+        self.parameters = sum(p.numel() for p in runner.model.parameters())
 
     def before_train(self, runner) -> None:
         # a resumed run keeps the points up to where it resumes; a fresh one (even one that loaded
         # weights from another run's checkpoint) starts empty
-        self.history = {key: [point for point in points if point[0] <= runner.iter]
+        self.history = {key: [point for point in points if _iteration_of(point) <= runner.iter]
                         for key, points in self.history.items()}
+        if runner.iter == 0:
+            self._seconds_before = 0.0
+        self._clock_start = time.perf_counter()
+        self._val_seconds = 0.0
 
     @master_only
     def after_train(self, runner) -> None:
         stem = osp.join(runner.work_dir, self.filename)
+        summary = dict(metric_key=self.metric_key, parameters=self.parameters,
+                       training_seconds=round(self.training_seconds(), 2), **peak_memory_mb())
         with open(stem + '.json', 'w') as handle:
-            json.dump(dict(metric_key=self.metric_key, **self.history), handle)
+            json.dump(dict(summary, **self.history), handle)
         plot_curves(self.history, self.metric_key, stem + '.png')
         runner.logger.info(f'training curves written to {stem}.png')

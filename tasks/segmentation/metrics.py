@@ -33,7 +33,9 @@ class SegMetric(BaseMetric):
     """Dice and IoU per class and their means (``mDice``, ``mIoU``), plus pixel accuracy ``aAcc``.
 
     Counts are accumulated over the whole split (as mmseg does), so large and small images weigh
-    by their pixels. Keys: ``mDice``, ``mIoU``, ``aAcc``, ``Dice.<class>``, ``IoU.<class>``.
+    by their pixels. Keys: ``mDice``, ``mIoU``, ``aAcc``, ``Dice.<class>``, ``IoU.<class>``, and
+    ``mFgDice``, the mean Dice of the foreground classes (class 0 left out whatever
+    ``include_background`` says; for binary masks, the foreground Dice).
 
     Args:
         num_classes: defaults to the dataset's number of class names.
@@ -78,7 +80,8 @@ class SegMetric(BaseMetric):
         first = 0 if self.include_background else 1
         metrics = {'aAcc': float(np.diag(matrix).sum() / max(matrix.sum(), 1)),
                    'mDice': float(np.nanmean(dice[first:])),
-                   'mIoU': float(np.nanmean(iou[first:]))}
+                   'mIoU': float(np.nanmean(iou[first:])),
+                   'mFgDice': float(np.nanmean(dice[1:])) if len(dice) > 1 else float('nan')}
         for name, dice_value, iou_value in zip(self.class_names, dice, iou):
             metrics[f'Dice.{name}'] = float(dice_value)
             metrics[f'IoU.{name}'] = float(iou_value)

@@ -67,12 +67,18 @@ class SegmentationModel(BaseModel):
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.threshold = threshold
-        self.net = create_smp_model(decoder, arch, in_channels=in_channels, classes=out_channels,
-                                    encoder_options=encoder_options, **(decoder_options or {}))
+        self.net = self.build_network(decoder, arch, in_channels, out_channels,
+                                      dict(encoder_options or {}), dict(decoder_options or {}))
         self.losses = nn.ModuleList(MODELS.build(cfg) for cfg in losses)
         if not len(self.losses):
             raise ValueError('losses is empty; list at least one, e.g. '
                              "[dict(type='effnet_backbones.DiceLoss')]")
+
+    def build_network(self, decoder: str, arch: str, in_channels: int, out_channels: int,
+                      encoder_options: Dict[str, Any], decoder_options: Dict[str, Any]) -> nn.Module:
+        """The network mapping images to logits (``self.net``); subclasses may build another."""
+        return create_smp_model(decoder, arch, in_channels=in_channels, classes=out_channels,
+                                encoder_options=encoder_options, **decoder_options)
 
     @property
     def size_divisor(self) -> int:

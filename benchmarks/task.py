@@ -1,0 +1,100 @@
+"""The task benchmark: several models trained on one dataset with one recipe (augmentation, loss,
+optimiser, schedule, iterations, crop, batch and seeds all the recipe's), each evaluated on the
+same validation split, with the metric against iterations and against training seconds.
+
+Candidates are named here; each is the recipe plus the overrides that swap the network. Ours
+change ``model.arch`` / ``model.encoder_options``; peers swap the whole network through
+:mod:`benchmarks.peers` and keep everything else.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Sequence
+
+from .training_runs import RunSettings, Variant, plot_runs, run_series, summarize_runs, write_markdown
+
+__all__ = ['SEGMENTATION_CANDIDATES', 'DETECTION_CANDIDATES', 'CANDIDATES', 'resolve_candidates',
+           'run_task_benchmark']
+
+
+def _ours_unet(arch: str, **encoder_options: Any) -> Dict[str, Any]:
+    return dict(model=dict(arch=arch, encoder_options=encoder_options))
+
+
+def _peer_unet(**network: Any) -> Dict[str, Any]:
+    return dict(model=dict(type='effnet_backbones.PeerSegmentationModel', network=network))
+
+
+def _ours_retinanet(arch: str) -> Dict[str, Any]:
+    # from scratch: no ImageNet weights to load, nothing to freeze
+    return dict(model=dict(backbone=dict(arch=arch, pretrained=None, frozen_stages=-1)))
+
+
+#: name -> overrides of a segmentation recipe ('recipe' is the recipe itself, unchanged)
+SEGMENTATION_CANDIDATES: Dict[str, Dict[str, Any]] = {
+    'recipe': {},
+    'ours-b0': _ours_unet('b0', scse=False),
+    'ours-b0-scse': _ours_unet('b0', scse=True),
+    'ours-b4': _ours_unet('b4', scse=False),
+    'ours-b4-scse': _ours_unet('b4', scse=True),
+    'ours-b4-scse-me': _ours_unet('b4', scse=True, memory_efficient=True),
+    'smp-resnet34': _peer_unet(library='smp', arch='Unet', encoder_name='resnet34'),
+    'smp-efficientnet-b4': _peer_unet(library='smp', arch='Unet', encoder_name='efficientnet-b4'),
+    'monai-efficientnet-b4': _peer_unet(library='monai', backbone='efficientnet-b4'),
+}
+
+#: name -> overrides of a detection recipe
+DETECTION_CANDIDATES: Dict[str, Dict[str, Any]] = {
+    'recipe': {},
+    'ours-retinanet-b0': _ours_retinanet('b0'),
+    'ours-retinanet-b3': _ours_retinanet('b3'),
+    'tv-retinanet-r50': dict(model=dict(type='effnet_backbones.PeerRetinaNet',
+                                        network=dict(depth='resnet50'))),
+}
+
+CANDIDATES = {'segmentation': SEGMENTATION_CANDIDATES, 'detection': DETECTION_CANDIDATES}
+
+
+def resolve_candidates(task: str, names: Sequence[str],
+                       extra: Mapping[str, Any] = None) -> List[Variant]:
+    """The named candidates of ``task`` as variants; ``extra`` overrides apply to every one
+    (merged under each candidate's own)."""
+    table = CANDIDATES[task]
+    unknown = [name for name in names if name not in table]
+    if unknown:
+        raise ValueError(f'unknown {task} candidates {unknown}; known: {", ".join(table)}')
+    return [Variant(name, _merge(dict(extra or {}), table[name])) for name in names]
+
+
+def _merge(base: Dict[str, Any], top: Mapping[str, Any]) -> Dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merge(dict(merged[key]), value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def run_task_benchmark(task: str, candidates: Sequence[str], settings: RunSettings, out: Path,
+                       reference: str = None, per_class_prefix: str = None,
+                       header: str = '', log=print) -> List[Dict[str, Any]]:
+    """Train every candidate with every seed and write ``OUT.json``, ``OUT.md``, ``OUT.png``.
+
+    Runs live in ``OUT_runs/<candidate>/seed<N>/`` and are reused when their result exists.
+    Returns the summary rows.
+    """
+    import json
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    runs_dir = out.parent / f'{out.name}_runs'
+    results = run_series(resolve_candidates(task, candidates), settings, runs_dir, log=log)
+    rows = summarize_runs(results, settings.metric, per_class_prefix, reference)
+    out.with_suffix('.json').write_text(json.dumps(dict(
+        task=task, settings=dict(vars(settings)), header=header, rows=rows,
+        runs=[{key: value for key, value in result.items() if key != 'loss'}
+              for result in results]), indent=1, default=str))
+    write_markdown(rows, header, out.with_suffix('.md'))
+    plot_runs(results, settings.metric, out.with_suffix('.png'), title=header.splitlines()[0]
+              if header else '')
+    return rows
