@@ -1,0 +1,93 @@
+"""Ablations: train a recipe under combinations of switches with the same budget and seeds.
+
+A switch is a dotted config key with the values to try, ``model.encoder_options.shortcut=None,
+'resnet_d'``. ``mode='grid'`` trains every combination; ``mode='each'`` trains the default (every
+switch at its first value) and each other value of one switch at a time, which answers "what does
+this switch do alone" at a cost that grows with the sum, not the product, of the value counts.
+"""
+from __future__ import annotations
+
+import ast
+import itertools
+from typing import Any, Dict, List, Sequence, Tuple
+
+from .training_runs import Variant, nest_dotted
+
+__all__ = ['Switch', 'parse_switch', 'ablation_variants', 'ABLATION_MODES']
+
+ABLATION_MODES = ('grid', 'each')
+Switch = Tuple[str, List[Any]]
+
+
+def _split_top_level(text: str) -> List[str]:
+    """Split on commas outside brackets and quotes: ``(1, 2),None`` -> ``['(1, 2)', 'None']``."""
+    parts, depth, quote, current = [], 0, None, ''
+    for char in text:
+        if quote:
+            quote = None if char == quote else quote
+        elif char in '\'"':
+            quote = char
+        elif char in '([{':
+            depth += 1
+        elif char in ')]}':
+            depth -= 1
+        elif char == ',' and depth == 0:
+            parts.append(current)
+            current = ''
+            continue
+        current += char
+    parts.append(current)
+    return [part.strip() for part in parts]
+
+
+def _literal(text: str) -> Any:
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text  # a bare word is a string: resnet_d == 'resnet_d'
+
+
+def parse_switch(text: str) -> Switch:
+    """``'KEY=V1,V2,...'`` -> ``(KEY, [V1, V2, ...])`` with Python literal values."""
+    key, sep, values = text.partition('=')
+    if not sep or not key.strip() or not values.strip():
+        raise ValueError(f'--grid {text!r}: expected KEY=V1,V2,... e.g. '
+                         f"model.encoder_options.shortcut=None,resnet_d")
+    parsed = [_literal(value) for value in _split_top_level(values)]
+    if len(parsed) < 2:
+        raise ValueError(f'--grid {text!r}: give at least two values to compare')
+    return key.strip(), parsed
+
+
+def _label(key: str, value: Any) -> str:
+    short = key.split('.')[-1]
+    return f'{short}={value}'.replace(' ', '').replace("'", '').replace('/', '_')
+
+
+def ablation_variants(switches: Sequence[Switch], mode: str = 'grid') -> List[Variant]:
+    """The variants to train: every combination (``grid``) or one change at a time (``each``,
+    the first is the default: every switch at its first value)."""
+    if mode not in ABLATION_MODES:
+        raise ValueError(f'mode must be one of {ABLATION_MODES}, got {mode!r}')
+    keys = [key for key, _ in switches]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f'a switch is given twice: {keys}')
+    if mode == 'grid':
+        combos = [dict(zip(keys, values)) for values in
+                  itertools.product(*(values for _, values in switches))]
+    else:
+        default = {key: values[0] for key, values in switches}
+        combos = [default] + [dict(default, **{key: value})
+                              for key, values in switches for value in values[1:]]
+    variants = []
+    for combo in combos:
+        name = '+'.join(_label(key, value) for key, value in combo.items())
+        variants.append(Variant(name, nest_dotted(combo)))
+    return variants
+
+
+def changed_from_default(variant_name: str, default_name: str) -> Dict[str, str]:
+    """Which ``key=value`` parts of a variant's name differ from the default's."""
+    mine, theirs = variant_name.split('+'), default_name.split('+')
+    return {part.split('=')[0]: part.split('=', 1)[1] for part, base in zip(mine, theirs)
+            if part != base}
