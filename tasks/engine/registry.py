@@ -3,16 +3,30 @@
 Task classes live in the library's registries (scope ``effnet_backbones``), so configs name them
 ``type='effnet_backbones.NanLossGuardHook'`` from any scope. ``tasks/engine/__init__.py`` imports
 this module, so a config's ``custom_imports=dict(imports=['tasks.engine'])`` registers them.
+It also gives the scope an optimiser registry (a child of MMEngine's ``OPTIMIZERS``) holding
+``effnet_backbones.RMSpropTF`` (timm's TF-style RMSprop).
 """
-from effnet_backbones.registry import HOOKS
+from mmengine.registry import OPTIMIZERS as MMENGINE_OPTIMIZERS
+from mmengine.registry import Registry
+from timm.optim import RMSpropTF
+
+from effnet_backbones.registry import HOOKS, SCOPE
 
 from .crash_safety import SafeCheckpointHook
 from .hooks import NanLossGuardHook, TrainingCurvesHook
+from .precise_bn import BNMomentumHook, PreciseBNHook
 from .transplant import TransplantInitHook
 
-__all__ = []  # importing the module is what registers; it exports nothing
+__all__ = ['OPTIMIZERS']  # importing the module is what registers
+
+# the library may define the scope's optimiser registry one day: use it then, never a second one
+OPTIMIZERS = MMENGINE_OPTIMIZERS._children.get(SCOPE) or Registry(
+    'optimizer', parent=MMENGINE_OPTIMIZERS, scope=SCOPE)
 
 HOOKS.register_module(module=NanLossGuardHook)
 HOOKS.register_module(module=TrainingCurvesHook)
 HOOKS.register_module(module=SafeCheckpointHook)
 HOOKS.register_module(module=TransplantInitHook)
+HOOKS.register_module(module=PreciseBNHook)
+HOOKS.register_module(module=BNMomentumHook)
+OPTIMIZERS.register_module(name='RMSpropTF', module=RMSpropTF)

@@ -1,0 +1,13 @@
+# Switches for BatchNorm statistics (tasks/engine/precise_bn.py). Lists replace lists when configs
+# merge, so this file only defines the hook dicts; a config turns one on by appending it to the
+# custom_hooks it inherits:
+#
+#   _base_ = ['./unet_effb4_medical.py', './_base_/precise_bn.py']
+#   custom_hooks = [*_base_.custom_hooks, _base_.precise_bn_hook]
+#
+# precise_bn_hook: before every validation and checkpoint of training, recompute every BN's
+# running mean/var over num_iters training batches with the current (with EMA: the EMA) weights.
+precise_bn_hook = dict(type='effnet_backbones.PreciseBNHook', num_iters=20)
+# bn_momentum_hook: BN momentum 0.5 early, falling linearly to each layer's own (0.1) over the
+# first quarter of the run (iters: an int counts iterations, a float < 1 is a fraction of it).
+bn_momentum_hook = dict(type='effnet_backbones.BNMomentumHook', start=0.5, end=None, iters=0.25)
