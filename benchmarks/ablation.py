@@ -1,7 +1,7 @@
 """Ablations: train a recipe under combinations of switches with the same budget and seeds.
 
 A switch is a dotted config key with the values to try, ``model.encoder_options.shortcut=None,
-'resnet_d'``. ``mode='grid'`` trains every combination; ``mode='each'`` trains the default (every
+'resnet_d'``; a value may carry a short label for tables, ``custom_hooks=plain:[...],precise:[...]``. ``mode='grid'`` trains every combination; ``mode='each'`` trains the default (every
 switch at its first value) and each other value of one switch at a time, which answers "what does
 this switch do alone" at a cost that grows with the sum, not the product, of the value counts.
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import itertools
+import re
 from typing import Any, Dict, List, Sequence, Tuple
 
 from .training_runs import Variant, nest_dotted
@@ -47,13 +48,41 @@ def _literal(text: str) -> Any:
         return text  # a bare word is a string: resnet_d == 'resnet_d'
 
 
+class Labelled:
+    """A switch value with a short name for tables and folders (long literals, e.g. hook lists)."""
+
+    def __init__(self, label: str, value: Any) -> None:
+        self.label, self.value = label, value
+
+    def __repr__(self) -> str:
+        return self.label
+
+    def __eq__(self, other: Any) -> bool:
+        return isinstance(other, Labelled) and (self.label, self.value) == (other.label, other.value)
+
+
+_LABELLED = re.compile(r'^([A-Za-z_][\w-]*):(.+)$', re.S)
+
+
+def _value(text: str) -> Any:
+    match = _LABELLED.match(text)
+    if match:
+        return Labelled(match.group(1), _literal(match.group(2)))
+    return _literal(text)
+
+
+def _plain(value: Any) -> Any:
+    return value.value if isinstance(value, Labelled) else value
+
+
 def parse_switch(text: str) -> Switch:
-    """``'KEY=V1,V2,...'`` -> ``(KEY, [V1, V2, ...])`` with Python literal values."""
+    """``'KEY=V1,V2,...'`` -> ``(KEY, [V1, V2, ...])`` with Python literal values; ``label:V``
+    gives a value a short label."""
     key, sep, values = text.partition('=')
     if not sep or not key.strip() or not values.strip():
         raise ValueError(f'--grid {text!r}: expected KEY=V1,V2,... e.g. '
                          f"model.encoder_options.shortcut=None,resnet_d")
-    parsed = [_literal(value) for value in _split_top_level(values)]
+    parsed = [_value(value) for value in _split_top_level(values)]
     if len(parsed) < 2:
         raise ValueError(f'--grid {text!r}: give at least two values to compare')
     return key.strip(), parsed
@@ -82,7 +111,7 @@ def ablation_variants(switches: Sequence[Switch], mode: str = 'grid') -> List[Va
     variants = []
     for combo in combos:
         name = '+'.join(_label(key, value) for key, value in combo.items())
-        variants.append(Variant(name, nest_dotted(combo)))
+        variants.append(Variant(name, nest_dotted({key: _plain(v) for key, v in combo.items()})))
     return variants
 
 

@@ -85,6 +85,13 @@ def test_switch_values_are_literals_split_outside_brackets():
         ('a.b', [None, 'resnet_d', 'x', 0.2, (1, 2), [3, 4]])
 
 
+def test_labelled_values_name_the_variant_and_keep_the_literal():
+    key, values = parse_switch("custom_hooks=plain:[{'type': 'A'}],precise:[{'type': 'A'}, {'type': 'B'}]")
+    variants = ablation_variants([(key, values)], 'each')
+    assert [v.name for v in variants] == ['custom_hooks=plain', 'custom_hooks=precise']
+    assert variants[1].overrides == {'custom_hooks': [{'type': 'A'}, {'type': 'B'}]}
+
+
 def test_each_mode_changes_one_switch_at_a_time():
     switches = [('model.x', [0, 1, 2]), ('model.y', [False, True])]
     each = ablation_variants(switches, 'each')
