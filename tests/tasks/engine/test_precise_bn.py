@@ -3,7 +3,10 @@ momentum schedule: exact statistics on tiny models, and inside tiny real trainin
 without EMA) where training itself must stay exactly as without the hook."""
 import copy
 import hashlib
+import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -17,7 +20,7 @@ from mmengine.model import BaseModel
 from mmengine.registry import HOOKS as ROOT_HOOKS
 
 from seg_data import make_dataset
-from tool_loader import ROOT, cfg_options, run_train_tool
+from tool_loader import ROOT, cfg_options, free_port, run_train_tool
 from tasks.engine import load_from_local
 from tasks.engine.precise_bn import BNMomentumHook, PreciseBNHook, update_bn_stats
 
@@ -381,3 +384,75 @@ def test_statistics_are_computed_once_per_iteration(runs):
         assert len(lines) == 3, lines
         assert 'over 4 training batches (8 samples)' in lines[0]
         assert Path(runs[name].work / f'iter_{ITERS}.pth').is_file()
+
+
+# ------------------------------------------------------------------ distributed
+
+DDP_WORKER = """
+import importlib.util
+import sys
+from types import SimpleNamespace
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+from mmengine.logging import MMLogger
+from mmengine.model import BaseModel
+from torch.utils.data import DataLoader, Dataset
+
+# the module alone (it needs only torch and MMEngine): the package would import the library too
+spec = importlib.util.spec_from_file_location('precise_bn', 'tasks/engine/precise_bn.py')
+precise_bn = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(precise_bn)
+
+
+class TensorModel(BaseModel):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 1)
+        self.bn = nn.BatchNorm2d(4)
+
+    def forward(self, inputs, data_samples=None, mode='tensor'):
+        return self.bn(self.conv(inputs))
+
+
+class Samples(Dataset):
+    images = torch.randn(8, 3, 8, 8, generator=torch.Generator().manual_seed(3)) * 2 + 1
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, index):
+        return dict(inputs=self.images[index])
+
+
+dist.init_process_group('gloo')
+torch.manual_seed(0)
+model = TensorModel()
+runner = SimpleNamespace(model=model, hooks=[], iter=0, seed=0, logger=MMLogger.get_instance('ddp'),
+                         train_dataloader=DataLoader(Samples(), batch_size=2))
+hook = precise_bn.PreciseBNHook(num_iters=4)  # 4 samples per rank in batches of 2: each one twice
+hook.before_train(runner)
+hook.before_val_epoch(runner)
+means = [torch.zeros(4) for _ in range(2)]
+dist.all_gather(means, model.bn.running_mean)
+if dist.get_rank() == 0:
+    with torch.no_grad():
+        expected = model.conv(Samples.images).mean((0, 2, 3))
+    torch.save(dict(means=means, expected=expected), sys.argv[1])
+dist.destroy_process_group()
+"""
+
+
+def test_distributed_ranks_average_their_statistics(tmp_path):
+    script, out = tmp_path / 'ddp_precise_bn.py', tmp_path / 'means.pt'
+    script.write_text(DDP_WORKER)
+    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONPATH': str(ROOT)}
+    result = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
+                             f'--master_port={free_port()}', str(script), str(out)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    saved = torch.load(out)
+    # each rank saw its own half of the data; both end with the mean over all of it
+    for mean in saved['means']:
+        torch.testing.assert_close(mean, saved['expected'], rtol=1e-5, atol=1e-5)
