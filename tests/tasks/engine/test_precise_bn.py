@@ -386,6 +386,18 @@ def test_statistics_are_computed_once_per_iteration(runs):
         assert Path(runs[name].work / f'iter_{ITERS}.pth').is_file()
 
 
+def test_resuming_with_ema_and_precise_bn(runs, tmp_path):
+    run = runs['ema']
+    config = next(run.work.parent.glob('precise_bn_ema.py'))
+    runner = run_train_tool(config, run.work.parent / 'data', tmp_path / 'resumed', ITERS,
+                            '--resume', str(run.work / 'iter_3.pth'),
+                            *cfg_options(INTERVALS, 'precise_bn_resumed'))
+    assert runner.iter == ITERS
+    state = load_from_local(str(tmp_path / 'resumed' / f'iter_{ITERS}.pth'))['state_dict']
+    torch.testing.assert_close(state[f'{STEM}.norm.running_mean'],
+                               _stem_input_mean(runner, state), rtol=1e-4, atol=1e-5)
+
+
 # ------------------------------------------------------------------ distributed
 
 DDP_WORKER = """
