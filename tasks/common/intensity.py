@@ -6,13 +6,13 @@ colour transforms assume; :meth:`IntensityNorm.standardize` then applies ``(x - 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 __all__ = ['IntensityNorm', 'NORM_MODES', 'DATASET_MODE', 'build_intensity_norm',
-           'dataset_normalization']
+           'dataset_normalization', 'rgb_statistics_to_gray']
 
 NORM_MODES = ('fixed', 'minmax', 'window')
 Floats = Union[float, Sequence[float]]
@@ -99,6 +99,16 @@ def build_intensity_norm(cfg: Union[None, Dict[str, Any], IntensityNorm]) -> Int
     except TypeError as err:
         valid = ', '.join(IntensityNorm.__dataclass_fields__)
         raise TypeError(f'normalize={dict(cfg)!r}: {err}; valid keys: {valid}') from None
+
+
+def rgb_statistics_to_gray(norm: IntensityNorm) -> IntensityNorm:
+    """For a 1-channel model: RGB ``mean`` / ``std`` (ImageNet's, say) as the luminance of the
+    three, the same weights that turn RGB images gray (:func:`tasks.common.io.to_channels`), so a
+    recipe written for RGB runs on gray data unchanged. One-value statistics pass through."""
+    from .io import LUMINANCE_WEIGHTS
+    changes = {key: float(np.dot(LUMINANCE_WEIGHTS, getattr(norm, key))) for key in ('mean', 'std')
+               if np.size(getattr(norm, key)) == 3}
+    return replace(norm, **changes) if changes else norm
 
 
 #: ``normalize=dict(mode='dataset', percentiles=(0.5, 99.5))`` in a config: measured over the

@@ -14,7 +14,7 @@ from typing import List, Sequence, Tuple
 import numpy as np
 
 __all__ = ['DataError', 'IMAGE_SUFFIXES', 'TIFF_SUFFIXES', 'read_image', 'image_size',
-           'to_channels', 'list_images', 'expand_inputs', 'shorten_list']
+           'to_channels', 'LUMINANCE_WEIGHTS', 'list_images', 'expand_inputs', 'shorten_list']
 
 IMAGE_SUFFIXES = ('.png', '.tif', '.tiff', '.jpg', '.jpeg')
 TIFF_SUFFIXES = ('.tif', '.tiff')
@@ -100,6 +100,10 @@ def image_size(array: np.ndarray) -> Tuple[int, int]:
     return int(array.shape[0]), int(array.shape[1])
 
 
+#: RGB -> luminance (ITU-R BT.601), for images and for RGB normalisation statistics alike
+LUMINANCE_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)
+
+
 def to_channels(image: np.ndarray, channels: int, path: Path) -> np.ndarray:
     """Match the model's input channels: gray is repeated; RGB(A) becomes luminance for 1.
 
@@ -116,7 +120,6 @@ def to_channels(image: np.ndarray, channels: int, path: Path) -> np.ndarray:
     if have == 1:
         return np.repeat(image, channels, axis=2)
     if have == 3 and channels == 1:
-        weights = np.array([0.299, 0.587, 0.114], np.float32)
-        return (image.astype(np.float32) @ weights)[:, :, None].astype(image.dtype)
+        return (image.astype(np.float32) @ LUMINANCE_WEIGHTS)[:, :, None].astype(image.dtype)
     raise DataError(f'{path} has {have} channels but the model takes {channels}; '
                     f'set in_channels to {have} or convert the images')

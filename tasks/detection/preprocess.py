@@ -12,7 +12,7 @@ from typing import Any, Dict, Optional, Tuple, Union
 import numpy as np
 import torch
 
-from ..common.intensity import IntensityNorm, build_intensity_norm
+from ..common.intensity import IntensityNorm, build_intensity_norm, rgb_statistics_to_gray
 from ..common.io import to_channels
 from .geometry import RESIZE_MODES, BoxMapping, ImageSize, check_img_size, resize_image
 
@@ -24,7 +24,8 @@ class NetworkInput:
     """How raw pixels become network input.
 
     Args:
-        in_channels: channels the model takes (gray is repeated, RGB becomes luminance for 1).
+        in_channels: channels the model takes (gray is repeated, RGB becomes luminance for 1, and
+            so do 3-value ``normalize`` statistics).
         normalize: intensity normalisation, see
             :class:`~tasks.common.intensity.IntensityNorm`.
         img_size: network input ``(H, W)`` (or one int); None keeps each image's size.
@@ -44,6 +45,8 @@ class NetworkInput:
         if resize not in RESIZE_MODES:
             raise ValueError(f'resize must be one of {RESIZE_MODES}, got {resize!r}')
         norm = build_intensity_norm(normalize)
+        if in_channels == 1:
+            norm = rgb_statistics_to_gray(norm)
         for key in ('mean', 'std'):
             if np.size(getattr(norm, key)) not in (1, in_channels):
                 raise ValueError(f'normalize {key}={getattr(norm, key)!r} needs one value or one '
