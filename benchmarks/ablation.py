@@ -10,7 +10,7 @@ from __future__ import annotations
 import ast
 import itertools
 import re
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, List, Sequence, Tuple
 
 from .training_runs import Variant, nest_dotted
 
@@ -109,14 +109,14 @@ def ablation_variants(switches: Sequence[Switch], mode: str = 'grid') -> List[Va
         combos = [default] + [dict(default, **{key: value})
                               for key, values in switches for value in values[1:]]
     variants = []
-    for combo in combos:
-        name = '+'.join(_label(key, value) for key, value in combo.items())
+    for index, combo in enumerate(combos):
+        if mode == 'each':  # named by what differs from the default
+            changed = [_label(key, value) for key, value in combo.items()
+                       if index and value != combos[0][key]]
+            name = '+'.join(changed) or 'default'
+        else:
+            name = '+'.join(_label(key, value) for key, value in combo.items())
         variants.append(Variant(name, nest_dotted({key: _plain(v) for key, v in combo.items()})))
     return variants
 
 
-def changed_from_default(variant_name: str, default_name: str) -> Dict[str, str]:
-    """Which ``key=value`` parts of a variant's name differ from the default's."""
-    mine, theirs = variant_name.split('+'), default_name.split('+')
-    return {part.split('=')[0]: part.split('=', 1)[1] for part, base in zip(mine, theirs)
-            if part != base}

@@ -112,7 +112,8 @@ def run_variant(variant: Variant, settings: RunSettings, seed: int, out_dir: Pat
     run_dir = out_dir / variant.name / f'seed{seed}'
     result_file = run_dir / 'result.json'
     if result_file.is_file():
-        return json.loads(result_file.read_text())
+        # the variant's current name labels it (the folder may have been renamed to it)
+        return dict(json.loads(result_file.read_text()), name=variant.name)
     run_dir.mkdir(parents=True, exist_ok=True)
     config = run_dir / 'config.py'
     config.write_text(derived_config_text(settings.config, variant.overrides))

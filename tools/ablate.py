@@ -59,8 +59,9 @@ def main(argv=None) -> None:
     out = args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     results = run_series(variants, settings, out.parent / f'{out.name}_runs')
-    reference = variants[0].name if args.mode == 'each' else None
-    rows = summarize_runs(results, args.metric, reference=reference or variants[0].name)
+    # the first variant is the default in 'each' mode and every switch's first value in a grid
+    reference = variants[0].name
+    rows = summarize_runs(results, args.metric, reference=reference)
     command = 'python tools/ablate.py ' + ' '.join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     header = (f'{Path(args.config).name} on {args.data_root}: {args.max_iters} iterations, '
