@@ -14,7 +14,8 @@ from typing import Any, List, Sequence, Tuple
 
 from .training_runs import Variant, nest_dotted
 
-__all__ = ['Switch', 'parse_switch', 'ablation_variants', 'ABLATION_MODES']
+__all__ = ['Switch', 'parse_switch', 'ablation_variants', 'combination_variant',
+           'ABLATION_MODES']
 
 ABLATION_MODES = ('grid', 'each')
 Switch = Tuple[str, List[Any]]
@@ -120,3 +121,28 @@ def ablation_variants(switches: Sequence[Switch], mode: str = 'grid') -> List[Va
     return variants
 
 
+
+
+def combination_variant(switches: Sequence[Switch], text: str) -> Variant:
+    """One extra variant, ``'KEY=V+KEY=V'``: the listed switches at the given values (a label or
+    a literal among the switch's values), every other switch at its first value. It answers "and
+    together?" after a one-at-a-time ablation, without training the whole grid."""
+    values = {key: list(options) for key, options in switches}
+    combo = {key: options[0] for key, options in switches}
+    labels = []
+    for part in text.split('+'):
+        key, sep, value_text = part.partition('=')
+        matches = [key_ for key_ in values if key_ == key or key_.split('.')[-1] == key]
+        if not sep or len(matches) != 1:
+            raise ValueError(f'--combo {text!r}: {part!r} must be KEY=VALUE with KEY one of the '
+                             f'--grid keys ({", ".join(values)})')
+        key = matches[0]
+        wanted = _value(value_text)
+        found = [v for v in values[key] if v == wanted or
+                 (isinstance(v, Labelled) and v.label == value_text) or _plain(v) == wanted]
+        if not found:
+            raise ValueError(f'--combo {text!r}: {value_text!r} is not one of the values of {key}: '
+                             f'{values[key]}')
+        combo[key] = found[0]
+        labels.append(_label(key, found[0]))
+    return Variant('+'.join(labels), nest_dotted({key: _plain(v) for key, v in combo.items()}))

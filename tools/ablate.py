@@ -6,7 +6,8 @@
         --max-iters 200 --val-interval 25 --seeds 0 1 --out docs/ablations/mri_b4
 
 Values are Python literals (None, True, 0.2, (1, 2)); bare words are strings. --mode grid (default)
-trains every combination, --mode each the default (first values) and one change at a time. Runs go
+trains every combination, --mode each the default (first values) and one change at a time, and
+each --combo adds one variant of several changes together. Runs go
 one after another into OUT_runs/; an interrupted ablation resumes where it stopped when rerun.
 Writes OUT.json, OUT.md (with the seconds and iterations each variant needs to reach the
 default's final metric) and OUT.png.
@@ -19,7 +20,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from benchmarks.ablation import ABLATION_MODES, ablation_variants, parse_switch
+from benchmarks.ablation import (ABLATION_MODES, ablation_variants, combination_variant,
+                                 parse_switch)
 from benchmarks.report import describe_machine
 from benchmarks.training_runs import (RunSettings, plot_runs, run_series, summarize_runs,
                                       write_markdown)
@@ -32,6 +34,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--grid', action='append', required=True, metavar='KEY=V1,V2',
                         help='a switch and its values (repeat for more switches)')
     parser.add_argument('--mode', choices=ABLATION_MODES, default='grid')
+    parser.add_argument('--combo', action='append', default=[], metavar='KEY=V+KEY=V',
+                        help="an extra variant combining switches (e.g. after --mode each: "
+                             "'custom_hooks=precise_bn+shortcut=resnet_d'); others at their "
+                             'first value')
+    parser.add_argument('--combos-only', action='store_true',
+                        help='train the default (first values) and the --combo variants only')
     parser.add_argument('--max-iters', type=int, default=200)
     parser.add_argument('--val-interval', type=int, default=25)
     parser.add_argument('--seeds', type=int, nargs='+', default=[0])
@@ -43,6 +51,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     try:
         args.switches = [parse_switch(item) for item in args.grid]
+        args.combos = [combination_variant(args.switches, item) for item in args.combo]
     except ValueError as err:
         parser.error(str(err))
     return args
@@ -51,6 +60,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     args = parse_args(argv)
     variants = ablation_variants(args.switches, args.mode)
+    variants = (variants[:1] if args.combos_only else variants) + args.combos
     settings = RunSettings(config=args.config, data_root=args.data_root, max_iters=args.max_iters,
                            val_interval=args.val_interval, seeds=tuple(args.seeds),
                            metric=args.metric,

@@ -6,7 +6,7 @@ from pathlib import Path
 import cv2
 import pytest
 
-from benchmarks.ablation import ablation_variants, parse_switch
+from benchmarks.ablation import ablation_variants, combination_variant, parse_switch
 from benchmarks.task import resolve_candidates
 from benchmarks.training_runs import (derived_config_text, final_metrics, nest_dotted, reach_time,
                                       summarize_runs)
@@ -71,6 +71,23 @@ def test_ablate_trains_a_two_by_two_grid(tmp_path):
     assert params[0] == params[1] < params[2] == params[3]  # ResNet-D shortcuts add weights
 
 
+def test_combos_only_trains_the_default_and_the_combinations(tmp_path, monkeypatch):
+    import benchmarks.training_runs as runs
+    trained = []
+
+    def fake_run(variant, settings, seed, out_dir):
+        trained.append(variant.name)
+        return dict(name=variant.name, seed=seed, status=0, training_seconds=1.0, parameters=1,
+                    peak_rss_mb=1.0, evaluations=[dict(iter=1, seconds=1.0, metrics={'mFgDice': 0.5})])
+    monkeypatch.setattr(runs, 'run_variant', fake_run)
+    tool('ablate').main([str(QUICK), '--data-root', str(DEMO), '--mode', 'each', '--combos-only',
+                         '--grid', 'model.encoder_options.shortcut=None,resnet_d',
+                         '--grid', 'model.encoder_options.zero_init_residual=False,True',
+                         '--combo', 'shortcut=resnet_d+zero_init_residual=True',
+                         '--out', str(tmp_path / 'a')])
+    assert trained == ['default', 'shortcut=resnet_d+zero_init_residual=True']
+
+
 def test_unknown_candidate_and_bad_switch_are_named():
     with pytest.raises(ValueError, match='smp-resnet99'):
         resolve_candidates('segmentation', ['smp-resnet99'])
@@ -90,6 +107,20 @@ def test_labelled_values_name_the_variant_and_keep_the_literal():
     variants = ablation_variants([(key, values)], 'each')
     assert [v.name for v in variants] == ['default', 'custom_hooks=precise']
     assert variants[1].overrides == {'custom_hooks': [{'type': 'A'}, {'type': 'B'}]}
+
+
+def test_a_combination_sets_several_switches_and_keeps_the_others_default():
+    switches = [parse_switch("custom_hooks=plain:[1],precise:[1, 2]"),
+                parse_switch('model.encoder_options.shortcut=None,resnet_d'),
+                parse_switch('model.arch=b0,b4')]
+    combo = combination_variant(switches, 'custom_hooks=precise+shortcut=resnet_d')
+    assert combo.name == 'custom_hooks=precise+shortcut=resnet_d'
+    assert combo.overrides == {'custom_hooks': [1, 2], 'model': {
+        'encoder_options': {'shortcut': 'resnet_d'}, 'arch': 'b0'}}
+    with pytest.raises(ValueError, match='not one of the values'):
+        combination_variant(switches, 'shortcut=resnet_x')
+    with pytest.raises(ValueError, match='--grid keys'):
+        combination_variant(switches, 'depth=3')
 
 
 def test_each_mode_changes_one_switch_at_a_time():
