@@ -92,18 +92,21 @@ class ResNetFPN(nn.Module):
 
     def __init__(self, depth: str = 'resnet50', in_chans: int = 3, out_channels: int = 256) -> None:
         super().__init__()
-        from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+        import torchvision
+        from torchvision.models.detection.backbone_utils import BackboneWithFPN
         from torchvision.ops.feature_pyramid_network import LastLevelP6P7
-        c5 = 512 if depth in ('resnet18', 'resnet34') else 2048
         # trainable BN from scratch, as torchvision's retinanet_resnet50_fpn_v2 without weights
-        # (its default FrozenBatchNorm2d would be a fixed identity here)
-        self.body = resnet_fpn_backbone(backbone_name=depth, weights=None, trainable_layers=5,
-                                        returned_layers=[2, 3, 4], norm_layer=nn.BatchNorm2d,
-                                        extra_blocks=LastLevelP6P7(c5, out_channels))
+        # (resnet_fpn_backbone's default FrozenBatchNorm2d would be a fixed identity here)
+        resnet = getattr(torchvision.models, depth)(weights=None, norm_layer=nn.BatchNorm2d)
         if in_chans != 3:
-            old = self.body.body.conv1
-            self.body.body.conv1 = nn.Conv2d(in_chans, old.out_channels, old.kernel_size,
-                                             old.stride, old.padding, bias=False)
+            old = resnet.conv1
+            resnet.conv1 = nn.Conv2d(in_chans, old.out_channels, old.kernel_size, old.stride,
+                                     old.padding, bias=False)
+        c3 = 128 if depth in ('resnet18', 'resnet34') else 512
+        self.body = BackboneWithFPN(
+            resnet, return_layers={'layer2': '0', 'layer3': '1', 'layer4': '2'},
+            in_channels_list=[c3, 2 * c3, 4 * c3], out_channels=out_channels,
+            extra_blocks=LastLevelP6P7(4 * c3, out_channels))
         self.out_channels = out_channels
 
     def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
