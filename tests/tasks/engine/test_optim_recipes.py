@@ -130,7 +130,7 @@ def test_rmsprop_tf_schedule_builds_timms_rmsproptf():
 
 def _composed(tmp_path, *snippets, hooks):
     config = tmp_path / 'composed.py'
-    bases = [str(ROOT / 'configs' / 'unet_effb4_medical.py')] + \
+    bases = [str(ROOT / 'configs' / 'unet_effb0_quick.py')] + \
         [str(ROOT / 'configs' / '_base_' / snippet) for snippet in snippets]
     config.write_text(f'_base_ = {bases!r}\ncustom_hooks = [*_base_.custom_hooks, {hooks}]\n')
     return Config.fromfile(str(config))
@@ -149,9 +149,12 @@ def test_ema_and_precise_bn_compose_onto_a_recipe(tmp_path):
     ema = built[2]
     assert ema.ema_cfg == dict(type='MomentumAnnealingEMA', momentum=0.0002, gamma=10,
                                update_buffers=False)
-    # the recipe's defaults are untouched
+    # the quick recipe has none of them; the medical one ships PreciseBN (docs/ablations.md)
+    quick = Config.fromfile(str(ROOT / 'configs' / 'unet_effb0_quick.py'))
+    assert [hook['type'] for hook in quick.custom_hooks] == types[:2]
     recipe = Config.fromfile(str(ROOT / 'configs' / 'unet_effb4_medical.py'))
-    assert [hook['type'] for hook in recipe.custom_hooks] == types[:2]
+    assert [hook['type'] for hook in recipe.custom_hooks] == types[:2] + [types[3]]
+    assert recipe.model.encoder_options.shortcut == 'resnet_d'
     assert 'paramwise_cfg' not in recipe.optim_wrapper
 
 
