@@ -36,3 +36,20 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(('127.0.0.1', 0))
         return sock.getsockname()[1]
+
+
+#: Config lines of a tiny deterministic U-Net run (16-channel decoder, fixed 64 px crops without
+#: augmentation, no loader processes) that engine tests append to their own ``_base_``.
+TINY_UNET_LINES = """
+_loader = dict(num_workers=0, persistent_workers=False)
+train_dataloader = dict(batch_size=2, **_loader, dataset=dict(crop_size=64, pipeline=[]))
+val_dataloader = dict(**_loader)
+test_dataloader = dict(**_loader)
+randomness = dict(seed=0, deterministic=True)
+"""
+
+
+def tiny_unet_model_line(drop_path_rate: float) -> str:
+    """The ``model`` line of :data:`TINY_UNET_LINES` configs."""
+    return (f'model = dict(encoder_options=dict(drop_path_rate={drop_path_rate}), '
+            f'decoder_options=dict(decoder_channels=[16, 16, 16, 16, 16]))\n')

@@ -4,20 +4,16 @@
 # variables). TF's lr is 0.016 per 256 images; scaled linearly to the batch of 8 the GPU recipes
 # use: 0.016 * 8 / 256 = 5e-4. The CPU profiles train with batch 4 and keep this lr unless
 # auto_scale_lr.enable=True (then lr * batch / 8). Warm-up and cosine decay as adamw_cosine_4k.py,
-# so the two schedules differ in the optimiser only; clip_grad as there too.
+# so the two schedules differ in the optimiser only (the schedule is inherited); clip_grad as there.
 # Needs tasks.engine imported (the dataset bases' custom_imports do it): it registers the type.
+_base_ = ['./adamw_cosine_4k.py']
+
 optim_wrapper = dict(
+    _delete_=True,  # replace AdamW's optimiser dict instead of merging into its keys
     type='OptimWrapper',
     optimizer=dict(type='effnet_backbones.RMSpropTF', lr=5e-4, alpha=0.9, eps=1e-3, momentum=0.9,
                    weight_decay=1e-5),
     paramwise_cfg=dict(norm_decay_mult=0.0),
     clip_grad=dict(max_norm=5.0),
 )
-param_scheduler = [
-    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=200),
-    dict(type='CosineAnnealingLR', eta_min=1e-6, by_epoch=False, begin=200, end=4000),
-]
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=4000, val_interval=250)
-val_cfg = dict(type='ValLoop')
-test_cfg = dict(type='TestLoop')
 auto_scale_lr = dict(enable=False, base_batch_size=8)

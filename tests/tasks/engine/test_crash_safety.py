@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from seg_data import make_dataset
-from tool_loader import ROOT
+from tool_loader import ROOT, TINY_UNET_LINES, tiny_unet_model_line
 from tasks.engine import find_resumable_checkpoint, install_atomic_file_backend, load_from_local
 from tasks.engine.crash_safety import AtomicLocalBackend, is_complete_checkpoint
 
@@ -21,14 +21,7 @@ QUICK = ROOT / 'configs' / 'unet_effb0_quick.py'
 CONFIG = f"""
 _base_ = ['{QUICK}']
 experiment_name = 'crash'
-model = dict(encoder_options=dict(drop_path_rate=0.0),
-             decoder_options=dict(decoder_channels=[16, 16, 16, 16, 16]))
-_loader = dict(num_workers=0, persistent_workers=False)
-train_dataloader = dict(batch_size=2, **_loader, dataset=dict(crop_size=64, pipeline=[]))
-val_dataloader = dict(**_loader)
-test_dataloader = dict(**_loader)
-randomness = dict(seed=0, deterministic=True)
-default_hooks = dict(checkpoint=dict(max_keep_ckpts=1), logger=dict(interval=1))
+""" + tiny_unet_model_line(0.0) + TINY_UNET_LINES + """default_hooks = dict(checkpoint=dict(max_keep_ckpts=1), logger=dict(interval=1))
 """
 ITERS = 8
 

@@ -20,7 +20,8 @@ from mmengine.model import BaseModel
 from mmengine.registry import HOOKS as ROOT_HOOKS
 
 from seg_data import make_dataset
-from tool_loader import ROOT, cfg_options, free_port, run_train_tool
+from tool_loader import (ROOT, TINY_UNET_LINES, cfg_options, free_port, run_train_tool,
+                         tiny_unet_model_line)
 from tasks.engine import load_from_local
 from tasks.engine.precise_bn import BNMomentumHook, PreciseBNHook, update_bn_stats
 
@@ -255,14 +256,8 @@ ROOT_HOOKS.register_module(name='CopiedCheckpointState', module=CopiedCheckpoint
 # consumed the global random state would change the drop-path masks training draws after it
 CONFIG = """
 _base_ = ['{quick}', '{root}/configs/_base_/ema.py', '{root}/configs/_base_/precise_bn.py']
-model = dict(encoder_options=dict(drop_path_rate=0.2),
-             decoder_options=dict(decoder_channels=[16, 16, 16, 16, 16]))
-_loader = dict(num_workers=0, persistent_workers=False)
-train_dataloader = dict(batch_size=2, **_loader, dataset=dict(crop_size=64, pipeline=[]))
-val_dataloader = dict(**_loader)
-test_dataloader = dict(**_loader)
-randomness = dict(seed=0, deterministic=True)
-default_hooks = dict(logger=dict(interval=1))
+""" + tiny_unet_model_line(0.2).replace('{', '{{').replace('}', '}}') + \
+    TINY_UNET_LINES.replace('{', '{{').replace('}', '}}') + """default_hooks = dict(logger=dict(interval=1))
 # EMAHook and the first probe are NORMAL (50), PreciseBN BELOW_NORMAL (60)
 _probes = [dict(type='PreciseBNProbe', tag='before', priority='ABOVE_NORMAL'),
            dict(type='CopiedCheckpointState', priority=55),
