@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Sequence
 
-from .training_runs import RunSettings, Variant, plot_runs, run_series, summarize_runs, write_markdown
+from .training_runs import RunSettings, Variant, run_series, summarize_runs, write_series_results
 
 __all__ = ['SEGMENTATION_CANDIDATES', 'DETECTION_CANDIDATES', 'CANDIDATES', 'resolve_candidates',
            'run_task_benchmark']
@@ -84,17 +84,10 @@ def run_task_benchmark(task: str, candidates: Sequence[str], settings: RunSettin
     Runs live in ``OUT_runs/<candidate>/seed<N>/`` and are reused when their result exists.
     Returns the summary rows.
     """
-    import json
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     runs_dir = out.parent / f'{out.name}_runs'
     results = run_series(resolve_candidates(task, candidates), settings, runs_dir, log=log)
     rows = summarize_runs(results, settings.metric, per_class_prefix, reference)
-    out.with_suffix('.json').write_text(json.dumps(dict(
-        task=task, settings=dict(vars(settings)), header=header, rows=rows,
-        runs=[{key: value for key, value in result.items() if key != 'loss'}
-              for result in results]), indent=1, default=str))
-    write_markdown(rows, header, out.with_suffix('.md'))
-    plot_runs(results, settings.metric, out.with_suffix('.png'), title=header.splitlines()[0]
-              if header else '')
+    write_series_results(out, header, settings, rows, results, task=task)
     return rows

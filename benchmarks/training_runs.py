@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 __all__ = ['Variant', 'RunSettings', 'derived_config_text', 'nest_dotted', 'run_variant',
            'run_series', 'final_metrics', 'summarize_runs', 'reach_time', 'plot_runs',
-           'write_markdown', 'REPO_ROOT']
+           'write_markdown', 'write_series_results', 'REPO_ROOT']
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TRAIN_TOOL = REPO_ROOT / 'tools' / 'train.py'
@@ -258,4 +258,20 @@ def write_markdown(rows: Sequence[Mapping[str, Any]], header: str, path: Path) -
     from effnet_backbones.profile import markdown_table
     text = header.rstrip() + '\n\n' + markdown_table(list(rows)) + '\n'
     path.write_text(text)
+    return text
+
+
+def write_series_results(out: Path, header: str, settings: RunSettings,
+                         rows: Sequence[Mapping[str, Any]], results: Sequence[Mapping[str, Any]],
+                         **extra: Any) -> str:
+    """``OUT.json`` (header, settings, rows, every run without its loss trace, ``extra``),
+    ``OUT.md`` (header and table) and ``OUT.png`` (:func:`plot_runs`); returns the markdown."""
+    out = Path(out)
+    out.with_suffix('.json').write_text(json.dumps(dict(
+        **extra, settings=dict(vars(settings)), header=header, rows=list(rows),
+        runs=[{key: value for key, value in result.items() if key != 'loss'}
+              for result in results]), indent=1, default=str))
+    text = write_markdown(rows, header, out.with_suffix('.md'))
+    plot_runs(results, settings.metric, out.with_suffix('.png'),
+              title=header.splitlines()[0] if header else '')
     return text

@@ -15,7 +15,6 @@ default's final metric) and OUT.png.
 import _bootstrap  # noqa: F401,I001  (first: sets sys.path and OpenMP up before torch loads)
 
 import argparse
-import json
 import shlex
 import sys
 from pathlib import Path
@@ -23,8 +22,7 @@ from pathlib import Path
 from benchmarks.ablation import (ABLATION_MODES, ablation_variants, combination_variant,
                                  parse_switch)
 from benchmarks.report import describe_machine
-from benchmarks.training_runs import (RunSettings, plot_runs, run_series, summarize_runs,
-                                      write_markdown)
+from benchmarks.training_runs import RunSettings, run_series, summarize_runs, write_series_results
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -77,13 +75,7 @@ def main(argv=None) -> None:
     header = (f'{Path(args.config).name} on {args.data_root}: {args.max_iters} iterations, '
               f'seeds {list(args.seeds)}, {describe_machine()}. Reference for reach_ref: '
               f'{variants[0].name}.\n\n`{command}`')
-    out.with_suffix('.json').write_text(json.dumps(dict(
-        header=header, settings=dict(vars(settings)), rows=rows,
-        runs=[{k: v for k, v in r.items() if k != 'loss'} for r in results]), indent=1,
-        default=str))
-    text = write_markdown(rows, header, out.with_suffix('.md'))
-    plot_runs(results, args.metric, out.with_suffix('.png'), title=header.splitlines()[0])
-    print(text)
+    print(write_series_results(out, header, settings, rows, results))
     if any(row['failed'] for row in rows):
         sys.exit('some runs failed: see OUT_runs/<variant>/seed<N>/train.log')
 
