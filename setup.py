@@ -52,6 +52,6 @@ setup(
         # the peers tools/benchmark_task.py compares against (smp and torchvision are already in)
         'bench': ['monai>=1.3'],
         # pytest-randomly runs the tests in a new random order each time: none may depend on another
-        'dev': ['pytest>=7', 'pytest-xdist', 'pytest-timeout', 'pytest-randomly'] + EXPORT_REQUIRES,
+        'dev': ['pytest>=7.3', 'pytest-xdist', 'pytest-timeout', 'pytest-randomly'] + EXPORT_REQUIRES,
     },
 )
