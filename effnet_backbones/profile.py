@@ -11,7 +11,7 @@ from .body import residual_blocks
 from .classifier import EfficientNetClassifier
 from .spec import ARCHS, build_plan, check_arch
 
-__all__ = ['count_parameters', 'count_macs', 'describe_variant', 'describe_variants',
+__all__ = ['count_parameters', 'count_macs', 'MacCounter', 'describe_variant', 'describe_variants',
            'markdown_table']
 
 
@@ -20,38 +20,60 @@ def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
 
 
-def count_macs(module: nn.Module, input_size: Sequence[int]) -> int:
-    """MACs of one forward pass at ``input_size`` (N, C, H, W), counting conv and linear layers.
+class MacCounter:
+    """Counts the multiply-accumulates of every conv and linear forward of a module while active.
 
+    ``with MacCounter(model) as counter: model(x)`` then ``counter.macs``. Forwards run while
+    autograd is computing a backward pass (activation checkpointing's recomputation) are not
+    counted: they are the backward's cost, which the 2x rule of training FLOPs already covers.
     This is the convention of the EfficientNet paper, torchvision and timm (fvcore): the
     element-wise work of norms, activations and gates is not counted.
     """
-    total: List[int] = [0]
 
-    def conv_hook(conv: nn.Conv2d, _inputs, output: torch.Tensor) -> None:
-        kernel = conv.kernel_size[0] * conv.kernel_size[1] * conv.in_channels // conv.groups
-        total[0] += output.numel() * kernel
+    def __init__(self, module: nn.Module) -> None:
+        self.module = module
+        self.macs = 0
+        self._handles: List[Any] = []
 
-    def linear_hook(linear: nn.Linear, _inputs, output: torch.Tensor) -> None:
-        total[0] += output.numel() * linear.in_features
+    def _count(self, layer: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
+        if _in_backward():
+            return
+        if isinstance(layer, nn.Conv2d):
+            per_output = layer.kernel_size[0] * layer.kernel_size[1] * layer.in_channels // layer.groups
+        else:
+            per_output = layer.in_features
+        self.macs += output.numel() * per_output
 
-    handles = []
-    for sub in module.modules():
-        if isinstance(sub, nn.Conv2d):
-            handles.append(sub.register_forward_hook(conv_hook))
-        elif isinstance(sub, nn.Linear):
-            handles.append(sub.register_forward_hook(linear_hook))
+    def __enter__(self) -> 'MacCounter':
+        self.macs = 0
+        self._handles = [layer.register_forward_hook(self._count) for layer in self.module.modules()
+                         if isinstance(layer, (nn.Conv2d, nn.Linear))]
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+
+def _in_backward() -> bool:
+    """Whether autograd is running a backward pass now (checkpointed layers recompute in it)."""
+    graph_task_id = getattr(torch._C, '_current_graph_task_id', None)
+    return graph_task_id is not None and graph_task_id() != -1
+
+
+def count_macs(module: nn.Module, input_size: Sequence[int]) -> int:
+    """MACs of one forward pass at ``input_size`` (N, C, H, W), counting conv and linear layers
+    (see :class:`MacCounter` for the convention)."""
     was_training = module.training
     module.eval()
     device = next(module.parameters()).device
     try:
-        with torch.no_grad():
+        with torch.no_grad(), MacCounter(module) as counter:
             module(torch.zeros(*input_size, device=device))
     finally:
         module.train(was_training)
-        for handle in handles:
-            handle.remove()
-    return total[0]
+    return counter.macs
 
 
 def describe_variant(arch: str, backbone_options: Optional[Mapping[str, Any]] = None

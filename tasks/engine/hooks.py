@@ -12,6 +12,8 @@ from typing import Any, Dict, List, Optional, Sequence
 from mmengine.dist import master_only
 from mmengine.hooks import Hook
 
+from .flops import TRAIN_FLOPS_KEY
+
 __all__ = ['NonFiniteLossError', 'NanLossGuardHook', 'TrainingCurvesHook', 'plot_curves',
            'peak_memory_mb']
 
@@ -54,8 +56,12 @@ class NanLossGuardHook(Hook):
                     f'(optim_wrapper.clip_grad=dict(max_norm=1.0)) or check these files.')
 
 
-def plot_curves(history: Dict[str, List[Sequence[float]]], metric_key: str, path: str) -> None:
-    """Write a PNG with the training loss (left) and the validation metric (right) per iteration."""
+def plot_curves(history: Dict[str, List[Any]], metric_key: str, path: str) -> None:
+    """Write a PNG with the training loss (left) and the validation metric (right) per iteration.
+
+    When the evaluations carry ``train_flops`` (a :class:`~tasks.engine.flops.TrainingFlopsHook`
+    ran), the metric panel gets cumulative training FLOPs as a second x-axis on top.
+    """
     import matplotlib
     matplotlib.use('Agg')  # files only, no display needed
     import matplotlib.pyplot as plt
@@ -69,9 +75,35 @@ def plot_curves(history: Dict[str, List[Sequence[float]]], metric_key: str, path
         axis.set_xlabel('iteration')
         axis.set_title(label)
         axis.grid(alpha=0.3)
+    _flops_axis(right, history.get('evaluations', []))
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def _flops_axis(axis: Any, evaluations: Sequence[Dict[str, Any]]) -> None:
+    """A top x-axis of cumulative training FLOPs, interpolated between the evaluations."""
+    points = [(0, 0.0)] + [(e['iter'], e['train_flops']) for e in evaluations if 'train_flops' in e]
+    if len(points) < 2:
+        return
+    import numpy as np
+    iters, flops = (np.asarray(values, dtype=float) for values in zip(*points))
+    scale = 1e12 if flops[-1] < 1e15 else 1e15
+    flops = flops / scale
+    # piecewise linear and increasing, so the map inverts; extrapolate with the last phase's rate
+    rate = (flops[-1] - flops[-2]) / max(iters[-1] - iters[-2], 1)
+
+    def to_flops(x):
+        x = np.asarray(x, dtype=float)
+        return np.where(x <= iters[-1], np.interp(x, iters, flops), flops[-1] + (x - iters[-1]) * rate)
+
+    def to_iters(y):
+        y = np.asarray(y, dtype=float)
+        inside = np.interp(y, flops, iters)
+        return np.where(y <= flops[-1], inside, iters[-1] + (y - flops[-1]) / max(rate, 1e-30))
+
+    top = axis.secondary_xaxis('top', functions=(to_flops, to_iters))
+    top.set_xlabel(f'training {"TFLOPs" if scale == 1e12 else "PFLOPs"} (cumulative)')
 
 
 def peak_memory_mb() -> Dict[str, float]:
@@ -134,10 +166,13 @@ class TrainingCurvesHook(Hook):
         self._val_seconds += time.perf_counter() - self._val_start
         if self.metric_key in metrics:
             self.history['metric'].append([runner.iter, float(metrics[self.metric_key])])
-        self.history['evaluations'].append(dict(
-            iter=runner.iter, seconds=round(seconds, 2),
-            metrics={key: float(value) for key, value in metrics.items()
-                     if isinstance(value, (int, float))}))
+        evaluation = dict(iter=runner.iter, seconds=round(seconds, 2),
+                          metrics={key: float(value) for key, value in metrics.items()
+                                   if isinstance(value, (int, float))})
+        flops = runner.message_hub.get_info(TRAIN_FLOPS_KEY)  # with a TrainingFlopsHook
+        if flops is not None:
+            evaluation['train_flops'] = float(flops)
+        self.history['evaluations'].append(evaluation)
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         checkpoint.setdefault('meta', {})[self.META_KEY] = dict(
@@ -170,6 +205,7 @@ class TrainingCurvesHook(Hook):
     @master_only
     def after_train(self, runner) -> None:
         stem = osp.join(runner.work_dir, self.filename)
+        self.parameters = sum(p.numel() for p in runner.model.parameters())  # a grown model's
         summary = dict(metric_key=self.metric_key, parameters=self.parameters,
                        training_seconds=round(self.training_seconds(), 2), **peak_memory_mb())
         with open(stem + '.json', 'w') as handle:

@@ -14,7 +14,9 @@ from effnet_backbones.registry import HOOKS, SCOPE
 
 from .crash_safety import SafeCheckpointHook
 from .hooks import NanLossGuardHook, TrainingCurvesHook
+from .flops import TrainingFlopsHook
 from .precise_bn import BNMomentumHook, PreciseBNHook
+from .progressive import ProgressiveGrowthHook
 from .transplant import TransplantInitHook
 
 __all__ = ['OPTIMIZERS']  # importing the module is what registers
@@ -29,4 +31,6 @@ HOOKS.register_module(module=SafeCheckpointHook)
 HOOKS.register_module(module=TransplantInitHook)
 HOOKS.register_module(module=PreciseBNHook)
 HOOKS.register_module(module=BNMomentumHook)
+HOOKS.register_module(module=TrainingFlopsHook)
+HOOKS.register_module(module=ProgressiveGrowthHook)
 OPTIMIZERS.register_module(name='RMSpropTF', module=RMSpropTF)

@@ -18,6 +18,7 @@ from .config_check import check_config
 from .data import resolve_from_data
 from .crash_safety import install_atomic_file_backend
 from .distributed import init_cpu_process_group, set_dist_backend
+from .progressive import apply_progressive, set_progressive_length
 from .transplant import apply_init_from
 
 __all__ = ['prepare_train_config', 'prepare_test_config', 'build_runner', 'train', 'test']
@@ -36,6 +37,7 @@ def prepare_train_config(config: str, work_dir: Optional[str] = None,
         requested = int(cfg_options.pop('train_cfg.max_iters'))
         max_iters = requested if max_iters is None else max_iters
     merge_options(cfg, cfg_options)  # first too, so --cfg-options cpu_profile=None can turn it off
+    set_progressive_length(cfg)  # a progressive run is as long as its phases, then rescaled
     apply_cpu_profile(cfg)
     if max_iters is not None:  # from the length the CPU profile set, if it applied
         rescale_schedule(cfg, max_iters)
@@ -49,6 +51,7 @@ def prepare_train_config(config: str, work_dir: Optional[str] = None,
     set_dist_backend(cfg)
     set_resume(cfg, resume)
     apply_init_from(cfg)  # init_from=dict(type='transplant', ...): grow a trained smaller model
+    apply_progressive(cfg)  # progressive=dict(phases=[...]): grow B0 -> B2 -> B4 in one run
     return cfg
 
 
