@@ -18,6 +18,13 @@ New channels and blocks keep the destination's initialisation elsewhere, so they
 first step (an appended block's branch first through its last norm's weight and bias, which get
 gradients at once; its other weights from the second step).
 
+``'net2wider'`` mode (Net2Net's Net2WiderNet) keeps the *whole* function instead: every new
+channel replicates a source channel (a map that depends only on the two widths, so tensors that
+are added get the same one; :meth:`ChannelMap.sources`), each weight reading a replicated channel
+gets its share of the source weight plus a small zero-sum noise that breaks the copies' symmetry,
+and nothing is zeroed but the identities above. Every destination channel then computes the
+source channel it replicates; check it with ``max_difference(src, dst, x, channels='all')``.
+
 ``'plain'`` mode only copies the overlapping slices, for comparison.
 
 Modules: ``pairing`` (find and check the EfficientNets of two models, name the source of each
@@ -25,11 +32,11 @@ destination module), ``maps`` (channel maps of decoders, identities for added bl
 ``sources`` (a checkpoint as the source), ``core`` (:func:`transplant`, :func:`grow_backbone`).
 """
 from ..growth import TransplantError
-from .core import MODES, grow_backbone, max_difference, transplant
+from .core import MODES, Difference, grow_backbone, max_difference, transplant
 from .maps import MAP_RULES, SMP_EXACT, smp_unet_rule
 from .pairing import find_backbones
 from .report import PartReport, TransplantReport
 
 __all__ = ['MODES', 'SMP_EXACT', 'TransplantError', 'PartReport', 'TransplantReport',
-           'transplant', 'grow_backbone', 'find_backbones', 'max_difference', 'MAP_RULES',
-           'smp_unet_rule']
+           'transplant', 'grow_backbone', 'find_backbones', 'max_difference', 'Difference',
+           'MAP_RULES', 'smp_unet_rule']

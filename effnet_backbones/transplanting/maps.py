@@ -60,11 +60,13 @@ def smp_unet_rule(src: nn.Module, dst: nn.Module) -> Dict[str, MapPair]:
 
 #: smp decoders whose exact growth is known: U-Net through :func:`smp_unet_rule`; the others read
 #: one growing tensor per layer. Unet++, MAnet, PSPNet and Linknet concatenate or transpose growing
-#: features in ways no rule describes yet, so ``mode='exact'`` refuses them.
+#: features in ways no rule describes yet, so ``mode='exact'`` and ``'net2wider'`` refuse them.
 SMP_EXACT = ('Unet', 'FPN', 'DeepLabV3', 'DeepLabV3Plus', 'Segformer')
 
 
-def check_smp_decoders(dst: nn.Module) -> None:
+def check_smp_decoders(dst: nn.Module, mode: str = 'exact') -> None:
+    """Refuse smp decoders outside :data:`SMP_EXACT`: ``mode`` ('exact', 'net2wider') could not
+    keep their function."""
     try:
         from segmentation_models_pytorch.base import SegmentationModel
     except ImportError:
@@ -72,7 +74,7 @@ def check_smp_decoders(dst: nn.Module) -> None:
     for name, module in dst.named_modules():
         if isinstance(module, SegmentationModel) and type(module).__name__ not in SMP_EXACT:
             raise TransplantError(
-                f'{describe_model(module)}{f" at {name!r}" if name else ""}: exact transplanting of '
+                f'{describe_model(module)}{f" at {name!r}" if name else ""}: {mode} transplanting of '
                 f'smp {type(module).__name__} is not supported (supported: {", ".join(SMP_EXACT)}); '
                 f"use mode='plain' to copy the overlapping slices only")
 

@@ -20,8 +20,12 @@ class PartReport:
     Attributes:
         name: module path of the part ('stages.3', 'encoder.backbone.stem', 'decoder').
         params: parameter elements of the destination part.
-        copied: of them, elements that now hold source values.
-        zeroed: of them, elements set to zero to keep the source's channels and outputs exact.
+        copied: of them, elements that now hold source values: in 'exact' and 'plain' mode the
+            source's elements, one for one; in 'net2wider' mode every element filled from the
+            source (the source's positions, the replicas of new channels, the split weights), so
+            it may exceed the source's parameter count.
+        zeroed: of them, elements set to zero to keep the source's channels and outputs exact (in
+            'net2wider' mode only the identities of appended blocks and added scSE taps).
         sources: for a stage, the source block that fed each destination block, in order; None
             marks a block the destination appends, which starts as an identity.
     """
@@ -48,7 +52,8 @@ class TransplantReport:
     """What :func:`transplant` did: per part, the block mapping and the share of copied parameters.
 
     The parts partition the destination's parameters, so their ``params`` add up to the
-    destination's parameter count and their ``copied`` to :attr:`copied`.
+    destination's parameter count and their ``copied`` to :attr:`copied`. What ``copied`` and
+    ``zeroed`` count depends on ``mode``; see :class:`PartReport`.
     """
 
     source: str

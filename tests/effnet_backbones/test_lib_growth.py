@@ -4,7 +4,8 @@ import torch
 import torch.nn as nn
 from torchvision.ops import FrozenBatchNorm2d
 
-from effnet_backbones.growth import ChannelMap, Growth, TransplantError, grow_module, grow_modules
+from effnet_backbones.growth import (ChannelMap, Growth, TransplantError, grow_module, grow_modules,
+                                     replica_sources)
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 
@@ -241,3 +242,150 @@ def test_a_different_activation_at_the_same_name_is_refused():
     dst = nn.Sequential(nn.Conv2d(3, 6, 1), nn.ReLU())
     with pytest.raises(TransplantError, match=r'1: source has SiLU, destination has ReLU'):
         grow_modules(src, dst)
+
+
+# ----------------------------------------------------------------------------- net2wider
+def replicate(x_src, channel_map):
+    """A destination input in net2wider terms: every channel the source channel it copies."""
+    return x_src[:, list(channel_map.sources())]
+
+
+def copies_sum(weight, in_map):
+    """``weight`` (out, dst_in, ...) summed over the copies of each source input channel."""
+    index = torch.tensor(in_map.sources())
+    return torch.zeros(weight.shape[0], in_map.src_size, *weight.shape[2:],
+                       dtype=weight.dtype).index_add_(1, index, weight)
+
+
+def test_replication_map_is_deterministic_spread_and_keeps_old_channels():
+    grown = ChannelMap.leading(5, 13)
+    sources = grown.sources()
+    assert sources[:5] == (0, 1, 2, 3, 4)  # old channels stay where they were
+    assert sources[5:] == replica_sources(5, 13) == ChannelMap.leading(5, 13).sources()[5:]
+    new = sources[5:]
+    assert sorted(new[:5]) == [0, 1, 2, 3, 4]  # every channel copied once before any twice
+    assert new[5:] == new[:3]  # the k-th new channel copies perm[k % src_size]
+    # pinned: a grown checkpoint must come out the same in every process and Python version
+    assert new == (1, 0, 2, 4, 3, 1, 0, 2)
+    assert ChannelMap.leading(4, 4).sources() == (0, 1, 2, 3)
+    assert len({replica_sources(64, 96), replica_sources(64, 100)}) == 2  # seeded by both sizes
+    with pytest.raises(TransplantError, match='no source channel'):
+        ChannelMap.leading(0, 4).sources()
+    with pytest.raises(TransplantError, match='do not fit'):
+        replica_sources(5, 4)
+
+
+def test_concatenated_replication_offsets_each_part():
+    first, second = ChannelMap.leading(2, 4), ChannelMap.leading(3, 5)
+    joined = ChannelMap.concat([first, second])
+    assert joined.sources() == first.sources() + tuple(2 + s for s in second.sources())
+    # a part with nothing to replicate is fine until its replicas are asked for
+    assert ChannelMap.concat([first, ChannelMap.leading(0, 0)]).sources() == first.sources()
+    with pytest.raises(TransplantError, match='destination channel 4 of 6 has no source'):
+        ChannelMap.concat([first, ChannelMap.leading(0, 2)]).sources()
+    # nothing new: nothing to record, and every channel is its own source
+    unchanged = ChannelMap.concat([ChannelMap.leading(2, 2), ChannelMap.leading(3, 3)])
+    assert unchanged.replicas is None and unchanged.sources() == (0, 1, 2, 3, 4)
+
+
+def test_net2wider_dense_conv_replicates_outputs_and_splits_inputs():
+    src = randomise(nn.Conv2d(3, 4, 3, padding=1, bias=True), seed=1)
+    dst = randomise(nn.Conv2d(7, 9, 3, padding=1, bias=True), seed=2)
+    in_map, out_map = ChannelMap.leading(3, 7), ChannelMap.leading(4, 9)
+    growth = grow_module(src, dst, mode='net2wider', generator=torch.Generator().manual_seed(0))
+    assert growth == Growth(params=9 * 7 * 9 + 9, copied=9 * 7 * 9 + 9, zeroed=0)
+    rows = list(out_map.sources())
+    # the shares of each source weight add up to it, per output element and kernel position
+    torch.testing.assert_close(copies_sum(dst.weight, in_map), src.weight[rows], rtol=1e-6,
+                               atol=1e-6)
+    assert torch.equal(dst.bias, src.bias[rows])
+    x = torch.randn(2, 3, 6, 6)
+    torch.testing.assert_close(dst(replicate(x, in_map)), replicate(src(x), out_map), rtol=1e-5,
+                               atol=1e-5)
+
+
+def test_net2wider_without_noise_divides_by_the_copy_count():
+    src, dst = randomise(nn.Linear(3, 2), seed=7), randomise(nn.Linear(5, 4), seed=8)
+    in_map, out_map = ChannelMap.leading(3, 5), ChannelMap.leading(2, 4)
+    grow_module(src, dst, mode='net2wider', noise=0.0)
+    copies = torch.bincount(torch.tensor(in_map.sources()), minlength=3).float()
+    expected = src.weight[list(out_map.sources())][:, list(in_map.sources())] / \
+        copies[list(in_map.sources())]
+    torch.testing.assert_close(dst.weight, expected)
+    assert set(copies.tolist()) == {1.0, 2.0}  # some inputs copied, some not
+
+
+def test_net2wider_noise_is_seeded_and_leaves_unshared_weights_alone():
+    def grown(seed):
+        dst = nn.Conv2d(6, 4, 1)
+        grow_module(randomise(nn.Conv2d(4, 4, 1), seed=1), dst, mode='net2wider',
+                    generator=torch.Generator().manual_seed(seed))
+        return dst.weight.detach()
+    assert torch.equal(grown(0), grown(0)) and not torch.equal(grown(0), grown(1))
+    src = randomise(nn.Conv2d(4, 4, 1), seed=1)
+    alone = [i for i, s in enumerate(ChannelMap.leading(4, 6).sources())
+             if ChannelMap.leading(4, 6).sources().count(s) == 1]
+    assert alone and torch.equal(grown(0)[:, alone], src.weight[:, alone])  # one copy: share 1
+
+
+def test_net2wider_depthwise_and_batch_norm_copy_per_channel():
+    channel_map = ChannelMap.leading(4, 7)
+    index = list(channel_map.sources())
+    conv = randomise(nn.Conv2d(4, 4, 3, padding=1, groups=4), seed=5)
+    wide_conv = nn.Conv2d(7, 7, 3, padding=1, groups=7)
+    assert grow_module(conv, wide_conv, mode='net2wider').copied == 7 * 9 + 7
+    assert torch.equal(wide_conv.weight, conv.weight[index])
+    norm = randomise(nn.BatchNorm2d(4), seed=9)
+    wide_norm = nn.BatchNorm2d(7)
+    assert grow_module(norm, wide_norm, mode='net2wider') == Growth(params=14, copied=14)
+    for name in ('weight', 'bias', 'running_mean', 'running_var'):
+        assert torch.equal(getattr(wide_norm, name), getattr(norm, name)[index]), name
+    x = torch.randn(2, 4, 5, 5)
+    layers, wide = nn.Sequential(conv, norm).eval(), nn.Sequential(wide_conv, wide_norm).eval()
+    torch.testing.assert_close(wide(replicate(x, channel_map)), replicate(layers(x), channel_map))
+
+
+@pytest.mark.parametrize('src,dst,match', [
+    (nn.GroupNorm(2, 8), nn.GroupNorm(2, 16), r'GroupNorm layers cannot grow'),
+    (nn.Conv2d(4, 8, 3, groups=2), nn.Conv2d(8, 8, 3, groups=2), r'groups=2.*equal width'),
+])
+def test_net2wider_refuses_layers_that_mix_channels_at_a_new_width(src, dst, match):
+    with pytest.raises(TransplantError, match=match):
+        grow_module(src, dst, mode='net2wider')
+
+
+def test_an_unknown_mode_is_refused():
+    with pytest.raises(ValueError, match=r"mode must be one of \('exact', 'plain', 'net2wider'\)"):
+        grow_module(nn.Conv2d(4, 4, 1), nn.Conv2d(6, 6, 1), mode='wide')
+
+
+@torch.no_grad()
+def test_net2wider_model_computes_the_source_on_every_channel():
+    src, dst = grown_pair()
+    report = grow_modules(src, dst, maps=CONCAT_MAP, mode='net2wider')
+    assert all(g.copied == g.params and g.zeroed == 0 for g in report.values())
+    x = torch.randn(2, 3, 6, 6)
+    torch.testing.assert_close(dst(x), replicate(src(x), ChannelMap.leading(4, 7)), rtol=1e-5,
+                               atol=1e-5)
+    # without the concatenation map, the fuse conv splits the wrong channels
+    src, dst = grown_pair()
+    grow_modules(src, dst, mode='net2wider')
+    assert (dst(x) - replicate(src(x), ChannelMap.leading(4, 7))).abs().max() > 1e-2
+
+
+def test_net2wider_noise_breaks_the_symmetry_of_copies():
+    """Copies of a hidden channel compute the same value; with equal outgoing weights they would
+    also get equal gradients forever. The noise makes the gradients of their rows differ."""
+    def gradients(noise):
+        src = randomise(nn.Sequential(nn.Conv2d(3, 4, 1), nn.Tanh(), nn.Conv2d(4, 2, 1)), seed=3)
+        dst = nn.Sequential(nn.Conv2d(3, 6, 1), nn.Tanh(), nn.Conv2d(6, 2, 1))
+        grow_modules(src, dst, mode='net2wider', noise=noise,
+                     generator=torch.Generator().manual_seed(0))
+        dst(torch.randn(2, 3, 4, 4)).square().sum().backward()
+        return dst[0].weight.grad[:, :, 0, 0]
+    sources = ChannelMap.leading(4, 6).sources()
+    pairs = [(sources[j], j) for j in range(4, 6)]  # a source channel and its copy
+    for noise, differ in ((0.0, False), (1e-2, True)):
+        grads = gradients(noise)
+        for old, new in pairs:
+            assert (not torch.allclose(grads[old], grads[new], rtol=1e-4, atol=0)) == differ, noise

@@ -9,7 +9,9 @@ import torchvision
 from effnet_backbones import (EfficientNet, create_backbone, EfficientNetClassifier, EffNetFPN, TransplantError,
                               save_backbone, transplant)
 from effnet_backbones.growth import ChannelMap
-from effnet_backbones.transplanting import max_difference
+from effnet_backbones.transplanting import SMP_EXACT, grow_backbone, max_difference
+
+from calibration import calibrate_bn, randomise_affine
 
 ALL_LEVELS = (0, 1, 2, 3, 4)
 TOLERANCE = 1e-5
@@ -333,3 +335,182 @@ def test_channel_map_of_a_concatenation():
     assert joined.new_runs() == [(320, 32), (464, 8)]
     with pytest.raises(TransplantError, match='do not fit'):
         ChannelMap.leading(24, 16)
+
+
+# ----------------------------------------------------------------------------- relative checks
+# Random networks calibrated as tests/calibration.py does (BN statistics of 4 images of 128 px;
+# at 96 px some deep channels get a tiny running variance that amplifies float32 rounding up to
+# 4e-5), compared relatively: float32 rounding measures 0.6e-6 .. 3.6e-6 of the largest output
+# here, a wrong copy or a missing share O(1). In float64 every case below differs by 1e-15 ..
+# 3e-14: nothing but rounding (figures per decoder and mode in docs/transplant.md).
+RELATIVE = 1e-5
+MODE_IDS = ('exact', 'net2wider')
+
+
+def calibrated(model, seed=0):
+    """``model`` with drawn BN affine parameters and conv biases and BN statistics of a batch."""
+    randomise_affine(model, seed)
+    batch = torch.randn(4, 3, 128, 128, generator=torch.Generator().manual_seed(seed + 1))
+    return calibrate_bn(model, batch)
+
+
+def assert_function_kept(src, dst, x, channels='source'):
+    """``dst`` computes ``src`` on ``x`` to ``RELATIVE``, on activations of order one."""
+    theirs = outputs(src, x)
+    for tensor in [theirs] if isinstance(theirs, torch.Tensor) else theirs:
+        assert tensor.abs().max() > 0.1  # not a comparison between vanishing activations
+    difference = max_difference(src, dst, x, channels=channels)
+    assert difference.relative <= RELATIVE, difference.describe()
+    return difference
+
+
+def smp_model(decoder, arch):
+    """An smp model on our encoder; 'Unet-scse' is the U-Net with decoder scSE attention."""
+    name, _, attention = decoder.partition('-')
+    options = dict(decoder_attention_type=attention) if attention else {}
+    return getattr(smp, name)(f'effnet-{arch}', encoder_weights=None, classes=3, **options)
+
+
+SMP_DECODERS = ('Unet', 'Unet-scse', 'FPN', 'DeepLabV3', 'DeepLabV3Plus', 'Segformer')
+
+
+def test_every_decoder_listed_as_exact_is_tested():
+    assert {decoder.partition('-')[0] for decoder in SMP_DECODERS} == set(SMP_EXACT)
+
+
+@pytest.mark.parametrize('mode', MODE_IDS)
+@pytest.mark.parametrize('decoder', SMP_DECODERS)
+def test_smp_decoders_keep_the_function(decoder, mode):
+    """B0 -> B2 widens every tap; each decoder's logits (whose width does not change) are the
+    source's in both modes. Measured relative differences (float32): 0.6e-6 .. 1.6e-6, U-Net
+    with decoder scSE 1.6e-6 .. 3.0e-6."""
+    src, dst = calibrated(smp_model(decoder, 'b0')), smp_model(decoder, 'b2')
+    transplant(src, dst, mode=mode)
+    assert assert_function_kept(src, dst, image(batch=1)).scope == 'whole tensors'
+
+
+def test_net2wider_backbone_taps_replicate_every_channel():
+    x = image()
+    src = calibrated(EfficientNet('b0', out_indices=ALL_LEVELS, scse=(False, True, False, True, True)))
+    for p in src.taps.parameters():  # trained gates, not the initial ones
+        p.data.normal_(0, 0.3)
+    dst = EfficientNet('b4', out_indices=ALL_LEVELS, scse=True)  # taps 0 and 2 gain scSE
+    transplant(src, dst, mode='net2wider')
+    difference = assert_function_kept(src, dst, x, channels='all')
+    assert difference.scope == ('every channel against the source channel it replicates '
+                                '(16 -> 24, 24 -> 32, 40 -> 56, 112 -> 160, 320 -> 448 on dim 1)')
+    # exact mode leaves the new channels at their initialisation: 'all' sees that
+    exact = EfficientNet('b4', out_indices=ALL_LEVELS, scse=True)
+    transplant(src, exact)
+    assert_function_kept(src, exact, x)
+    assert max_difference(src, exact, x, channels='all').relative > 1e-2
+
+
+def test_net2wider_classifier_logits_are_the_source_s():
+    src = calibrated(EfficientNetClassifier('b0', num_classes=10))
+    dst = EfficientNetClassifier('b4', num_classes=10)
+    transplant(src, dst, mode='net2wider')
+    assert_function_kept(src, dst, image())
+
+
+class DetectorOutputs(nn.Module):
+    """A torchvision RetinaNet's FPN levels and head outputs for an image batch (its own forward
+    decodes boxes, which is not what a transplant has to keep)."""
+
+    def __init__(self, detector):
+        super().__init__()
+        self.detector = detector
+
+    def forward(self, x):
+        levels = list(self.detector.backbone(x).values())
+        return levels + list(self.detector.head(levels).values())
+
+
+@pytest.mark.parametrize('mode', MODE_IDS)
+def test_retinanet_levels_and_heads_keep_the_function(mode):
+    src, dst = retinanet('b0'), retinanet('b2')
+    calibrated(src.backbone)
+    for module in src.head.modules():  # trained-like heads: torchvision's init outputs ~1e-3
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight)
+    transplant(src, dst, mode=mode)
+    assert assert_function_kept(DetectorOutputs(src), DetectorOutputs(dst), image()).scope == \
+        'whole tensors'
+
+
+def test_net2wider_report_counts_replicas_and_identities():
+    src = calibrated(EfficientNet('b0'))
+    dst, report = grow_backbone(src, 'b2', mode='net2wider', seed=3)
+    assert report.mode == 'net2wider' and report.params == n_params(dst)
+    appended = [block for s, stage in enumerate(dst.stages) for block in stage[len(src.stages[s]):]]
+    # every module with a source is filled from it; appended blocks keep their init but their
+    # last norm, zeroed so that they start as identities (as in exact mode)
+    assert report.copied == n_params(dst) - sum(n_params(block) for block in appended)
+    assert report.zeroed == sum(2 * block.project.norm.weight.numel() for block in appended)
+    assert_function_kept(src, dst, image(), channels='all')
+
+
+def test_net2wider_noise_follows_the_seed():
+    src = EfficientNet('b0', out_indices=(3,))
+
+    def grown(seed):
+        torch.manual_seed(0)  # the same initialisation for what the source does not cover
+        return grow_backbone(src, 'b2', mode='net2wider', seed=seed)[0].state_dict()
+    first, again, other = grown(3), grown(3), grown(4)
+    assert all(torch.equal(first[key], again[key]) for key in first)
+    assert not torch.equal(first['stages.3.0.expand.conv.weight'],
+                           other['stages.3.0.expand.conv.weight'])
+
+
+def test_net2wider_refuses_what_it_cannot_keep():
+    _error(EfficientNet('b0', norm_layer='gn'), EfficientNet('b2', norm_layer='gn'), 'GroupNorm',
+           mode='net2wider')
+    _error(smp.UnetPlusPlus('effnet-b0', encoder_weights=None),
+           smp.UnetPlusPlus('effnet-b1', encoder_weights=None), 'net2wider transplanting',
+           'UnetPlusPlus', mode='net2wider')
+
+
+# ----------------------------------------------------------------------------- max_difference
+def test_max_difference_is_a_float_that_says_what_it_compared():
+    x = image()
+    src = calibrated(EfficientNet('b0', out_indices=(2, 3)))
+    dst = EfficientNet('b2', out_indices=(2, 3))
+    transplant(src, dst)
+    difference = max_difference(src, dst, x)
+    assert isinstance(difference, float) and difference <= TOLERANCE
+    theirs, ours = outputs(src, x), outputs(dst, x)
+    assert float(difference) == max((a.double() - b[:, :a.shape[1]].double()).abs().max().item()
+                                    for a, b in zip(theirs, ours))
+    assert difference.scope == 'source channels (leading 40 of 48, 112 of 120 on dim 1)'
+    assert 'relative' in difference.describe() and difference.scope in difference.describe()
+    whole = max_difference(src, src, x, channels='all')
+    assert whole == 0.0 and whole.relative == 0.0 and whole.scope == 'whole tensors'
+
+
+class Scaled(nn.Module):
+    """Returns ``[x * first, x * second + shift]``: outputs of very different magnitudes."""
+
+    def __init__(self, first, second, shift=0.0):
+        super().__init__()
+        self.first, self.second, self.shift = first, second, shift
+
+    def forward(self, x):
+        return [x * self.first, x * self.second + self.shift]
+
+
+def test_max_difference_relative_is_the_worst_tensor_against_its_own_source():
+    x = image()
+    difference = max_difference(Scaled(1.0, 1000.0), Scaled(1.5, 1000.0, shift=1e-3), x)
+    # tensor 0 is off by half its size, tensor 1 by 1e-3 of ~4000: a ratio against the largest
+    # output of all would hide tensor 0
+    assert float(difference) == pytest.approx(0.5 * x.abs().max().item())
+    assert difference.relative == pytest.approx(0.5)
+    assert max_difference(Scaled(0.0, 1.0), Scaled(0.0, 1.0), x).relative == 0.0
+    assert max_difference(Scaled(0.0, 1.0), Scaled(1.0, 1.0), x).relative == float('inf')
+
+
+def test_max_difference_refuses_bad_arguments():
+    with pytest.raises(ValueError, match="channels must be one of \\('source', 'all'\\)"):
+        max_difference(nn.Identity(), nn.Identity(), image(), channels='new')
+    with pytest.raises(TransplantError, match='at least as wide'):
+        max_difference(nn.Conv2d(3, 4, 1), nn.Conv2d(3, 2, 1), image())
