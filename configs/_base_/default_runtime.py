@@ -13,6 +13,7 @@ default_hooks = dict(
 custom_hooks = [
     dict(type='effnet_backbones.NanLossGuardHook'),  # stop with the iteration on a NaN loss
     dict(type='effnet_backbones.TrainingCurvesHook'),  # training_curves.png in the work dir
+    dict(type='effnet_backbones.TrainingFlopsHook'),  # cumulative training FLOPs, logged as tflops
 ]
 env_cfg = dict(
     cudnn_benchmark=True,

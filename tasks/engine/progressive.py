@@ -407,15 +407,11 @@ class ProgressiveGrowthHook(Hook):
         model = self._model(runner)
         seed = self._seed(runner, index)
         grown = self._build_model(index, model, seed)
-        with torch.random.fork_rng(devices=[]):  # net2wider's symmetry-breaking noise
-            torch.manual_seed(seed)
-            reports = [transplant(model, grown, mode=self.mode)]
+        reports = [transplant(model, grown, mode=self.mode, seed=seed)]  # seed: net2wider's noise
         state = carry_optimizer_state(runner.optim_wrapper.optimizer, model, grown)
         for ema in _ema_models(runner):  # the average grows the same way, from its own weights
             grown_average = self._build_model(index, ema, seed)
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                transplant(ema, grown_average, mode=self.mode)
+            transplant(ema, grown_average, mode=self.mode, seed=seed)
             _swap_children(ema, grown_average)
         _swap_children(model, grown)
         self._rebuild_optimizer(runner, state)

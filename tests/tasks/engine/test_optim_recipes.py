@@ -142,18 +142,18 @@ def test_ema_and_precise_bn_compose_onto_a_recipe(tmp_path):
     types = [hook['type'] for hook in cfg.custom_hooks]
     # the recipe's own hooks are kept (lists replace lists when configs merge)
     assert types == ['effnet_backbones.NanLossGuardHook', 'effnet_backbones.TrainingCurvesHook',
-                     'EMAHook', 'effnet_backbones.PreciseBNHook']
+                     'effnet_backbones.TrainingFlopsHook', 'EMAHook', 'effnet_backbones.PreciseBNHook']
     check_config(cfg)  # no key the hooks do not take
     built = [ROOT_HOOKS.build(hook.to_dict()) for hook in cfg.custom_hooks]
     assert isinstance(built[-1], PreciseBNHook) and built[-1].num_iters == 20
-    ema = built[2]
+    ema = built[3]
     assert ema.ema_cfg == dict(type='MomentumAnnealingEMA', momentum=0.0002, gamma=10,
                                update_buffers=False)
     # the quick recipe has none of them; the medical one ships PreciseBN (docs/ablations.md)
     quick = Config.fromfile(str(ROOT / 'configs' / 'unet_effb0_quick.py'))
-    assert [hook['type'] for hook in quick.custom_hooks] == types[:2]
+    assert [hook['type'] for hook in quick.custom_hooks] == types[:3]
     recipe = Config.fromfile(str(ROOT / 'configs' / 'unet_effb4_medical.py'))
-    assert [hook['type'] for hook in recipe.custom_hooks] == types[:2] + [types[3]]
+    assert [hook['type'] for hook in recipe.custom_hooks] == types[:3] + [types[4]]
     assert recipe.model.encoder_options.shortcut == 'resnet_d'
     assert 'paramwise_cfg' not in recipe.optim_wrapper
 

@@ -200,3 +200,23 @@ def test_a_resume_inside_the_middle_phase_ends_with_the_uninterrupted_weights(se
     assert final.keys() == reference.keys()
     for key in reference:
         torch.testing.assert_close(final[key], reference[key], rtol=1e-5, atol=1e-6, msg=key)
+
+
+def test_net2wider_growth_keeps_every_output_and_breaks_the_symmetry(setup):
+    runner, _ = _train(setup, 'prog_net2wider', **{'progressive.mode': 'net2wider'})
+    logits = PROBES['prog_net2wider']['logits']
+    for boundary in (3, 6):
+        before, after = logits[(boundary, 'before')], logits[(boundary, 'after')]
+        # the copies' shares of a weight (w / copies, plus noise summing to zero) are rounded to
+        # float32 when stored, so even a float64 evaluation differs by that rounding
+        assert _relative(before, after) <= 1e-5, boundary
+    # B1 -> B2 widened the last stage 320 -> 352: after three more iterations the copies of a
+    # channel have drifted apart (their outgoing weights differ by the noise), yet stay related
+    model = _unwrap(runner)
+    project = dict(model.named_parameters())['net.encoder.backbone.stages.6.0.project.conv.weight']
+    from effnet_backbones.growth import replica_sources
+    sources = replica_sources(320, 352)
+    new, original = project[320:].detach(), project[list(sources)].detach()
+    assert not torch.equal(new, original)
+    cosine = torch.nn.functional.cosine_similarity(new.flatten(1), original.flatten(1)).min()
+    assert cosine > 0.99  # three small steps from an exact copy
