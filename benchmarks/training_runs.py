@@ -223,30 +223,35 @@ def summarize_runs(results: Sequence[Mapping[str, Any]], metric: str,
 
 
 def plot_runs(results: Sequence[Mapping[str, Any]], metric: str, path: Path, title: str = '') -> None:
-    """Validation ``metric`` against iterations (left) and training seconds (right); one colour
-    per variant, one line per seed."""
+    """Validation ``metric`` against iterations, training seconds and, when the runs counted
+    them (``train_flops``), cumulative training FLOPs; one colour per variant, one line per seed."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
+    ok = [r for r in results if r['status'] == 0]
+    with_flops = bool(ok) and all('train_flops' in e for r in ok for e in r.get('evaluations', []))
+    xs = [('iter', 'iteration', 1.0), ('seconds', 'training seconds (validation excluded)', 1.0)]
+    if with_flops:
+        xs.append(('train_flops', 'training PFLOPs (cumulative)', 1e15))
+    fig, axes = plt.subplots(1, len(xs), figsize=(6.5 * len(xs), 4.8))
     names = list(dict.fromkeys(result['name'] for result in results))
     colours = plt.rcParams['axes.prop_cycle'].by_key()['color']
     for index, name in enumerate(names):
         colour = colours[index % len(colours)]
-        for number, result in enumerate(r for r in results if r['name'] == name and r['status'] == 0):
-            points = [(e['iter'], e['seconds'], e['metrics'].get(metric))
-                      for e in result.get('evaluations', []) if metric in e['metrics']]
+        for number, result in enumerate(r for r in ok if r['name'] == name):
+            points = [e for e in result.get('evaluations', []) if metric in e['metrics']]
             if not points:
                 continue
-            iters, seconds, values = zip(*points)
+            values = [e['metrics'][metric] for e in points]
             label = name if number == 0 else None
-            axes[0].plot(iters, values, color=colour, label=label, linewidth=1.3, marker='.')
-            axes[1].plot(seconds, values, color=colour, label=label, linewidth=1.3, marker='.')
-    for axis, xlabel in zip(axes, ('iteration', 'training seconds (validation excluded)')):
+            for axis, (key, _, scale) in zip(axes, xs):
+                axis.plot([e[key] / scale for e in points], values, color=colour, label=label,
+                          linewidth=1.3, marker='.')
+    for axis, (_, xlabel, _) in zip(axes, xs):
         axis.set_xlabel(xlabel)
         axis.set_ylabel(f'validation {metric}')
         axis.grid(alpha=0.3)
-    axes[1].legend(fontsize=7, loc='lower right')
+    axes[-1].legend(fontsize=7, loc='lower right')
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
