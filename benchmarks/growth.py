@@ -27,7 +27,7 @@ from .training_runs import (REPO_ROOT, RunSettings, Variant, final_metrics, run_
                             summarize_runs, write_series_results)
 
 __all__ = ['RECIPE', 'SCHEDULES', 'GrowthPhase', 'parse_phase', 'phase_training_flops',
-           'growth_variants', 'summarize_growth', 'run_growth_benchmark']
+           'growth_variants', 'summarize_growth', 'new_channel_use', 'run_growth_benchmark']
 
 RECIPE = REPO_ROOT / 'configs' / 'grow' / 'unet_progressive_b0_b4.py'
 SCHEDULES = ('equal-iters', 'equal-flops')
@@ -148,6 +148,46 @@ def summarize_growth(results: Sequence[Mapping[str, Any]], metric: str, referenc
     return rows
 
 
+def _part(name: str) -> str:
+    """'net.encoder.backbone.stages.3.1.expand.conv.weight' -> 'stages.3'; 'net.decoder...' ->
+    'decoder'."""
+    parts = name.split('.')
+    for index, part in enumerate(parts):
+        if part == 'stages':
+            return '.'.join(parts[index:index + 2])
+        if part in ('stem', 'taps', 'decoder', 'segmentation_head'):
+            return part
+    return parts[0]
+
+
+def new_channel_use(final_state: Mapping[str, Any], first_state: Mapping[str, Any]
+                    ) -> Dict[str, float]:
+    """How much the channels the first phase's model had read from the channels growth added.
+
+    For every dense convolution of the final model whose tensor existed in the first phase
+    (same name, fewer channels), the share of the squared weights into the old output channels
+    that comes from new input channels: ``sum W[old_out, new_in]^2 / sum W[old_out, :]^2``,
+    summed per part (stem, each stage, taps). An exact-mode growth starts these weights at zero,
+    so the share says how far the old channels have come to use the new ones (net2wider starts
+    them as the copies' shares of the old weights). The decoder is left out: its inputs are
+    concatenations whose old channels are not a leading slice, and its own width does not grow.
+    """
+    sums: Dict[str, List[float]] = {}
+    for name, final in final_state.items():
+        first = first_state.get(name)
+        if first is None or final.dim() != 4 or final.shape[1] == 1 or first.shape == final.shape \
+                or _part(name) in ('decoder', 'segmentation_head'):
+            continue
+        old_out, old_in = first.shape[:2]
+        if old_in >= final.shape[1]:
+            continue
+        rows = final[:old_out].double()
+        totals = sums.setdefault(_part(name), [0.0, 0.0])
+        totals[0] += float(rows[:, old_in:].pow(2).sum())
+        totals[1] += float(rows.pow(2).sum())
+    return {part: round(new / whole, 4) for part, (new, whole) in sums.items() if whole}
+
+
 def run_growth_benchmark(settings: RunSettings, phases: Sequence[GrowthPhase],
                          modes: Sequence[str], schedules: Sequence[str], batch_size: int,
                          rewarm: int, out: Path, header: str = '', log=print) -> List[Dict[str, Any]]:
@@ -172,7 +212,36 @@ def run_growth_benchmark(settings: RunSettings, phases: Sequence[GrowthPhase],
         results += run_series(variants, series, runs_dir, log=log)
     reference = f'{phases[-1].arch}-scratch'
     rows = summarize_growth(results, settings.metric, reference)
+    use = _new_channel_use_of_runs(settings, phases[0].arch, results, runs_dir)
+    for key, shares in use.items():
+        log(f'{key}: share of the old channels\' weights on new channels: {shares}')
     write_series_results(out, header, settings, rows, results, reference=reference,
                          phases=[vars(phase) for phase in phases], modes=list(modes),
-                         schedules=lengths, phase_train_gflops=[round(f / 1e9, 3) for f in per_phase])
+                         schedules=lengths, phase_train_gflops=[round(f / 1e9, 3) for f in per_phase],
+                         new_channel_use=use)
     return rows
+
+
+def _new_channel_use_of_runs(settings: RunSettings, first_arch: str,
+                             results: Sequence[Mapping[str, Any]], runs_dir: Path
+                             ) -> Dict[str, Dict[str, float]]:
+    """'<run>/seed<N>' -> :func:`new_channel_use` of its final checkpoint, for each progressive
+    run that kept one."""
+    import torch
+
+    import tasks.segmentation  # noqa: F401  (registers the model)
+    from effnet_backbones.registry import MODELS
+    from tasks.engine import load_from_local
+    with torch.random.fork_rng(devices=[]):
+        first = MODELS.build(_model_config(settings.config, settings.data_root, first_arch))
+    first_state = first.state_dict()
+    use = {}
+    for result in results:
+        if result['status'] != 0 or not result['name'].startswith('progressive-'):
+            continue
+        last = result['evaluations'][-1]['iter']
+        path = runs_dir / result['name'] / f"seed{result['seed']}" / 'work' / f'iter_{last}.pth'
+        if path.is_file():
+            state = load_from_local(str(path), map_location='cpu')['state_dict']
+            use[f"{result['name']}/seed{result['seed']}"] = new_channel_use(state, first_state)
+    return use

@@ -197,6 +197,10 @@ def test_a_resume_inside_the_middle_phase_ends_with_the_uninterrupted_weights(se
     torch.save(source, resumed / 'iter_4.pth')
     _train(setup, 'prog_resumed', '--resume', str(resumed / 'iter_4.pth'))
     final, reference = _weights(resumed / f'iter_{ITERS}.pth'), _weights(straight / f'iter_{ITERS}.pth')
+    # the FLOPs total travelled in the checkpoint and went on counting
+    flops = [load_from_local(str(work / f'iter_{ITERS}.pth'))['message_hub']['runtime_info']['train_flops']
+             for work in (resumed, straight)]
+    assert flops[0] == flops[1] > 0
     assert final.keys() == reference.keys()
     for key in reference:
         torch.testing.assert_close(final[key], reference[key], rtol=1e-5, atol=1e-6, msg=key)
