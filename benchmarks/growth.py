@@ -124,7 +124,7 @@ def _flops_to_reach(result: Mapping[str, Any], metric: str, target: float) -> Op
 def summarize_growth(results: Sequence[Mapping[str, Any]], metric: str, reference: str,
                      per_class_prefix: Optional[str] = 'Dice.') -> List[Dict[str, Any]]:
     """The task benchmark's rows (metric over seeds, per class, seconds, memory, parameters,
-    iterations and seconds to the reference's final) plus training PFLOPs, their share of the
+    iterations and seconds to the reference's final) plus training TFLOPs, their share of the
     reference's, and the share of the reference's FLOPs spent when the reference's final metric
     was first reached (mean over seeds; 'not reached' unless every seed reached it)."""
     rows = summarize_runs(results, metric, per_class_prefix, reference)
@@ -140,7 +140,7 @@ def summarize_growth(results: Sequence[Mapping[str, Any]], metric: str, referenc
         if not runs or None in totals or not reference_flops:
             continue
         row['iters'] = runs[0]['evaluations'][-1]['iter']
-        row['train_pflops'] = round(statistics.mean(totals) / 1e15, 3)
+        row['train_tflops'] = round(statistics.mean(totals) / 1e12, 2)
         row['flops_vs_ref'] = round(statistics.mean(totals) / reference_flops, 3)
         reached = [_flops_to_reach(r, metric, target) for r in runs]
         row['reach_ref_flops'] = (round(statistics.mean(reached) / reference_flops, 3)

@@ -117,6 +117,15 @@ def peak_memory_mb() -> Dict[str, float]:
     return peak
 
 
+#: metrics a run without ``save_best`` plots, the first one its validation reports
+PREFERRED_METRICS = ('mFgDice', 'mDice', 'coco/bbox_mAP')
+
+
+def _preferred_metric(metrics: Dict[str, Any]) -> str:
+    """The metric to plot when no checkpoint hook picks one: a headline metric, else the first."""
+    return next((key for key in PREFERRED_METRICS if key in metrics), next(iter(metrics)))
+
+
 def _iteration_of(point: Any) -> int:
     return point['iter'] if isinstance(point, dict) else point[0]
 
@@ -132,7 +141,8 @@ class TrainingCurvesHook(Hook):
 
     Args:
         metric_key: validation metric to plot, e.g. 'mDice' or 'coco/bbox_mAP'; default: the one
-            the checkpoint hook picks the best checkpoint by (``save_best``).
+            the checkpoint hook picks the best checkpoint by (``save_best``), else mFgDice,
+            mDice or COCO mAP, whichever the validation reports first.
         filename: stem of the output files.
     """
 
@@ -144,6 +154,7 @@ class TrainingCurvesHook(Hook):
         self.filename = filename
         self.history: Dict[str, List[Any]] = {'loss': [], 'metric': [], 'evaluations': []}
         self.parameters = 0
+        self._picked: Optional[str] = None
         self._clock_start = self._val_start = 0.0
         self._val_seconds = self._seconds_before = 0.0
 
@@ -162,6 +173,8 @@ class TrainingCurvesHook(Hook):
     def after_val_epoch(self, runner, metrics: Optional[Dict[str, float]] = None) -> None:
         if not metrics or not self._clock_start:  # a test or validation run, no training clock
             return
+        if self.metric_key is None:
+            self.metric_key = self._picked or _preferred_metric(metrics)
         seconds = self._seconds_before + self._val_start - self._clock_start - self._val_seconds
         self._val_seconds += time.perf_counter() - self._val_start
         if self.metric_key in metrics:
@@ -189,7 +202,7 @@ class TrainingCurvesHook(Hook):
     def before_run(self, runner) -> None:
         if self.metric_key is None:
             picked = [key for hook in runner.hooks for key in getattr(hook, 'key_indicators', [])]
-            self.metric_key = picked[0] if picked else 'loss'
+            self._picked = picked[0] if picked else None  # else: chosen at the first validation
         self.parameters = sum(p.numel() for p in runner.model.parameters())
 
     def before_train(self, runner) -> None:
@@ -206,6 +219,7 @@ class TrainingCurvesHook(Hook):
     def after_train(self, runner) -> None:
         stem = osp.join(runner.work_dir, self.filename)
         self.parameters = sum(p.numel() for p in runner.model.parameters())  # a grown model's
+        self.metric_key = self.metric_key or self._picked or 'loss'  # no validation ran
         summary = dict(metric_key=self.metric_key, parameters=self.parameters,
                        training_seconds=round(self.training_seconds(), 2), **peak_memory_mb())
         with open(stem + '.json', 'w') as handle:

@@ -48,7 +48,7 @@ def test_the_summary_gives_flops_shares_and_the_flops_to_reach_the_reference():
                _run('grown', [(10, 0.6), (20, 0.85), (40, 0.9)], 2.5e13),  # reaches 0.8 at 20
                _run('slow', [(10, 0.1), (20, 0.2)], 1e13)]
     rows = {row['name']: row for row in summarize_growth(results, 'mFgDice', 'b4-scratch', None)}
-    assert rows['b4-scratch']['train_pflops'] == 2.0 and rows['b4-scratch']['flops_vs_ref'] == 1.0
+    assert rows['b4-scratch']['train_tflops'] == 2000.0 and rows['b4-scratch']['flops_vs_ref'] == 1.0
     assert rows['b4-scratch']['reach_ref_flops'] == 1.0
     assert rows['grown']['flops_vs_ref'] == 0.5 and rows['grown']['reach_ref_flops'] == 0.25
     assert rows['grown']['iters'] == 40
@@ -87,6 +87,8 @@ def test_benchmark_growth_trains_the_reference_and_the_progressive_runs(tmp_path
     assert len(gflops) == 2 and gflops[0] < gflops[1]
     for run in data['runs']:
         assert all('train_flops' in e for e in run['evaluations'])
+        # no save_best in benchmark runs: the curves still plot the headline metric
+        assert run['metric_key'] == 'mFgDice' and len(run['metric']) == len(run['evaluations'])
     # exact growth starts the old channels' weights on new channels at zero; they then move
     use = data['new_channel_use']['progressive-exact-equal-flops/seed0']
     assert set(use) >= {'stages.2', 'stages.6'} and all(0 <= v < 0.5 for v in use.values())
