@@ -373,6 +373,8 @@ class ProgressiveGrowthHook(Hook):
         reference = optimizer.param_groups[0]
         for group in fresh.optimizer.param_groups:
             for name in scheduled:
+                if name not in group or name not in reference:  # e.g. Adam's momentum: in betas
+                    continue
                 base = group[name]
                 initial = reference.get(f'initial_{name}', reference[name])
                 group[f'initial_{name}'] = base
@@ -386,8 +388,9 @@ class ProgressiveGrowthHook(Hook):
                 if state and names.get(param) in state:
                     optimizer.state[param] = state[names[param]]
         for scheduler in _schedulers(runner):
-            scheduler.base_values = [group[f'initial_{scheduler.param_name}']
-                                     for group in optimizer.param_groups]
+            key = f'initial_{scheduler.param_name}'
+            if all(key in group for group in optimizer.param_groups):
+                scheduler.base_values = [group[key] for group in optimizer.param_groups]
 
     def _set_loader(self, runner, index: int, served: int = 0) -> None:
         """Train on phase ``index``'s loader from now on; ``served``: placeholders to hand out
