@@ -133,10 +133,12 @@ def _cell(value: Any) -> str:
 
 
 def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
-    """Render dict rows (same keys) as a GitHub markdown table; lists print as 'a/b/c'."""
+    """Render dict rows as a GitHub markdown table; lists print as 'a/b/c'. The columns are every
+    key in first-seen order; a row without one (a failed run's) leaves its cell empty."""
     if not rows:
         return ''
-    columns = list(rows[0])
+    columns = list(dict.fromkeys(key for row in rows for key in row))
     lines = ['| ' + ' | '.join(columns) + ' |', '|' + '---|' * len(columns)]
-    lines += ['| ' + ' | '.join(_cell(row[col]) for col in columns) + ' |' for row in rows]
+    lines += ['| ' + ' | '.join(_cell(row[col]) if col in row else '' for col in columns) + ' |'
+              for row in rows]
     return '\n'.join(lines)

@@ -72,7 +72,7 @@ def test_benchmark_growth_trains_the_reference_and_the_progressive_runs(tmp_path
     tool('benchmark_growth').main([
         '--data-root', str(DEMO), '--out', str(stem), '--phases', 'b0:32:0.5', 'b2:64:0.5',
         '--modes', 'exact', '--schedules', 'equal-flops', '--max-iters', '4', '--val-interval', '2',
-        '--batch-size', '1',
+        '--batch-size', '2',  # a B0 at 32 px has 1x1 maps at stride 32: BN needs two samples
         '--rewarm', '1', '--cfg-options', 'model.decoder_options.decoder_channels=[16,16,16,16,16]'])
     data = json.loads(stem.with_suffix('.json').read_text())
     names = [row['name'] for row in data['rows']]

@@ -51,3 +51,5 @@ def test_describe_cli_rejects_unknown_arch():
 
 def test_markdown_table_formats_lists_and_big_ints():
     assert markdown_table([{'a': 12345, 'b': [1, 2]}]).splitlines() == ['| a | b |', '|---|---|', '| 12,345 | 1/2 |']
+    # a row missing a column (a failed run's) leaves the cell empty instead of raising
+    assert markdown_table([{'a': 1}, {'a': 2, 'b': 3}]).splitlines()[2:] == ['| 1 |  |', '| 2 | 3 |']
