@@ -224,3 +224,13 @@ def test_net2wider_growth_keeps_every_output_and_breaks_the_symmetry(setup):
     assert not torch.equal(new, original)
     cosine = torch.nn.functional.cosine_similarity(new.flatten(1), original.flatten(1)).min()
     assert cosine > 0.99  # three small steps from an exact copy
+
+
+def test_progressive_refuses_ddp():
+    from mmengine.config import Config
+
+    from tasks.engine.progressive import apply_progressive
+    cfg = Config.fromfile(str(PROGRESSIVE))
+    cfg.launcher = 'pytorch'
+    with pytest.raises(ValueError, match='DDP'):
+        apply_progressive(cfg)
