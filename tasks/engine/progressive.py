@@ -93,6 +93,13 @@ class Phase:
         return f'efficientnet_{self.arch} for iterations {self.start}-{self.end - 1}{extra}'
 
 
+def _check_keys(where: str, given: Mapping[str, Any], valid: Sequence[str]) -> None:
+    """Raise naming ``where``, the unknown keys and the valid ones."""
+    unknown = set(given) - set(valid)
+    if unknown:
+        raise ValueError(f'{where}: unknown keys {sorted(unknown)}; valid: {", ".join(valid)}')
+
+
 def _merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> Dict[str, Any]:
     """``base`` with ``overrides`` merged in, dict by dict (lists and values replace)."""
     merged = copy.deepcopy(dict(base))
@@ -127,10 +134,7 @@ def parse_phases(spec: Mapping[str, Any], max_iters: Optional[int] = None) -> Li
     for index, phase in enumerate(phases):
         if not isinstance(phase, Mapping):
             raise ValueError(f'progressive.phases[{index}] must be a dict, got {phase!r}')
-        unknown = set(phase) - set(PHASE_KEYS)
-        if unknown:
-            raise ValueError(f'progressive.phases[{index}]: unknown keys {sorted(unknown)}; '
-                             f'valid: {", ".join(PHASE_KEYS)}')
+        _check_keys(f'progressive.phases[{index}]', phase, PHASE_KEYS)
         if 'arch' not in phase or 'iters' not in phase:
             raise ValueError(f"progressive.phases[{index}] needs 'arch' and 'iters', got {dict(phase)}")
         if not isinstance(phase['iters'], int) or phase['iters'] < 1:
@@ -161,10 +165,7 @@ def _rewarm_schedulers(spec: Mapping[str, Any], phases: Sequence[Phase]) -> List
     rewarm = spec.get('rewarm')
     if not rewarm:
         return []
-    unknown = set(rewarm) - set(REWARM_KEYS)
-    if unknown:
-        raise ValueError(f'progressive.rewarm: unknown keys {sorted(unknown)}; valid: '
-                         f'{", ".join(REWARM_KEYS)}')
+    _check_keys('progressive.rewarm', rewarm, REWARM_KEYS)
     iters, start_factor = int(rewarm.get('iters', 50)), float(rewarm.get('start_factor', 0.1))
     if iters < 1 or not 0 < start_factor <= 1:
         raise ValueError(f'progressive.rewarm needs iters >= 1 and 0 < start_factor <= 1, got '
@@ -194,10 +195,7 @@ def apply_progressive(cfg: Config) -> Optional[List[Phase]]:
         return None
     if not isinstance(spec, Mapping):
         raise ValueError(f'progressive must be a dict with keys {PROGRESSIVE_KEYS}, got {spec!r}')
-    unknown = set(spec) - set(PROGRESSIVE_KEYS)
-    if unknown:
-        raise ValueError(f'progressive: unknown keys {sorted(unknown)}; valid: '
-                         f'{", ".join(PROGRESSIVE_KEYS)}')
+    _check_keys('progressive', spec, PROGRESSIVE_KEYS)
     mode = spec.get('mode', 'exact')
     if mode not in MODES:
         raise ValueError(f'progressive.mode must be one of {MODES}, got {mode!r}')
