@@ -42,6 +42,7 @@ from effnet_backbones.spec import ARCHS, check_arch
 from effnet_backbones.transplanting import MODES, transplant
 
 from .checkpoint import checkpoint_meta
+from .config import rescale_schedule
 from .transplant import model_config_for
 
 __all__ = ['PROGRESSIVE_KEYS', 'PHASE_KEYS', 'Phase', 'parse_phases', 'set_progressive_length',
@@ -182,7 +183,6 @@ def set_progressive_length(cfg: Config) -> Optional[int]:
     if not spec or not isinstance(spec, Mapping):
         return None
     total = sum(phase.iters for phase in parse_phases(spec))
-    from .config import rescale_schedule
     rescale_schedule(cfg, total)
     return total
 
