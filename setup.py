@@ -43,6 +43,10 @@ setup(
         'numpy',
         'pillow',
         'tifffile',
+        # NIfTI volumes (nnU-Net / Decathlon layouts) are read and written with nibabel
+        'nibabel>=4',
+        # connected components (largest-component post-processing)
+        'scipy',
         'matplotlib',
         'safetensors',
         'opencv-python-headless',
