@@ -15,6 +15,7 @@ from ..common.io import DataError
 from ..engine.data import datasets_of, follow_the_data
 from .dataset_info import SegDatasetInfo, scan_folder
 from .io import pair_samples
+from .volume_config import resolve_volume_data
 
 __all__ = ['resolve_segmentation_data', 'DATASET_TYPE']
 
@@ -45,7 +46,10 @@ def _check_classes(key: str, given: Tuple[str, ...], found: Tuple[str, ...], sou
 
 def resolve_segmentation_data(cfg: Config, checkpoint_meta: Optional[Mapping[str, Any]] = None
                               ) -> None:
-    """Fill ``classes``, ``in_channels`` and the model's ``num_classes``, ``in_channels``."""
+    """Fill ``classes``, ``in_channels`` and the model's ``num_classes``, ``in_channels`` (for
+    folder datasets here, for volume datasets in :func:`~tasks.segmentation.volume_config.
+    resolve_volume_data`)."""
+    resolve_volume_data(cfg, checkpoint_meta)
     datasets = datasets_of(cfg, (DATASET_TYPE, 'SegFolderDataset'))
     if not datasets:
         return

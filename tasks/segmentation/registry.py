@@ -15,6 +15,8 @@ from .dataset import SegFolderDataset
 from .losses import BCELoss, CrossEntropyLoss, DiceLoss
 from .metrics import SegMetric
 from .model import SegmentationModel
+from .volume_dataset import VolumeSliceDataset
+from .volume_metrics import VolumeSegMetric
 
 __all__ = []  # importing the module is what registers; it exports nothing
 
@@ -24,5 +26,7 @@ MODELS.register_module(module=DiceLoss)
 MODELS.register_module(module=CrossEntropyLoss)
 MODELS.register_module(module=BCELoss)
 DATASETS.register_module(module=SegFolderDataset)
+DATASETS.register_module(module=VolumeSliceDataset)
 METRICS.register_module(module=SegMetric)
+METRICS.register_module(module=VolumeSegMetric)
 register_data_resolver('segmentation', resolve_segmentation_data)

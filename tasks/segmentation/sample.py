@@ -19,12 +19,16 @@ class SegSample:
             are cropped back to it.
         gt_mask: ``(H, W)`` int64 class indices, 255 = ignore; ``None`` without a mask.
         pred_mask: ``(H, W)`` int64 predicted class indices, set by the model's predict mode.
+        case: for a slice of a volume, the case it belongs to (volume metrics group by it).
+        slice_index: for a slice of a volume, its position along the slicing axis.
     """
 
     img_path: str
     img_shape: Tuple[int, int]
     gt_mask: Optional[torch.Tensor] = None
     pred_mask: Optional[torch.Tensor] = None
+    case: Optional[str] = None
+    slice_index: Optional[int] = None
 
     def to(self, device: torch.device) -> 'SegSample':
         """A copy with its tensors on ``device``."""

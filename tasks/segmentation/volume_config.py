@@ -1,0 +1,117 @@
+"""Volume configs that follow their data: classes and channels from ``dataset.json`` (or the
+training checkpoint), and the per-channel normalisation made concrete (CT statistics measured on
+the training cases once, when training starts). Part of the segmentation task's data resolver."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, List, Mapping, Optional, Tuple
+
+from mmengine.config import Config, ConfigDict
+from mmengine.logging import print_log
+
+from ..common.io import DataError
+from ..common.volume_norm import build_volume_norm, measure_ct_statistics
+from ..engine.data import datasets_of, follow_the_data
+from .volumes import (find_cases, is_volume_root, load_case, read_volume_description,
+                      split_cases)
+
+__all__ = ['VOLUME_DATASET_TYPE', 'VOLUME_METRIC_TYPE', 'resolve_volume_data',
+           'resolve_volume_normalization', 'switch_to_volumes']
+
+VOLUME_DATASET_TYPE = 'effnet_backbones.VolumeSliceDataset'
+VOLUME_METRIC_TYPE = 'effnet_backbones.VolumeSegMetric'
+_FOLDER_TYPES = ('effnet_backbones.SegFolderDataset', 'SegFolderDataset')
+_FOLDER_METRICS = ('effnet_backbones.SegMetric', 'SegMetric')
+#: what a folder dataset's config keeps when it becomes a volume dataset
+_KEPT_KEYS = ('data_root', 'split', 'classes', 'in_channels', 'crop_size', 'pipeline',
+              'ignore_index')
+#: nnU-Net's share of training patches forced to hold foreground
+FOREGROUND_RATIO = 0.33
+
+
+def switch_to_volumes(cfg: Config) -> bool:
+    """A folder recipe pointed at volumes: when a ``SegFolderDataset``'s ``data_root`` holds
+    ``imagesTr/`` (and no ``train/``), make its datasets ``VolumeSliceDataset`` (per-volume
+    'auto' normalisation, foreground oversampling for training) and its ``SegMetric`` evaluators
+    ``VolumeSegMetric``, so ``tools/train.py configs/unet_effb4_medical.py --data-root DIR`` trains
+    on an nnU-Net folder. Returns whether it switched."""
+    datasets = datasets_of(cfg, _FOLDER_TYPES)
+    if not datasets:
+        return False
+    root = Path(str(datasets[0][1].data_root)).expanduser()
+    if not is_volume_root(root) or (root / datasets[0][1].get('split', 'train')).is_dir():
+        return False
+    for key, dataset in datasets:
+        kept = {name: dataset[name] for name in _KEPT_KEYS if name in dataset}
+        if key == 'train_dataloader':
+            kept['foreground_ratio'] = FOREGROUND_RATIO
+        cfg[key].dataset = ConfigDict(type=VOLUME_DATASET_TYPE, normalize=dict(mode='auto'), **kept)
+    for key in ('val_evaluator', 'test_evaluator'):
+        evaluator = cfg.get(key)
+        if isinstance(evaluator, dict) and evaluator.get('type') in _FOLDER_METRICS:
+            cfg[key] = ConfigDict({**evaluator, 'type': VOLUME_METRIC_TYPE})
+    print_log(f'{root} holds volumes (imagesTr/): training on their 2-D slices '
+              f'(VolumeSliceDataset, per-volume normalisation) and scoring per case in 3-D '
+              f'(VolumeSegMetric)', logger='current')
+    return True
+
+
+def resolve_volume_normalization(train: Mapping[str, Any], channel_names: Tuple[str, ...],
+                                 saved: Any = None) -> List[dict]:
+    """The concrete per-channel normalisation of a run: the checkpoint's (``saved``) when given,
+    else the training dataset's config with every 'ct' channel's statistics measured on the
+    training cases' foreground."""
+    if saved:
+        return [dict(entry) for entry in saved]
+    norm = build_volume_norm(train.get('normalize'), channel_names)
+    config = norm.to_config()
+    wanted = [index for index, channel in enumerate(norm.channels)
+              if channel.mode == 'ct' and not channel.measured]
+    if not wanted:
+        return config
+    description = read_volume_description(train['data_root'])
+    cases = split_cases(find_cases(description), train.get('split', 'train'), description.root,
+                        train.get('fold', 0), train.get('num_folds', 5))
+    loaded = [load_case(case, description) for case in cases]
+    for index in wanted:
+        statistics = measure_ct_statistics([case.image[index] for case in loaded],
+                                           [case.label for case in loaded])
+        config[index].update(statistics)
+        print_log(f'normalize channel {index} ({channel_names[index]}, mode=ct, from '
+                  f'{len(loaded)} training cases): clip to {statistics["low"]:.4g}..'
+                  f'{statistics["high"]:.4g}, mean {statistics["mean"]:.4g}, std '
+                  f'{statistics["std"]:.4g}', logger='current')
+    return config
+
+
+def resolve_volume_data(cfg: Config, checkpoint_meta: Optional[Mapping[str, Any]] = None) -> None:
+    """Fill ``classes``, ``in_channels``, ``normalize`` of every volume dataset and the model's
+    ``num_classes``, ``in_channels``; a value the config sets must agree with the data."""
+    switch_to_volumes(cfg)
+    datasets = datasets_of(cfg, (VOLUME_DATASET_TYPE, 'VolumeSliceDataset'))
+    if not datasets:
+        return
+    meta = dict((checkpoint_meta or {}).get('dataset_meta') or {})
+    train = next((d for key, d in datasets if key == 'train_dataloader'), datasets[0][1])
+    if meta.get('classes') and meta.get('channel_names'):
+        classes, channel_names = tuple(meta['classes']), tuple(meta['channel_names'])
+        source = 'the checkpoint'
+    else:
+        description = read_volume_description(train.data_root)
+        classes, channel_names = description.classes, description.channel_names
+        source = str(description.root / 'dataset.json')
+    for key, dataset in datasets:
+        for name, value in (('classes', classes), ('in_channels', len(channel_names))):
+            given = dataset.get(name)
+            if given is None:
+                dataset[name] = value
+            elif (tuple(given) if name == 'classes' else given) != value:
+                raise DataError(f'{key}.dataset.{name}={given!r} but {source} gives {value!r}; '
+                                f'remove the key to follow the data')
+    normalize = resolve_volume_normalization(train, channel_names, meta.get('normalize'))
+    for _, dataset in datasets:
+        dataset.normalize = [ConfigDict(entry) for entry in normalize]
+    evidence = (f'{datasets[0][0]}.dataset: classes {classes!r}, channels {channel_names!r} '
+                f'from {source}')
+    follow_the_data(cfg.model, 'num_classes', len(classes), evidence)
+    follow_the_data(cfg.model, 'in_channels', len(channel_names), evidence)

@@ -1,0 +1,200 @@
+"""``VolumeSliceDataset``: 2-D slices of NIfTI volumes (nnU-Net / Decathlon layout) for 2-D models.
+
+Every case of the split is read, checked (:func:`~tasks.segmentation.volumes.load_case`) and
+normalised per volume (:mod:`tasks.common.volume_norm`) when the dataset is built, so bad data
+stops a run before its first iteration and training reads from memory. Slices are taken along
+``slice_axis`` (default: each case's coarsest-spaced axis, as nnU-Net's 2-D configuration does).
+
+For training, each item is a slice; with probability ``foreground_ratio`` it is instead a random
+slice holding foreground, cropped around one of its foreground pixels (nnU-Net's oversampling,
+which keeps small structures in the batches). For validation and testing, items are every slice
+of every case in order, each sample naming its case and slice so that
+:class:`~tasks.segmentation.volume_metrics.VolumeSegMetric` scores whole volumes.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..common.io import DataError
+from ..common.volume_io import slice_axis as choose_slice_axis
+from ..common.volume_norm import VolumeNorm, build_volume_norm
+from .augment import CropSize, apply_pipeline, build_pipeline
+from .sample import SegSample
+from .volumes import (LoadedCase, VolumeDescription, find_cases, load_case,
+                      read_volume_description, split_cases)
+
+__all__ = ['VolumeSliceDataset', 'SliceStack', 'prepare_case']
+
+
+@dataclass
+class SliceStack:
+    """One case ready for slicing: ``image`` ``(S, H, W, C)`` float32 in [0, 1] (S slices along
+    ``axis``), ``label`` ``(S, H, W)`` uint8 or ``None``, and the slices holding foreground."""
+
+    name: str
+    axis: int
+    image: np.ndarray
+    label: Optional[np.ndarray]
+    foreground_slices: np.ndarray
+
+
+def prepare_case(case: LoadedCase, norm: VolumeNorm, axis_rule: Union[str, int]) -> SliceStack:
+    """Normalise a loaded case and put its slicing axis first (channels last)."""
+    axis = choose_slice_axis(case.spacing, axis_rule)
+    unit = norm.to_unit(case.image)  # (C, X, Y, Z)
+    image = np.ascontiguousarray(np.moveaxis(unit, (axis + 1, 0), (0, 3)))
+    label = None if case.label is None else np.ascontiguousarray(np.moveaxis(case.label, axis, 0))
+    foreground = (np.zeros(0, np.int64) if label is None else
+                  np.nonzero(label.reshape(len(label), -1).max(axis=1) > 0)[0])
+    return SliceStack(case.name, axis, image, label, foreground)
+
+
+def _crop_around(image: np.ndarray, label: np.ndarray, crop: Tuple[int, int]
+                 ) -> Tuple[np.ndarray, np.ndarray]:
+    """A ``crop``-sized window of the slice holding a random foreground pixel at a random place
+    (smaller slices stay whole; the pipeline's crop pads them)."""
+    rows, cols = np.nonzero(label > 0)
+    pick = random.randrange(len(rows))
+    starts = []
+    for centre, side, window in ((rows[pick], label.shape[0], crop[0]),
+                                 (cols[pick], label.shape[1], crop[1])):
+        if side <= window:
+            starts.append(0)
+            continue
+        start = centre - random.randrange(window)
+        starts.append(int(min(max(start, 0), side - window)))
+    (top, left), (height, width) = starts, crop
+    return (image[top:top + height, left:left + width],
+            label[top:top + height, left:left + width])
+
+
+class VolumeSliceDataset(Dataset):
+    """Slices of the volumes of an nnU-Net v2 (or Decathlon) raw dataset.
+
+    Each item is ``dict(inputs=float tensor (C, H, W), data_samples=SegSample)``, as
+    :class:`~tasks.segmentation.dataset.SegFolderDataset` gives, with ``case`` and
+    ``slice_index`` set; any 2-D model of the segmentation task trains on it unchanged.
+
+    Args:
+        data_root: the dataset folder (``imagesTr``, ``labelsTr``, ``dataset.json``).
+        split: 'train' or 'val' (fold ``fold`` of ``splits_final.json`` or of a seeded
+            ``num_folds``-fold split), 'all' (every training case) or 'test' (``imagesTs`` and,
+            when present, ``labelsTs``).
+        fold: the cross-validation fold.
+        num_folds: folds of the seeded split (when the folder has no ``splits_final.json``).
+        classes: class names; ``None``: from ``dataset.json`` (a given value must agree).
+        in_channels: ``None``: the number of ``channel_names`` (a given value must agree).
+        normalize: per-volume normalisation, see :func:`~tasks.common.volume_norm.
+            build_volume_norm`: ``dict(mode='auto')`` (CT -> 'ct', else 'zscore'), one dict for
+            all channels or a list of one per channel.
+        slice_axis: 'coarsest' (per case, the axis of largest spacing) or an array axis 0..2.
+        foreground_ratio: share of training items drawn from slices holding foreground and
+            cropped around it (nnU-Net uses 0.33); 0 for validation.
+        crop_size: random crop (int or (h, w)) before ``pipeline``, padding small slices with
+            ``ignore_index``; ``None`` keeps whole slices.
+        pipeline: albumentations steps (:mod:`tasks.common.augment`).
+        ignore_index: label value excluded from losses and metrics (fills crop padding).
+        images_dir, labels_dir: folder names; default imagesTr/labelsTr (imagesTs/labelsTs for
+            'test'; a test split without labelsTs is read unlabelled). ``labels_dir=''`` reads
+            no labels.
+    """
+
+    def __init__(self, data_root: str, split: str = 'train', fold: int = 0, num_folds: int = 5,
+                 classes: Optional[Sequence[str]] = None, in_channels: Optional[int] = None,
+                 normalize: Any = None, slice_axis: Union[str, int] = 'coarsest',
+                 foreground_ratio: float = 0.0, crop_size: Optional[CropSize] = None,
+                 pipeline: Sequence[Dict[str, Any]] = (), ignore_index: int = 255,
+                 images_dir: Optional[str] = None, labels_dir: Optional[str] = None) -> None:
+        root = Path(data_root).expanduser()
+        if not root.is_dir():
+            raise DataError(f'data root {root} does not exist; expected a volume dataset '
+                            f'(imagesTr/, labelsTr/, dataset.json; see docs/segmentation.md)')
+        if not 0.0 <= foreground_ratio <= 1.0:
+            raise ValueError(f'foreground_ratio must be in [0, 1], got {foreground_ratio}')
+        self.description: VolumeDescription = read_volume_description(root)
+        self.classes = self._agree('classes', classes, self.description.classes)
+        self.in_channels = self._agree('in_channels', in_channels, self.description.in_channels)
+        self.data_root, self.split, self.fold = root, split, fold
+        self.ignore_index = ignore_index
+        self.slice_axis = slice_axis
+        self.foreground_ratio = foreground_ratio
+        self.crop = ((crop_size, crop_size) if isinstance(crop_size, int) else
+                     None if crop_size is None else tuple(crop_size))
+        self.norm = build_volume_norm(normalize, self.description.channel_names)
+        if self.norm.needs_statistics:
+            raise ValueError("normalize mode 'ct' needs the training set's statistics (low, high, "
+                             'mean, std): tasks.engine.prepare_train_config measures them, or '
+                             'pass them (tasks.common.volume_norm.measure_ct_statistics)')
+        self.normalize = self.norm.to_config()
+        self.pipeline = build_pipeline(pipeline, crop_size, ignore_index)
+        self.cases = [prepare_case(load_case(case, self.description), self.norm, slice_axis)
+                      for case in self._select_cases(split, images_dir, labels_dir, fold,
+                                                     num_folds)]
+        if not self.cases:
+            raise DataError(f'split {split!r} (fold {fold}) of {root} holds no case')
+        self.index = [(c, s) for c, case in enumerate(self.cases) for s in range(len(case.image))]
+
+    def _agree(self, key: str, given: Any, found: Any) -> Any:
+        if given is not None and (tuple(given) if key == 'classes' else given) != found:
+            raise DataError(f'{key}={given!r} but {self.description.root / "dataset.json"} gives '
+                            f'{found!r}; remove the key to follow the data, or make them agree')
+        return found
+
+    def _select_cases(self, split: str, images_dir: Optional[str], labels_dir: Optional[str],
+                      fold: int, num_folds: int):
+        if split == 'test':
+            images_dir = images_dir or 'imagesTs'
+            if labels_dir is None:
+                labels_dir = 'labelsTs' if (self.description.root / 'labelsTs').is_dir() else ''
+        cases = find_cases(self.description, images_dir or 'imagesTr',
+                           (labels_dir if labels_dir is not None else 'labelsTr') or None)
+        return split_cases(cases, split, self.description.root, fold, num_folds)
+
+    @property
+    def metainfo(self) -> Dict[str, Any]:
+        """Classes, channels, ignore index, the resolved normalisation and slicing rule: MMEngine
+        saves it in checkpoints, so evaluation and inference prepare volumes the same way."""
+        return dict(classes=self.classes, in_channels=self.in_channels,
+                    ignore_index=self.ignore_index, normalize=self.normalize,
+                    channel_names=self.description.channel_names, slice_axis=self.slice_axis)
+
+    @property
+    def case_names(self) -> List[str]:
+        """The split's cases, in item order."""
+        return [case.name for case in self.cases]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def _draw(self, index: int) -> Tuple[SliceStack, int, bool]:
+        if self.foreground_ratio and random.random() < self.foreground_ratio:
+            with_foreground = [case for case in self.cases if len(case.foreground_slices)]
+            if with_foreground:
+                case = random.choice(with_foreground)
+                return case, int(random.choice(case.foreground_slices)), True
+        case_index, slice_index = self.index[index]
+        return self.cases[case_index], slice_index, False
+
+    def __getitem__(self, index: int) -> Dict[str, Any]:
+        case, slice_index, forced = self._draw(index)
+        image = case.image[slice_index]
+        mask = None if case.label is None else case.label[slice_index]
+        if forced and self.crop is not None:
+            image, mask = _crop_around(image, mask, self.crop)
+        image, mask = apply_pipeline(self.pipeline, image, mask)
+        if image.ndim == 2:  # some albumentations steps drop a single channel axis
+            image = image[:, :, None]
+        image = self.norm.standardize(image)
+        sample = SegSample(img_path=f'{self.data_root.name}/{case.name}#{slice_index}',
+                           img_shape=image.shape[:2],
+                           gt_mask=None if mask is None else torch.from_numpy(mask.astype(np.int64)),
+                           case=case.name, slice_index=slice_index)
+        inputs = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+        return dict(inputs=inputs, data_samples=sample)

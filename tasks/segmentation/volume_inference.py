@@ -1,0 +1,178 @@
+"""Predicting NIfTI volumes slice by slice (``tools/infer.py CONFIG CKPT case_0000.nii.gz ...``).
+
+Per case: ``<case>.nii.gz`` (the class index per voxel, uint8, with the input's shape, affine and
+header, so it opens aligned over the scan in ITK-SNAP, 3D Slicer or FSLeyes) and
+``<case>_slice<k>_overlay.png`` for a few slices (the classes coloured over the image). The volume
+is prepared as the checkpoint's training data was (channels, per-volume normalisation, slicing
+axis, all saved in the checkpoint), its slices are predicted in batches with the model's
+``test_cfg`` (sliding window, test-time augmentation), and the largest-component option acts in
+3-D on the assembled volume.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from mmengine.config import Config
+
+from ..common.io import DataError
+from ..common.visualize import overlay, to_display, write_rgb
+from ..common.volume_io import NIFTI_SUFFIXES, Volume, is_nifti, write_volume_like
+from ..common.volume_norm import build_volume_norm
+from ..engine.checkpoint import load_trained_model
+from .postprocess import keep_largest_component
+from .volume_dataset import SliceStack, prepare_case
+from .volumes import VolumeCase, VolumeDescription, case_name_of, load_case
+
+__all__ = ['VolumeInferencer', 'VolumePrediction', 'channel_files', 'is_volume_input',
+           'OVERLAY_SLICES']
+
+#: overlays are written for this many slices (evenly spaced over those with foreground)
+OVERLAY_SLICES = 3
+
+
+def channel_files(path: Path, channels: int) -> Tuple[Path, ...]:
+    """The files of one case given its first: ``x_0000.nii.gz`` -> ``x_0000 ... x_{C-1}``; a file
+    without the ``_0000`` suffix (or a 4-D file) stands for the whole case."""
+    path = Path(path)
+    name = path.name
+    suffix = next(s for s in NIFTI_SUFFIXES if name.endswith(s))
+    stem = name[:-len(suffix)]
+    if channels == 1 or not stem.endswith('_0000'):
+        return (path,)
+    files = tuple(path.with_name(f'{stem[:-4]}{index:04d}{suffix}') for index in range(channels))
+    missing = [file.name for file in files if not file.is_file()]
+    if missing:
+        raise DataError(f'case {case_name_of(path)!r}: the model takes {channels} channels but '
+                        f'{", ".join(missing)} is missing next to {path}')
+    return files
+
+
+@dataclass
+class VolumePrediction:
+    """One case's prediction: the class map ``(X, Y, Z)`` uint8, the seconds it took, the input's
+    :class:`~tasks.common.volume_io.Volume` (affine, header) and its prepared slices."""
+
+    case: str
+    labels: np.ndarray
+    seconds: float
+    reference: Volume
+    stack: SliceStack
+
+
+class VolumeInferencer:
+    """A segmentation model trained on volumes, run over NIfTI cases.
+
+    Args:
+        cfg: the training config (its model with ``test_cfg``; ``test_evaluator.largest_component``
+            or ``model.test_cfg.largest_component`` turn 3-D post-processing on).
+        checkpoint: a checkpoint written by training on volumes.
+        device: 'cuda', 'cpu' ...; default CUDA when available.
+        batch_size: slices per forward pass.
+        overwrite: replace existing outputs (otherwise they are an error, before any is written).
+    """
+
+    def __init__(self, cfg: Config, checkpoint: str, device: Optional[str] = None,
+                 batch_size: int = 8, overwrite: bool = False) -> None:
+        self.device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
+        self.model, meta = load_trained_model(cfg, checkpoint, self.device)
+        dataset_meta = dict(meta.get('dataset_meta') or {})
+        if not dataset_meta.get('channel_names'):
+            raise DataError(f'checkpoint {checkpoint} was not trained on volumes (its dataset_meta '
+                            f'has no channel_names); volumes need a checkpoint of a '
+                            f'VolumeSliceDataset run, e.g. configs/unet_effb4_volumes.py')
+        self.classes = tuple(dataset_meta['classes'])
+        self.channel_names = tuple(dataset_meta['channel_names'])
+        self.norm = build_volume_norm(dataset_meta.get('normalize'), self.channel_names)
+        self.slice_axis = dataset_meta.get('slice_axis', 'coarsest')
+        evaluator = cfg.get('test_evaluator') or {}
+        test_cfg = cfg.model.get('test_cfg') or {}
+        self.largest_component = bool(evaluator.get('largest_component') or
+                                      test_cfg.get('largest_component'))
+        self.batch_size = batch_size
+        self.overwrite = overwrite
+
+    def _description(self, path: Path) -> VolumeDescription:
+        ending = next(s for s in NIFTI_SUFFIXES if str(path).endswith(s))
+        return VolumeDescription(path.parent, self.classes, self.channel_names, ending)
+
+    @torch.no_grad()
+    def predict(self, path: Path) -> VolumePrediction:
+        """Predict the case whose (first) file is ``path``."""
+        start = time.perf_counter()
+        path = Path(path)
+        case = VolumeCase(case_name_of(path), channel_files(path, len(self.channel_names)), None)
+        loaded = load_case(case, self._description(path))
+        stack = prepare_case(loaded, self.norm, self.slice_axis)
+        predictions = []
+        for first in range(0, len(stack.image), self.batch_size):
+            batch = np.stack([self.norm.standardize(image)
+                              for image in stack.image[first:first + self.batch_size]])
+            inputs = torch.from_numpy(np.ascontiguousarray(batch.transpose(0, 3, 1, 2)))
+            logits = self.model.predict_logits(inputs.to(self.device))
+            predictions.append(self.model.labels(logits).to(torch.uint8).cpu().numpy())
+        labels = np.moveaxis(np.concatenate(predictions), 0, stack.axis)
+        if self.largest_component:
+            labels = keep_largest_component(labels)
+        return VolumePrediction(case.name, labels, time.perf_counter() - start, loaded.reference,
+                                stack)
+
+    def outputs(self, folder: Path, case: str, count: int) -> List[Path]:
+        """The files written for ``case``: its label volume and ``count`` overlays."""
+        return [folder / f'{case}.nii.gz'] + [folder / f'{case}_slice{k}_overlay.png'
+                                               for k in range(count)]
+
+    def _overlay_slices(self, labels_first: np.ndarray) -> List[int]:
+        with_foreground = np.nonzero(labels_first.reshape(len(labels_first), -1).max(1) > 0)[0]
+        candidates = with_foreground if len(with_foreground) else np.arange(len(labels_first))
+        picks = np.linspace(0, len(candidates) - 1, min(OVERLAY_SLICES, len(candidates)))
+        return sorted({int(candidates[int(round(p))]) for p in picks})
+
+    def run(self, inputs: Sequence[Path], out_dir: Path) -> List[Path]:
+        """Predict every case; return the files written. Existing outputs are an error unless
+        ``overwrite``, checked for every case before anything is written."""
+        folder = Path(out_dir)
+        cases = [Path(path) for path in inputs]
+        names = [case_name_of(path) for path in cases]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise DataError(f'several inputs name case(s) {duplicates}; their outputs would '
+                            f'overwrite each other')
+        if not self.overwrite:
+            existing = [str(p) for name in names for p in
+                        [folder / f'{name}.nii.gz', *folder.glob(f'{name}_slice*_overlay.png')]
+                        if p.exists()]
+            if existing:
+                raise FileExistsError(f'{existing[0]} exists (and {len(existing) - 1} more '
+                                      f'output(s)); pass --overwrite to replace them')
+        folder.mkdir(parents=True, exist_ok=True)
+        written: List[Path] = []
+        self.timings: Dict[str, float] = {}
+        for path in cases:
+            prediction = self.predict(path)
+            self.timings[prediction.case] = prediction.seconds
+            written.append(write_volume_like(prediction.labels, prediction.reference,
+                                             folder / f'{prediction.case}.nii.gz',
+                                             np.uint8 if len(self.classes) <= 256 else np.uint16))
+            stack = prediction.stack
+            labels_first = np.moveaxis(prediction.labels, stack.axis, 0)
+            for k, index in enumerate(self._overlay_slices(labels_first)):
+                image = stack.image[index]
+                target = folder / f'{prediction.case}_slice{k}_overlay.png'
+                write_rgb(target, overlay(to_display(image[..., :1] if image.shape[-1] != 3
+                                                     else image), labels_first[index]))
+                written.append(target)
+        return written
+
+
+def is_volume_input(inputs: Sequence[str]) -> bool:
+    """Whether the inputs are NIfTI files (all of them; a mix is an error)."""
+    flags = [is_nifti(path) for path in inputs]
+    if any(flags) and not all(flags):
+        raise DataError(f'inputs mix NIfTI volumes and other files: {list(inputs)[:4]}; run them '
+                        f'separately')
+    return bool(flags) and all(flags)
