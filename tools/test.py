@@ -1,6 +1,7 @@
 """Evaluate a checkpoint on the config's test split: print a metrics table, write flat JSON.
 
     python tools/test.py CONFIG CHECKPOINT [--data-root DIR] [--out metrics.json]
+        [--tta] [--sliding-window [--overlap 0.5]] [--largest-component]
 """
 import _bootstrap  # noqa: F401,I001  (first: sets sys.path and OpenMP up before torch loads)
 
@@ -9,7 +10,9 @@ from pathlib import Path
 
 from mmengine.config import DictAction
 
-from tasks.engine import metrics_table, prepare_test_config, test, write_metrics_json
+from tasks.engine import (apply_inference_options, metrics_table, prepare_test_config, test,
+                          write_metrics_json)
+from tasks.engine.inference_options import add_inference_arguments
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -24,6 +27,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
                         help='override config keys')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
+    add_inference_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -33,6 +37,8 @@ def main(argv=None):
     cfg = prepare_test_config(args.config, args.checkpoint, work_dir=args.work_dir,
                               data_root=args.data_root, cfg_options=args.cfg_options,
                               launcher=args.launcher)
+    apply_inference_options(cfg, tta=args.tta, sliding_window=args.sliding_window,
+                            overlap=args.overlap, largest_component=args.largest_component)
     metrics = test(cfg)
     print(metrics_table(metrics))
     if args.out:

@@ -3,15 +3,17 @@
 :class:`Inferencer` does what does not depend on the task: it loads the config's model with a
 checkpoint's weights, expands the user's inputs (files, folders, globs), reads each image and
 normalises it as the config's test dataset does, names the outputs so none overwrite another
-(:func:`output_names`), and collects the files written. A task's inferencer implements
-:meth:`Inferencer.predict_image` (one prepared image -> its prediction) and
-:meth:`Inferencer.write` (a prediction -> output files).
+(:func:`output_names`), refuses to replace files already there unless told to
+(:func:`refuse_existing`), and collects the files written. A task's inferencer names its outputs'
+suffixes (:attr:`Inferencer.output_suffixes`, or overrides :meth:`Inferencer.output_paths`) and
+implements :meth:`Inferencer.predict_image` (one prepared image -> its prediction) and
+:meth:`Inferencer.write` (a prediction -> the files of :meth:`Inferencer.output_paths`).
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, List, Optional, Sequence, Tuple, Union
+from typing import Any, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -21,7 +23,7 @@ from ..engine.checkpoint import load_trained_model
 from .intensity import build_intensity_norm
 from .io import IMAGE_SUFFIXES, expand_inputs, read_image, to_channels
 
-__all__ = ['Inferencer', 'output_names']
+__all__ = ['Inferencer', 'output_names', 'refuse_existing']
 
 PathLike = Union[str, Path]
 
@@ -42,6 +44,26 @@ def output_names(files: Sequence[Path]) -> List[str]:
     return names
 
 
+def refuse_existing(paths: Iterable[Path], overwrite: bool = False) -> None:
+    """Raise FileExistsError naming the first of ``paths`` that exists, unless ``overwrite``.
+
+    Called with every output a run will write before it writes any, so a refused run leaves the
+    folder as it was.
+
+    Args:
+        paths: the files about to be written.
+        overwrite: allow replacing existing files.
+    """
+    if overwrite:
+        return
+    existing = [path for path in paths if Path(path).exists()]
+    if existing:
+        more = f' (and {len(existing) - 1} more of the outputs)' if len(existing) > 1 else ''
+        raise FileExistsError(f'{existing[0]} exists{more}; nothing was written. Pass '
+                              f'--overwrite (overwrite=True) to replace it, or choose another '
+                              f'output folder')
+
+
 class Inferencer:
     """A trained model plus the image preparation it was trained with; subclass per task.
 
@@ -55,7 +77,10 @@ class Inferencer:
         model: the model in eval mode on ``device``.
         checkpoint_meta: the checkpoint's ``meta`` (``dataset_meta`` holds the class names).
         dataset_cfg: the config of the dataset the images are prepared like.
+        output_suffixes: what :meth:`output_paths` appends to an output name, one per file.
     """
+
+    output_suffixes: Tuple[str, ...] = ()
 
     def __init__(self, cfg: Config, checkpoint: str, device: Optional[str] = None) -> None:
         self.cfg = cfg
@@ -73,10 +98,15 @@ class Inferencer:
         """The task's prediction for one image from :meth:`load`; subclasses implement it."""
         raise NotImplementedError
 
+    def output_paths(self, folder: Path, name: str, path: Path) -> List[Path]:
+        """The files :meth:`write` writes for the input ``path`` named ``name``:
+        ``folder/<name><suffix>`` per :attr:`output_suffixes`."""
+        return [folder / f'{name}{suffix}' for suffix in self.output_suffixes]
+
     def write(self, folder: Path, name: str, image: np.ndarray, prediction: Any,
               path: Path) -> List[Path]:
-        """Write the outputs of one image as ``folder/<name>_*``; return them. Subclasses
-        implement it."""
+        """Write the outputs of one image, the files of :meth:`output_paths`; return them.
+        Subclasses implement it."""
         raise NotImplementedError
 
     @torch.no_grad()
@@ -85,13 +115,24 @@ class Inferencer:
         image = self.load(path)
         return image, self.predict_image(image, Path(path))
 
-    def run(self, inputs: Sequence[str], out_dir: PathLike) -> List[Path]:
-        """Predict every image the inputs name (files, folders, globs); return the files written."""
+    def run(self, inputs: Sequence[str], out_dir: PathLike,
+            overwrite: bool = False) -> List[Path]:
+        """Predict every image the inputs name (files, folders, globs); return the files written.
+
+        Args:
+            inputs: image files, folders of images, glob patterns.
+            out_dir: the output folder (created if missing).
+            overwrite: replace outputs already in ``out_dir``; without it an existing one stops
+                the run before anything is predicted or written.
+        """
         files = expand_inputs(inputs, IMAGE_SUFFIXES)
         folder = Path(out_dir)
+        names = output_names(files)
+        refuse_existing((planned for path, name in zip(files, names)
+                         for planned in self.output_paths(folder, name, path)), overwrite)
         folder.mkdir(parents=True, exist_ok=True)
         written: List[Path] = []
-        for path, name in zip(files, output_names(files)):
+        for path, name in zip(files, names):
             image, prediction = self.predict(path)
             written += self.write(folder, name, image, prediction, path)
         return written

@@ -34,6 +34,8 @@ class DetInferencer(Inferencer):
     also gives ``img_size``, ``resize`` and ``classes``.
     """
 
+    output_suffixes = ('_detections.json', '_boxes.png')
+
     def __init__(self, cfg: Config, checkpoint: str, device: Optional[str] = None) -> None:
         super().__init__(cfg, checkpoint, device)
         dataset = self.dataset_cfg
@@ -66,7 +68,7 @@ class DetInferencer(Inferencer):
               path: Path) -> List[Path]:
         """``<name>_detections.json`` (every detection) and ``<name>_boxes.png`` (those scoring
         at least ``infer_score_thr``)."""
-        json_path, png_path = folder / f'{name}_detections.json', folder / f'{name}_boxes.png'
+        json_path, png_path = self.output_paths(folder, name, path)
         entries = self.results(prediction)
         json_path.write_text(json.dumps(dict(image=str(path), detections=entries), indent=1))
         shown = (prediction.pred_scores >= self.draw_score).cpu().numpy()
@@ -78,6 +80,7 @@ class DetInferencer(Inferencer):
 
 
 def run_inference(cfg: Config, checkpoint: str, inputs: Sequence[str], out_dir: str,
-                  device: Optional[str] = None) -> List[Path]:
-    """Write ``<name>_detections.json`` and ``<name>_boxes.png`` per input image."""
-    return DetInferencer(cfg, checkpoint, device).run(inputs, out_dir)
+                  device: Optional[str] = None, overwrite: bool = False) -> List[Path]:
+    """Write ``<name>_detections.json`` and ``<name>_boxes.png`` per input image; existing
+    outputs stop the run before anything is written unless ``overwrite``."""
+    return DetInferencer(cfg, checkpoint, device).run(inputs, out_dir, overwrite=overwrite)

@@ -11,13 +11,15 @@ from .config_check import ConfigKeyError, check_config
 from .crash_safety import (SafeCheckpointHook, find_resumable_checkpoint,
                            install_atomic_file_backend)
 from .hooks import NanLossGuardHook, NonFiniteLossError, TrainingCurvesHook
+from .inference_options import apply_inference_options
 from .report import metrics_table, write_metrics_json
 from .runner import build_runner, prepare_test_config, prepare_train_config, test, train
 from .transplant import TransplantInitHook, apply_init_from, grow_checkpoint, transplant_into
 
 __all__ = ['install_checkpoint_loader', 'load_from_local', 'SafeCheckpointHook',
            'find_resumable_checkpoint', 'install_atomic_file_backend', 'ConfigKeyError', 'check_config',
-           'NanLossGuardHook', 'NonFiniteLossError', 'TrainingCurvesHook', 'metrics_table',
+           'NanLossGuardHook', 'NonFiniteLossError', 'TrainingCurvesHook',
+           'apply_inference_options', 'metrics_table',
            'write_metrics_json', 'build_runner', 'prepare_test_config', 'prepare_train_config',
            'test', 'train', 'TransplantInitHook', 'apply_init_from', 'grow_checkpoint',
            'transplant_into']

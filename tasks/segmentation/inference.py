@@ -21,21 +21,25 @@ __all__ = ['SegInferencer', 'run_inference']
 class SegInferencer(Inferencer):
     """A trained segmentation model plus the intensity normalisation it was trained with.
 
-    ``predict(path)`` returns ``(image in [0, 1] (H, W, C), class map (H, W))``. Arguments as
-    :class:`~tasks.common.inference.Inferencer`.
+    ``predict(path)`` returns ``(image in [0, 1] (H, W, C), class map (H, W))``, predicted as the
+    model's ``test_cfg`` says (sliding window, TTA, largest component). Arguments as
+    :class:`~tasks.common.inference.Inferencer`; ``run(inputs, out_dir, overwrite=False)``
+    refuses to replace existing outputs unless ``overwrite``.
     """
+
+    output_suffixes = ('_mask.png', '_overlay.png')
 
     def predict_image(self, image: np.ndarray, path: Path) -> np.ndarray:
         """The class index per pixel ``(H, W)``."""
         chw = np.ascontiguousarray(self.norm.standardize(image).transpose(2, 0, 1))
         tensor = torch.from_numpy(chw)[None].to(self.device)
-        return self.model.labels(self.model.logits(tensor))[0].cpu().numpy()
+        return self.model.predict(tensor)[0].pred_mask.cpu().numpy()
 
     def write(self, folder: Path, name: str, image: np.ndarray, prediction: np.ndarray,
               path: Path) -> List[Path]:
         """``<name>_mask.png`` (8-bit, 16-bit beyond 255 classes) and ``<name>_overlay.png``."""
         import cv2
-        mask_path, overlay_path = folder / f'{name}_mask.png', folder / f'{name}_overlay.png'
+        mask_path, overlay_path = self.output_paths(folder, name, path)
         depth = np.uint8 if prediction.max() < 256 else np.uint16
         cv2.imwrite(str(mask_path), prediction.astype(depth))
         write_rgb(overlay_path, overlay(to_display(image), prediction))
@@ -43,6 +47,7 @@ class SegInferencer(Inferencer):
 
 
 def run_inference(cfg: Config, checkpoint: str, inputs: Sequence[str], out_dir: str,
-                  device: Optional[str] = None) -> List[Path]:
-    """Write ``<name>_mask.png`` (class indices) and ``<name>_overlay.png`` per input image."""
-    return SegInferencer(cfg, checkpoint, device).run(inputs, out_dir)
+                  device: Optional[str] = None, overwrite: bool = False) -> List[Path]:
+    """Write ``<name>_mask.png`` (class indices) and ``<name>_overlay.png`` per input image;
+    existing outputs stop the run before anything is written unless ``overwrite``."""
+    return SegInferencer(cfg, checkpoint, device).run(inputs, out_dir, overwrite=overwrite)

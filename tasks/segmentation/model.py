@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, Dict, List, Optional, Sequence, Union
+from functools import partial
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
@@ -12,12 +13,68 @@ from effnet_backbones import create_smp_model
 from effnet_backbones.registry import MODELS
 
 from .padding import pad_to, padded_size
+from .postprocess import keep_largest_component
 from .sample import SegSample
+from .sliding_window import as_window, check_overlap, sliding_window_logits
+from .tta import check_flips, tta_logits
 
-__all__ = ['SegmentationModel']
+__all__ = ['SegmentationModel', 'DEFAULT_TEST_CFG', 'resolve_test_cfg']
 
 DEFAULT_LOSSES = (dict(type='effnet_backbones.DiceLoss'),
                   dict(type='effnet_backbones.CrossEntropyLoss'))
+
+#: Prediction settings when ``test_cfg`` leaves them out: the whole image at once, as trained.
+DEFAULT_TEST_CFG: Dict[str, Any] = dict(mode='whole', window=None, overlap=0.5, gaussian=True,
+                                        window_batch_size=4, tta=None, largest_component=False)
+TEST_MODES = ('whole', 'slide')
+DEFAULT_TTA: Dict[str, Any] = dict(flips=('h', 'v'), rot90=False)
+
+
+def _check_keys(given: Dict[str, Any], valid: Sequence[str], name: str) -> None:
+    unknown = sorted(set(given) - set(valid))
+    if unknown:
+        raise ValueError(f'{name}: unknown key {unknown[0]!r}; valid keys are {sorted(valid)}')
+
+
+def _check_bool(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f'{name} must be True or False, got {value!r}')
+    return value
+
+
+def resolve_test_cfg(test_cfg: Optional[Dict[str, Any]],
+                     name: str = 'model.test_cfg') -> Dict[str, Any]:
+    """Every prediction setting of :class:`SegmentationModel`, defaults filled in and checked.
+
+    Args:
+        test_cfg: the settings given (see the class docstring); None for the defaults.
+        name: what error messages call the dict.
+    """
+    given = dict(test_cfg or {})
+    _check_keys(given, DEFAULT_TEST_CFG, name)
+    cfg = {**DEFAULT_TEST_CFG, **given}
+    if cfg['mode'] not in TEST_MODES:
+        raise ValueError(f"{name}.mode must be one of {list(TEST_MODES)}, got {cfg['mode']!r}")
+    if cfg['window'] is not None:
+        cfg['window'] = as_window(cfg['window'], f'{name}.window')
+    elif cfg['mode'] == 'slide':
+        raise ValueError(f"{name}.mode='slide' needs {name}.window (the training crop size, "
+                         f'an int or (h, w))')
+    cfg['overlap'] = check_overlap(cfg['overlap'], f'{name}.overlap')
+    _check_bool(cfg['gaussian'], f'{name}.gaussian')
+    size = cfg['window_batch_size']
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f'{name}.window_batch_size must be a positive int, got {size!r}')
+    if cfg['tta'] is not None:
+        if not isinstance(cfg['tta'], dict):
+            raise ValueError(f"{name}.tta must be None or a dict with keys 'flips', 'rot90', "
+                             f"got {cfg['tta']!r}")
+        _check_keys(cfg['tta'], DEFAULT_TTA, f'{name}.tta')
+        tta = {**DEFAULT_TTA, **cfg['tta']}
+        cfg['tta'] = dict(flips=check_flips(tta['flips'], f'{name}.tta.flips'),
+                          rot90=_check_bool(tta['rot90'], f'{name}.tta.rot90'))
+    _check_bool(cfg['largest_component'], f'{name}.largest_component')
+    return cfg
 
 
 class SegmentationModel(BaseModel):
@@ -41,6 +98,24 @@ class SegmentationModel(BaseModel):
         ignore_index: mask value that is not learned from (and fills batch padding).
         threshold: binary models: probability above which a pixel is foreground.
         data_preprocessor: batching config, see :class:`SegDataPreprocessor`.
+        test_cfg: how 'predict' mode (and :meth:`predict_logits`) predicts; every key optional,
+            unknown keys are errors:
+
+            - ``mode``: ``'whole'`` (default: the whole image in one pass) or ``'slide'``
+              (windows, :func:`~tasks.segmentation.sliding_window.sliding_window_logits`).
+            - ``window``: the window, an int or ``(h, w)``; needed by ``'slide'`` (typically the
+              training crop size).
+            - ``overlap``: fraction of a window its neighbour shares, in [0, 1); default 0.5.
+            - ``gaussian``: weight window pixels by a centred Gaussian (default True).
+            - ``window_batch_size``: windows per network call (default 4); bounds the memory.
+            - ``tta``: None (default) or ``dict(flips=('h', 'v'), rot90=False)``: average the
+              logits over every combination of the flips (and with ``rot90`` the 90/180/270
+              degree rotations), see :func:`~tasks.segmentation.tta.tta_logits`.
+            - ``largest_component``: keep only each class's largest connected component of
+              the predicted map (default False).
+
+            The default predicts exactly as ``self.logits`` does; 'loss' and 'tensor' modes never
+            use these settings.
     """
 
     def __init__(self, decoder: str = 'Unet', arch: str = 'b0', in_channels: Optional[int] = 3,
@@ -50,7 +125,10 @@ class SegmentationModel(BaseModel):
                  losses: Sequence[Dict[str, Any]] = DEFAULT_LOSSES, ignore_index: int = 255,
                  threshold: float = 0.5,
                  data_preprocessor: Optional[Dict[str, Any]] = None,
+                 test_cfg: Optional[Dict[str, Any]] = None,
                  init_cfg: Optional[Dict[str, Any]] = None) -> None:
+        # checked first: a typo in a prediction setting should not wait for a network build
+        resolved_test_cfg = resolve_test_cfg(test_cfg)
         if data_preprocessor is None:
             data_preprocessor = dict(type='effnet_backbones.SegDataPreprocessor')
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
@@ -67,6 +145,7 @@ class SegmentationModel(BaseModel):
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.threshold = threshold
+        self.test_cfg = resolved_test_cfg
         self.net = self.build_network(decoder, arch, in_channels, out_channels,
                                       dict(encoder_options or {}), dict(decoder_options or {}))
         self.losses = nn.ModuleList(MODELS.build(cfg) for cfg in losses)
@@ -129,12 +208,41 @@ class SegmentationModel(BaseModel):
                              f'{self.num_classes}; make num_classes match the dataset classes '
                              f'(batch: {[sample.img_path for sample in data_samples]})')
 
+    def predict_logits(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Logits ``(N, out_channels, H, W)`` as ``test_cfg`` says: :meth:`logits` on the whole
+        image or window by window, averaged over the TTA views (each view slid over)."""
+        cfg = self.test_cfg
+        predict: Callable[[torch.Tensor], torch.Tensor] = self.logits
+        if cfg['mode'] == 'slide':
+            predict = partial(sliding_window_logits, self.logits, window=cfg['window'],
+                              overlap=cfg['overlap'], gaussian=cfg['gaussian'],
+                              window_batch_size=cfg['window_batch_size'])
+        if cfg['tta'] is not None:
+            return tta_logits(predict, inputs, **cfg['tta'])
+        return predict(inputs)
+
     def predict(self, inputs: torch.Tensor,
                 data_samples: Optional[List[SegSample]] = None) -> List[SegSample]:
-        """Samples with ``pred_mask`` set, cropped to each image's own size."""
-        labels = self.labels(self.logits(inputs))
+        """Samples with ``pred_mask`` set, cropped to each image's own size (and with
+        ``test_cfg.largest_component``, only each class's largest component kept)."""
         if data_samples is None:
             size = tuple(inputs.shape[-2:])
             data_samples = [SegSample(img_path='', img_shape=size) for _ in range(len(inputs))]
-        return [replace(sample, pred_mask=label[:sample.img_shape[0], :sample.img_shape[1]])
-                for sample, label in zip(data_samples, labels)]
+        labels = [label[:sample.img_shape[0], :sample.img_shape[1]]
+                  for sample, label in zip(data_samples, self._batch_labels(inputs, data_samples))]
+        if self.test_cfg['largest_component']:
+            labels = [torch.from_numpy(keep_largest_component(label.cpu().numpy())).to(label.device)
+                      for label in labels]
+        return [replace(sample, pred_mask=label) for sample, label in zip(data_samples, labels)]
+
+    def _batch_labels(self, inputs: torch.Tensor,
+                      data_samples: List[SegSample]) -> Sequence[torch.Tensor]:
+        """Class maps of a padded batch. Windows and flipped views would see the batch padding as
+        image (and flipped to the top left, where training never put it): with either, images
+        smaller than the batch are predicted alone, at their own size."""
+        size = tuple(inputs.shape[-2:])
+        tricks = self.test_cfg['mode'] != 'whole' or self.test_cfg['tta'] is not None
+        if not tricks or all(tuple(sample.img_shape) == size for sample in data_samples):
+            return self.labels(self.predict_logits(inputs))
+        return [self.labels(self.predict_logits(image[None, :, :height, :width]))[0]
+                for image, (height, width) in zip(inputs, (s.img_shape for s in data_samples))]

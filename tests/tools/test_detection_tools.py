@@ -85,6 +85,12 @@ def test_infer_draws_boxes_and_writes_detections(trained, tmp_path):
     drawn = cv2.imread(str(tmp_path / 'out' / 'img2_boxes.png'))
     assert drawn.shape == (72, 64, 3)
     assert (drawn != cv2.imread(str(image))).any()  # boxes and captions drawn
+    with pytest.raises(FileExistsError, match=r'img2_detections\.json exists.*--overwrite'):
+        tool('infer').main([str(cfg_file), str(work / 'iter_2.pth'), str(image),
+                            '--out-dir', str(tmp_path / 'out'), '--device', 'cpu'])
+    rerun = tool('infer').main([str(cfg_file), str(work / 'iter_2.pth'), str(image), '--out-dir',
+                                str(tmp_path / 'out'), '--device', 'cpu', '--overwrite'])
+    assert sorted(p.name for p in rerun) == ['img2_boxes.png', 'img2_detections.json']
 
 
 @pytest.mark.parametrize('config', [DEMO, COCO])

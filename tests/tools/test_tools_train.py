@@ -149,6 +149,62 @@ def test_infer_tool_writes_mask_and_overlay_per_image(trained, tmp_path):
                             '--out-dir', str(out)])
 
 
+def test_infer_tool_refuses_to_overwrite_unless_told(trained, tmp_path, monkeypatch):
+    from tasks.segmentation.model import SegmentationModel
+    data, work, _ = trained
+    used = []  # the settings each prediction ran with
+    predict_logits = SegmentationModel.predict_logits
+    monkeypatch.setattr(SegmentationModel, 'predict_logits', lambda self, inputs: used.append(
+        dict(self.test_cfg)) or predict_logits(self, inputs))
+    saved_config = str(work / 'unet_effb0_quick.py')
+    arguments = [saved_config, str(work / 'iter_4.pth'), str(data / 'val/images/s0.png'),
+                 '--out-dir', str(tmp_path)]
+    tool('infer').main(arguments)
+    plain = cv2.imread(str(tmp_path / 's0_mask.png'), cv2.IMREAD_UNCHANGED)
+    (tmp_path / 's0_overlay.png').write_bytes(b'mine')
+    with pytest.raises(FileExistsError, match=r's0_mask\.png exists \(and 1 more.*--overwrite'):
+        tool('infer').main(arguments)
+    assert (tmp_path / 's0_overlay.png').read_bytes() == b'mine'  # nothing was written
+    # with the prediction tricks (32 px windows: several per 50 x 70 image)
+    tool('infer').main([*arguments, '--overwrite', '--tta', '--sliding-window', '--overlap',
+                        '0.25', '--largest-component',
+                        '--cfg-options', 'model.test_cfg.window=32'])
+    assert used[0]['mode'] == 'whole' and used[0]['tta'] is None
+    assert used[-1]['mode'] == 'slide' and used[-1]['window'] == (32, 32)
+    assert used[-1]['tta'] == dict(flips=('h', 'v'), rot90=False) and used[-1]['largest_component']
+    tricks = cv2.imread(str(tmp_path / 's0_mask.png'), cv2.IMREAD_UNCHANGED)
+    assert tricks.shape == plain.shape == (50, 70)
+    assert cv2.imread(str(tmp_path / 's0_overlay.png')).shape == (50, 70, 3)
+
+
+def test_test_tool_evaluates_with_the_prediction_tricks(trained, tmp_path, monkeypatch):
+    from mmengine.config import Config
+    from tasks.segmentation.model import SegmentationModel
+    data, work, _ = trained
+    checkpoint = work / 'iter_4.pth'
+    used = []  # the settings each prediction of the evaluation ran with
+    predict_logits = SegmentationModel.predict_logits
+    monkeypatch.setattr(SegmentationModel, 'predict_logits', lambda self, inputs: used.append(
+        dict(self.test_cfg)) or predict_logits(self, inputs))
+    out = tmp_path / 'metrics.json'
+    tool('test').main([QUICK, str(checkpoint), '--data-root', str(data), '--out', str(out),
+                       '--work-dir', str(tmp_path), '--tta', '--sliding-window', '--overlap',
+                       '0.25', '--largest-component',
+                       *options('tested_tricks', **{'model.test_cfg.window': 32})])
+    assert used and all(cfg == dict(mode='slide', window=(32, 32), overlap=0.25, gaussian=True,
+                                    window_batch_size=4, largest_component=True,
+                                    tta=dict(flips=('h', 'v'), rot90=False)) for cfg in used)
+    metrics = json.loads(out.read_text())
+    # the numbers of the same tricks set directly in the model's test_cfg
+    config = Config.fromfile(str(work / 'unet_effb0_quick.py'))
+    config.model.test_cfg = dict(mode='slide', window=32, overlap=0.25, largest_component=True,
+                                 tta=dict(flips=('h', 'v'), rot90=False))
+    config.dump(str(tmp_path / 'tricks.py'))
+    expected = dice_by_hand(tmp_path / 'tricks.py', checkpoint, data / 'val')
+    for name, value in expected.items():
+        assert metrics[name] == pytest.approx(value, abs=1e-9), name
+
+
 def test_infer_command_line_runs_from_the_checkout(trained, tmp_path):
     data, work, _ = trained
     result = subprocess.run(

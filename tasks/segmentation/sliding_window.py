@@ -1,0 +1,207 @@
+"""Sliding-window prediction with Gaussian importance weighting (nnU-Net's, MONAI's inferers).
+
+A model trained on crops sees a whole large image only in pieces: windows of the crop size are
+predicted one batch at a time (memory is bounded by the windows per call, not the image), and
+where windows overlap their logits are averaged with a Gaussian weight, so the pixels a window saw
+with little context (its border) count less than those it saw in its centre.
+
+2D only: volumes are predicted slice by slice with the same functions.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Callable, List, Optional, Sequence, Tuple, Union
+
+import torch
+
+__all__ = ['gaussian_importance_map', 'window_starts', 'window_weight_sum',
+           'sliding_window_logits', 'as_window', 'check_overlap']
+
+Window = Union[int, Sequence[int]]
+PredictFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def as_window(window: Window, name: str = 'window') -> Tuple[int, int]:
+    """``(h, w)`` from an int or a pair of positive ints.
+
+    Args:
+        window: one side for both axes, or ``(h, w)``.
+        name: what the error message calls the value (e.g. ``'model.test_cfg.window'``).
+    """
+    if _is_int(window):
+        sides: Tuple = (window, window)
+    elif isinstance(window, Sequence) and not isinstance(window, str):
+        sides = tuple(window)
+    else:
+        sides = ()
+    if len(sides) != 2 or not all(_is_int(side) and side > 0 for side in sides):
+        raise ValueError(f'{name} must be a positive int or a pair (h, w) of positive ints, '
+                         f'got {window!r}')
+    return int(sides[0]), int(sides[1])
+
+
+def check_overlap(overlap: float, name: str = 'overlap') -> float:
+    """``overlap`` as a float, or a ValueError naming it unless it lies in [0, 1).
+
+    Args:
+        overlap: fraction of a window shared with its neighbour.
+        name: what the error message calls the value.
+    """
+    if isinstance(overlap, bool) or not isinstance(overlap, numbers.Real) \
+            or not 0 <= overlap < 1:
+        raise ValueError(f'{name} must be a number in [0, 1) (the fraction of a window its '
+                         f'neighbour shares), got {overlap!r}')
+    return float(overlap)
+
+
+def gaussian_importance_map(window: Window, sigma_scale: float = 0.125,
+                            dtype: torch.dtype = torch.float32,
+                            device: Optional[Union[str, torch.device]] = None) -> torch.Tensor:
+    """nnU-Net's per-pixel window weight ``(h, w)``: a centred Gaussian, maximum 1, no zeros.
+
+    Args:
+        window: the window's ``(h, w)`` (or one int for both).
+        sigma_scale: the Gaussian's sigma per axis as a fraction of that axis' side.
+        dtype: the map's dtype.
+        device: the map's device.
+    """
+    sides = as_window(window)
+    if isinstance(sigma_scale, bool) or not isinstance(sigma_scale, numbers.Real) \
+            or not sigma_scale > 0:
+        raise ValueError(f'sigma_scale must be a positive number, got {sigma_scale!r}')
+    axes = []
+    for side in sides:
+        # centred between the two middle pixels of an even side, so the map is exactly symmetric;
+        # the exponent is taken relative to its smallest value so the maximum is exactly 1 and
+        # a tiny sigma cannot underflow the whole map to 0
+        offset = (torch.arange(side, dtype=torch.float64) - (side - 1) / 2) / (sigma_scale * side)
+        squared = offset ** 2
+        axes.append(torch.exp(-0.5 * (squared - squared.min())))
+    weights = (axes[0][:, None] * axes[1][None, :]).to(dtype)
+    # a weight of 0 would leave pixels covered only by window borders undefined (0 / 0)
+    nonzero = weights[weights > 0]
+    weights[weights == 0] = nonzero.min()
+    return weights.to(device)
+
+
+def window_starts(size: int, window: int, overlap: float) -> List[int]:
+    """Window positions along one axis covering ``[0, size)``, as nnU-Net places them.
+
+    The step is at most ``ceil(window * (1 - overlap))``; the first window starts at 0, the last
+    at ``size - window``, and those between are spread evenly. A single 0 when
+    ``window >= size``.
+
+    Args:
+        size: the axis' length.
+        window: the window's side along it.
+        overlap: the fraction of a window its neighbour shares, in [0, 1).
+    """
+    for name, value in (('size', size), ('window', window)):
+        if not _is_int(value) or value < 1:
+            raise ValueError(f'{name} must be a positive int, got {value!r}')
+    overlap = check_overlap(overlap)
+    if window >= size:
+        return [0]
+    step = math.ceil(window * (1 - overlap))
+    count = math.ceil((size - window) / step) + 1
+    spacing = (size - window) / (count - 1)
+    return [int(round(spacing * index)) for index in range(count)]
+
+
+def _windows(size: Sequence[int], window: Tuple[int, int],
+             overlap: float) -> List[Tuple[slice, slice]]:
+    """Every window's ``(rows, columns)`` over an image of ``size``."""
+    rows = window_starts(size[0], window[0], overlap)
+    columns = window_starts(size[1], window[1], overlap)
+    return [(slice(y, y + window[0]), slice(x, x + window[1])) for y in rows for x in columns]
+
+
+def _fitted(size: Sequence[int], window: Window) -> Tuple[int, int]:
+    """The window, shrunk to the image side along any axis where the image is smaller."""
+    sides = as_window(window)
+    return min(sides[0], int(size[0])), min(sides[1], int(size[1]))
+
+
+def _weight_map(window: Tuple[int, int], gaussian: bool, dtype: torch.dtype,
+                device: torch.device) -> torch.Tensor:
+    if gaussian:
+        return gaussian_importance_map(window, dtype=dtype, device=device)
+    return torch.ones(window, dtype=dtype, device=device)
+
+
+def window_weight_sum(size: Sequence[int], window: Window, overlap: float = 0.5,
+                      gaussian: bool = True, dtype: torch.dtype = torch.float32,
+                      device: Optional[Union[str, torch.device]] = None) -> torch.Tensor:
+    """The weight each pixel of an image of ``size`` accumulates over all its windows ``(H, W)``:
+    what :func:`sliding_window_logits` divides by.
+
+    Args:
+        size: the image's ``(H, W)``.
+        window: the window's ``(h, w)`` or one int; shrunk to the image where it is larger.
+        overlap: the fraction of a window its neighbour shares, in [0, 1).
+        gaussian: Gaussian weights (else every pixel of a window weighs 1).
+        dtype: the result's dtype.
+        device: the result's device.
+    """
+    window = _fitted(size, window)
+    weight = _weight_map(window, gaussian, dtype, torch.device(device or 'cpu'))
+    total = torch.zeros(tuple(int(side) for side in size), dtype=dtype, device=weight.device)
+    for rows, columns in _windows(size, window, overlap):
+        total[rows, columns] += weight
+    return total
+
+
+def sliding_window_logits(predict_fn: PredictFn, inputs: torch.Tensor, window: Window,
+                          overlap: float = 0.5, gaussian: bool = True,
+                          window_batch_size: int = 4) -> torch.Tensor:
+    """Logits ``(N, K, H, W)`` of ``inputs`` ``(N, C, H, W)`` predicted window by window.
+
+    Windows of all images are batched together, at most ``window_batch_size`` per call of
+    ``predict_fn``, so memory depends on that and not on the image size. Overlapping predictions
+    are averaged with per-pixel weights (Gaussian, or uniform). Where the image is smaller than
+    the window along an axis, the window shrinks to the image's side there (a
+    :meth:`SegmentationModel.logits` pads any size to its stride itself).
+
+    Args:
+        predict_fn: ``(B, C, h, w)`` -> logits ``(B, K, h, w)``.
+        inputs: the images, ``(N, C, H, W)``.
+        window: the window's ``(h, w)`` or one int (typically the training crop size).
+        overlap: the fraction of a window its neighbour shares, in [0, 1) (nnU-Net: 0.5).
+        gaussian: weight each window's pixels with :func:`gaussian_importance_map`.
+        window_batch_size: windows per call of ``predict_fn``.
+    """
+    if inputs.dim() != 4 or not len(inputs):
+        raise ValueError(f'inputs must be (N, C, H, W) with N >= 1, got shape '
+                         f'{tuple(inputs.shape)}')
+    if not _is_int(window_batch_size) or window_batch_size < 1:
+        raise ValueError(f'window_batch_size must be a positive int, got {window_batch_size!r}')
+    overlap = check_overlap(overlap)
+    size = tuple(inputs.shape[-2:])
+    window = _fitted(size, window)
+    windows = [(index, rows, columns) for index in range(len(inputs))
+               for rows, columns in _windows(size, window, overlap)]
+    summed: Optional[torch.Tensor] = None
+    weight: Optional[torch.Tensor] = None
+    for first in range(0, len(windows), window_batch_size):
+        chunk = windows[first:first + window_batch_size]
+        batch = torch.stack([inputs[i, :, rows, columns] for i, rows, columns in chunk])
+        logits = predict_fn(batch)
+        if logits.dim() != 4 or logits.shape[0] != len(chunk) or tuple(logits.shape[-2:]) != window:
+            raise ValueError(f'predict_fn must map (B, C, h, w) windows to (B, K, h, w) logits; '
+                             f'for {len(chunk)} windows of {window} it returned shape '
+                             f'{tuple(logits.shape)}')
+        if summed is None:
+            # accumulate in at least float32: half-precision sums of many windows lose digits
+            dtype = torch.promote_types(logits.dtype, torch.float32)
+            summed = torch.zeros((len(inputs), logits.shape[1], *size), dtype=dtype,
+                                 device=logits.device)
+            weight = _weight_map(window, gaussian, dtype, logits.device)
+        for (i, rows, columns), window_logits in zip(chunk, logits):
+            summed[i, :, rows, columns] += window_logits * weight
+    total = window_weight_sum(size, window, overlap, gaussian, summed.dtype, summed.device)
+    return (summed / total).to(logits.dtype)
