@@ -68,10 +68,19 @@ def prepare_test_config(config: str, checkpoint: str, work_dir: Optional[str] = 
     merge_options(cfg, cfg_options)
     resolve_from_data(cfg, checkpoint_meta(checkpoint))  # the classes it was trained with
     cfg.work_dir = work_dir or cfg.get('work_dir') or default_work_dir(cfg)
+    _per_case_metrics(cfg)
     cfg.load_from = checkpoint
     cfg.resume = False
     cfg.launcher = launcher
     return cfg
+
+
+def _per_case_metrics(cfg: Config) -> None:
+    """Volume metrics report every case when testing (the table tools/test.py prints)."""
+    evaluator = cfg.get('test_evaluator')
+    for entry in (evaluator if isinstance(evaluator, list) else [evaluator]):
+        if isinstance(entry, dict) and 'VolumeSegMetric' in str(entry.get('type', '')):
+            entry['per_case'] = True
 
 
 def build_runner(cfg: Config) -> Runner:

@@ -48,6 +48,12 @@ class SegInferencer(Inferencer):
 
 def run_inference(cfg: Config, checkpoint: str, inputs: Sequence[str], out_dir: str,
                   device: Optional[str] = None, overwrite: bool = False) -> List[Path]:
-    """Write ``<name>_mask.png`` (class indices) and ``<name>_overlay.png`` per input image;
-    existing outputs stop the run before anything is written unless ``overwrite``."""
+    """Write ``<name>_mask.png`` (class indices) and ``<name>_overlay.png`` per input image, or for
+    NIfTI inputs ``<case>.nii.gz`` and slice overlays per case
+    (:class:`~tasks.segmentation.volume_inference.VolumeInferencer`); existing outputs stop the
+    run before anything is written unless ``overwrite``."""
+    from .volume_inference import VolumeInferencer, is_volume_input
+
+    if is_volume_input(inputs):
+        return VolumeInferencer(cfg, checkpoint, device, overwrite=overwrite).run(inputs, out_dir)
     return SegInferencer(cfg, checkpoint, device).run(inputs, out_dir, overwrite=overwrite)

@@ -13,7 +13,7 @@ from effnet_backbones import create_smp_model
 from effnet_backbones.registry import MODELS
 
 from .padding import pad_to, padded_size
-from .postprocess import keep_largest_component
+from .postprocess import keep_largest_component, largest_component_classes
 from .sample import SegSample
 from .sliding_window import as_window, check_overlap, sliding_window_logits
 from .tta import check_flips, tta_logits
@@ -73,7 +73,7 @@ def resolve_test_cfg(test_cfg: Optional[Dict[str, Any]],
         tta = {**DEFAULT_TTA, **cfg['tta']}
         cfg['tta'] = dict(flips=check_flips(tta['flips'], f'{name}.tta.flips'),
                           rot90=_check_bool(tta['rot90'], f'{name}.tta.rot90'))
-    _check_bool(cfg['largest_component'], f'{name}.largest_component')
+    largest_component_classes(cfg['largest_component'], f'{name}.largest_component')
     return cfg
 
 
@@ -111,8 +111,8 @@ class SegmentationModel(BaseModel):
             - ``tta``: None (default) or ``dict(flips=('h', 'v'), rot90=False)``: average the
               logits over every combination of the flips (and with ``rot90`` the 90/180/270
               degree rotations), see :func:`~tasks.segmentation.tta.tta_logits`.
-            - ``largest_component``: keep only each class's largest connected component of
-              the predicted map (default False).
+            - ``largest_component``: True, or a list of class indices: keep only each (listed)
+              class's largest connected component of the predicted map (default False).
 
             The default predicts exactly as ``self.logits`` does; 'loss' and 'tensor' modes never
             use these settings.
@@ -230,9 +230,10 @@ class SegmentationModel(BaseModel):
             data_samples = [SegSample(img_path='', img_shape=size) for _ in range(len(inputs))]
         labels = [label[:sample.img_shape[0], :sample.img_shape[1]]
                   for sample, label in zip(data_samples, self._batch_labels(inputs, data_samples))]
-        if self.test_cfg['largest_component']:
-            labels = [torch.from_numpy(keep_largest_component(label.cpu().numpy())).to(label.device)
-                      for label in labels]
+        classes = largest_component_classes(self.test_cfg['largest_component'])
+        if classes != []:
+            labels = [torch.from_numpy(keep_largest_component(label.cpu().numpy(), classes))
+                      .to(label.device) for label in labels]
         return [replace(sample, pred_mask=label) for sample, label in zip(data_samples, labels)]
 
     def _batch_labels(self, inputs: torch.Tensor,

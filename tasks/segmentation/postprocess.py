@@ -10,7 +10,7 @@ from typing import Optional, Sequence
 import numpy as np
 from scipy import ndimage
 
-__all__ = ['keep_largest_component']
+__all__ = ['keep_largest_component', 'largest_component_classes']
 
 
 def keep_largest_component(labels: np.ndarray, classes: Optional[Sequence[int]] = None,
@@ -49,3 +49,21 @@ def keep_largest_component(labels: np.ndarray, classes: Optional[Sequence[int]] 
         sizes[0] = 0  # label 0 is everything outside the class
         cleaned[mask & (components != sizes.argmax())] = 0
     return cleaned
+
+
+def largest_component_classes(option: object, name: str = 'largest_component'
+                              ) -> Optional[Sequence[int]]:
+    """A ``largest_component`` setting as the ``classes`` of :func:`keep_largest_component`:
+    ``True`` -> every foreground class (``None``), a list of class indices -> those (a structure
+    drawn in two parts, such as both hemispheres' white matter, should be left out); ``False`` ->
+    ``[]`` (nothing to clean)."""
+    if option is True:
+        return None
+    if option is False or option is None:
+        return []
+    values = list(option) if isinstance(option, (list, tuple)) else None
+    if values is None or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                                 and v > 0 for v in values):
+        raise ValueError(f'{name} must be True, False or a list of foreground class indices '
+                         f'(> 0), got {option!r}')
+    return [int(v) for v in values]

@@ -19,12 +19,13 @@ import numpy as np
 import torch
 from mmengine.config import Config
 
+from ..common.inference import refuse_existing
 from ..common.io import DataError
 from ..common.visualize import overlay, to_display, write_rgb
 from ..common.volume_io import NIFTI_SUFFIXES, Volume, is_nifti, write_volume_like
 from ..common.volume_norm import build_volume_norm
 from ..engine.checkpoint import load_trained_model
-from .postprocess import keep_largest_component
+from .postprocess import keep_largest_component, largest_component_classes
 from .volume_dataset import SliceStack, prepare_case
 from .volumes import VolumeCase, VolumeDescription, case_name_of, load_case
 
@@ -91,8 +92,8 @@ class VolumeInferencer:
         self.slice_axis = dataset_meta.get('slice_axis', 'coarsest')
         evaluator = cfg.get('test_evaluator') or {}
         test_cfg = cfg.model.get('test_cfg') or {}
-        self.largest_component = bool(evaluator.get('largest_component') or
-                                      test_cfg.get('largest_component'))
+        self.component_classes = largest_component_classes(
+            evaluator.get('largest_component') or test_cfg.get('largest_component') or False)
         self.batch_size = batch_size
         self.overwrite = overwrite
 
@@ -116,15 +117,10 @@ class VolumeInferencer:
             logits = self.model.predict_logits(inputs.to(self.device))
             predictions.append(self.model.labels(logits).to(torch.uint8).cpu().numpy())
         labels = np.moveaxis(np.concatenate(predictions), 0, stack.axis)
-        if self.largest_component:
-            labels = keep_largest_component(labels)
+        if self.component_classes != []:
+            labels = keep_largest_component(labels, self.component_classes)
         return VolumePrediction(case.name, labels, time.perf_counter() - start, loaded.reference,
                                 stack)
-
-    def outputs(self, folder: Path, case: str, count: int) -> List[Path]:
-        """The files written for ``case``: its label volume and ``count`` overlays."""
-        return [folder / f'{case}.nii.gz'] + [folder / f'{case}_slice{k}_overlay.png'
-                                               for k in range(count)]
 
     def _overlay_slices(self, labels_first: np.ndarray) -> List[int]:
         with_foreground = np.nonzero(labels_first.reshape(len(labels_first), -1).max(1) > 0)[0]
@@ -142,13 +138,10 @@ class VolumeInferencer:
         if duplicates:
             raise DataError(f'several inputs name case(s) {duplicates}; their outputs would '
                             f'overwrite each other')
-        if not self.overwrite:
-            existing = [str(p) for name in names for p in
-                        [folder / f'{name}.nii.gz', *folder.glob(f'{name}_slice*_overlay.png')]
-                        if p.exists()]
-            if existing:
-                raise FileExistsError(f'{existing[0]} exists (and {len(existing) - 1} more '
-                                      f'output(s)); pass --overwrite to replace them')
+        # the overlays' number depends on the prediction: any overlay of the case counts
+        refuse_existing([p for name in names for p in [folder / f'{name}.nii.gz',
+                                                       *folder.glob(f'{name}_slice*_overlay.png')]],
+                        self.overwrite)
         folder.mkdir(parents=True, exist_ok=True)
         written: List[Path] = []
         self.timings: Dict[str, float] = {}

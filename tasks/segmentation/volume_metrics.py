@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import warnings
 from collections import defaultdict
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -19,7 +19,7 @@ from mmengine.evaluator import BaseMetric
 from mmengine.logging import print_log
 
 from .metrics import confusion_matrix, dice_iou
-from .postprocess import keep_largest_component
+from .postprocess import keep_largest_component, largest_component_classes
 
 __all__ = ['VolumeSegMetric', 'case_dice_table', 'CASE_KEY']
 
@@ -47,7 +47,8 @@ class VolumeSegMetric(BaseMetric):
         ignore_index: label value that is not scored.
         include_background: whether class 0 counts in ``mDice`` / ``mIoU``.
         largest_component: keep only the largest 3-D connected component of each foreground class
-            of a case's prediction before scoring (nnU-Net's post-processing).
+            of a case's prediction before scoring (nnU-Net's post-processing): True for every
+            class, or a list of the class indices to clean.
         per_case: also return ``case/<case>/Dice.<class>`` for every case (``tools/test.py``
             turns it on and prints them as a table).
     """
@@ -55,7 +56,8 @@ class VolumeSegMetric(BaseMetric):
     default_prefix: Optional[str] = ''
 
     def __init__(self, num_classes: Optional[int] = None, ignore_index: int = 255,
-                 include_background: bool = True, largest_component: bool = False,
+                 include_background: bool = True,
+                 largest_component: Union[bool, Sequence[int]] = False,
                  per_case: bool = False, collect_device: str = 'cpu',
                  prefix: Optional[str] = None) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
@@ -63,6 +65,8 @@ class VolumeSegMetric(BaseMetric):
         self.ignore_index = ignore_index
         self.include_background = include_background
         self.largest_component = largest_component
+        self._component_classes = largest_component_classes(largest_component,
+                                                            'VolumeSegMetric.largest_component')
         self.per_case = per_case
 
     @property
@@ -107,8 +111,8 @@ class VolumeSegMetric(BaseMetric):
         num_classes = self.num_classes or len(names)
         per_case_dice, per_case_iou = {}, {}
         for case, (pred, gt) in self._volumes(results).items():
-            if self.largest_component:
-                pred = keep_largest_component(pred)
+            if self._component_classes != []:
+                pred = keep_largest_component(pred, self._component_classes)
             matrix = confusion_matrix(torch.from_numpy(pred.astype(np.int64)),
                                       torch.from_numpy(gt.astype(np.int64)), num_classes,
                                       self.ignore_index)

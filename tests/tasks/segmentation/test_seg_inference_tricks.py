@@ -386,7 +386,8 @@ def test_predict_keeps_the_largest_component(monkeypatch):
     (dict(tta=dict(flips=('d',))), r"model.test_cfg.tta.flips: unknown flip 'd'"),
     (dict(tta=dict(rot=True)), r"model.test_cfg.tta: unknown key 'rot'; valid keys are "
                                r"\['flips', 'rot90'\]"),
-    (dict(largest_component=1), r'model.test_cfg.largest_component must be True or False'),
+    (dict(largest_component=1), r'model.test_cfg.largest_component must be True, False or a list'),
+    (dict(largest_component=[0]), r'list of foreground class indices'),
 ])
 def test_bad_test_cfg_is_named(test_cfg, message):
     with pytest.raises(ValueError, match=message):

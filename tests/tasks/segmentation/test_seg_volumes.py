@@ -158,10 +158,13 @@ def test_volume_metric_is_per_case_3d_dice_with_optional_largest_component():
     assert result['case/b/Dice.lesion'] == pytest.approx(dice(pred_b, gt_b))
     assert result['Dice.lesion'] == pytest.approx((dice(pred_a, gt_a) + dice(pred_b, gt_b)) / 2)
     assert result['mFgDice'] == result['Dice.lesion']
-    cleaned = VolumeSegMetric(largest_component=True, per_case=True)
-    cleaned.dataset_meta = metric.dataset_meta
-    cleaned.process({}, _volume_samples('a', pred_a, gt_a))
-    assert cleaned.evaluate(6)['case/a/Dice.lesion'] == pytest.approx(1.0)
+    for option in (True, [1]):
+        cleaned = VolumeSegMetric(largest_component=option, per_case=True)
+        cleaned.dataset_meta = metric.dataset_meta
+        cleaned.process({}, _volume_samples('a', pred_a, gt_a))
+        assert cleaned.evaluate(6)['case/a/Dice.lesion'] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match='foreground class indices'):
+        VolumeSegMetric(largest_component=[0])
     incomplete = VolumeSegMetric()
     incomplete.dataset_meta = metric.dataset_meta
     incomplete.process({}, _volume_samples('a', pred_a, gt_a)[1:])

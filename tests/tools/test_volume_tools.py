@@ -1,0 +1,106 @@
+"""The medical-volume workflow end to end on synthetic NIfTI cases with an oblique, anisotropic
+affine: check, train a few iterations from the nnU-Net layout, test per case (with and without
+the inference tricks), infer masks aligned with their inputs, never overwriting unasked."""
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from tasks.engine import prepare_train_config
+from tasks.segmentation.volume_inference import channel_files
+from tool_loader import CONFIGS, cfg_options, run_train_tool, tool
+from volume_data import write_volume_dataset
+
+VOLUMES = CONFIGS / 'unet_effb4_volumes.py'
+TINY = {'model.arch': 'b0', 'model.decoder_options.decoder_channels': [16, 16, 16, 16, 16],
+        'train_dataloader.batch_size': 2, 'train_dataloader.dataset.crop_size': 32,
+        'train_dataloader.num_workers': 0, 'train_dataloader.persistent_workers': False,
+        'val_dataloader.num_workers': 0, 'val_dataloader.persistent_workers': False,
+        'test_dataloader.num_workers': 0, 'test_dataloader.persistent_workers': False}
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp('volumes')
+    data = write_volume_dataset(root / 'data', cases=4)
+    work = root / 'work'
+    runner = run_train_tool(VOLUMES, data, work, 2, *cfg_options(TINY, 'volumes_tools'))
+    return data, work, runner
+
+
+def test_a_few_iterations_train_from_the_volume_layout(trained):
+    data, work, runner = trained
+    assert runner.iter == 2
+    assert (work / 'iter_2.pth').is_file()
+    dataset = runner.train_dataloader.dataset
+    assert dataset.case_names == ['case_000', 'case_001', 'case_002']
+    assert dataset.metainfo['normalize'] == [{'mode': 'zscore'}]
+    assert runner.model.num_classes == 2
+
+
+def test_test_tool_scores_every_case_in_3d(trained, tmp_path, capsys):
+    data, work, _ = trained
+    out = tmp_path / 'metrics.json'
+    metrics = tool('test').main([str(VOLUMES), str(work / 'iter_2.pth'), '--data-root', str(data),
+                                 '--work-dir', str(tmp_path / 'test'), '--out', str(out),
+                                 *cfg_options(TINY, 'volumes_test')])
+    printed = capsys.readouterr().out
+    assert 'per-case Dice (3-D):' in printed and 'case_003' in printed
+    assert 'case/case_003/Dice.lesion' in metrics and 0 <= metrics['mFgDice'] <= 1
+    assert json.loads(out.read_text())['mFgDice'] == pytest.approx(metrics['mFgDice'])
+    tricks = tool('test').main([str(VOLUMES), str(work / 'iter_2.pth'), '--data-root', str(data),
+                                '--work-dir', str(tmp_path / 'test2'), '--tta', '--sliding-window',
+                                '--largest-component', *cfg_options(TINY, 'volumes_test2')])
+    assert 0 <= tricks['mFgDice'] <= 1
+
+
+def test_infer_writes_masks_on_the_input_grid_and_never_overwrites_unasked(trained, tmp_path):
+    data, work, _ = trained
+    case = data / 'imagesTr' / 'case_003_0000.nii.gz'
+    arguments = [str(VOLUMES), str(work / 'iter_2.pth'), str(case), '--out-dir', str(tmp_path),
+                 '--cfg-options', 'model.arch=b0', 'model.decoder_options.decoder_channels='
+                 '[16,16,16,16,16]']
+    written = tool('infer').main(arguments)
+    mask_path = tmp_path / 'case_003.nii.gz'
+    assert mask_path in written and any(p.suffix == '.png' for p in written)
+    image, mask = nib.load(str(case)), nib.load(str(mask_path))
+    assert mask.shape == image.shape == (40, 36, 6)
+    assert np.allclose(mask.affine, image.affine) and not np.allclose(image.affine[:3, :3],
+                                                                      np.diag(np.diag(image.affine)[:3]))
+    assert np.allclose(mask.header.get_zooms(), (0.8, 0.8, 3.0))
+    assert mask.get_data_dtype() == np.uint8
+    assert set(np.unique(np.asanyarray(mask.dataobj)).tolist()) <= {0, 1}
+    before = mask_path.read_bytes()
+    with pytest.raises(FileExistsError, match='--overwrite'):
+        tool('infer').main(arguments)
+    assert mask_path.read_bytes() == before
+    tool('infer').main(arguments + ['--overwrite'])
+
+
+def test_the_folder_recipe_switches_to_volumes_by_itself(tmp_path):
+    data = write_volume_dataset(tmp_path / 'data', cases=3)
+    cfg = prepare_train_config(str(CONFIGS / 'unet_effb4_medical.py'), data_root=str(data),
+                               max_iters=2, cfg_options={'experiment_name': 'volumes_switch'})
+    assert cfg.train_dataloader.dataset.type == 'effnet_backbones.VolumeSliceDataset'
+    assert cfg.train_dataloader.dataset.foreground_ratio == pytest.approx(0.33)
+    assert cfg.val_evaluator.type == 'effnet_backbones.VolumeSegMetric'
+    assert cfg.model.num_classes == 2 and cfg.model.in_channels == 1
+
+
+def test_multichannel_cases_gather_their_channel_files(tmp_path):
+    data = write_volume_dataset(tmp_path / 'data', cases=2, channel_names=('T1', 'T2'))
+    first = data / 'imagesTr' / 'case_000_0000.nii.gz'
+    assert [p.name for p in channel_files(first, 2)] == ['case_000_0000.nii.gz',
+                                                         'case_000_0001.nii.gz']
+    (data / 'imagesTr' / 'case_000_0001.nii.gz').unlink()
+    with pytest.raises(Exception, match="case 'case_000'.*case_000_0001.nii.gz is missing"):
+        channel_files(first, 2)
+
+
+def test_check_data_lists_volume_problems(tmp_path, capsys):
+    data = write_volume_dataset(tmp_path / 'data', cases=3)
+    assert tool('check_data').main([str(data)]) == 0
+    (data / 'labelsTr' / 'case_001.nii.gz').write_bytes(b'broken')
+    assert tool('check_data').main([str(data)]) == 1
+    assert "case 'case_001'" in capsys.readouterr().out
