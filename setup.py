@@ -56,6 +56,8 @@ setup(
         # the peers tools/benchmark_task.py compares against (smp and torchvision are already in)
         'bench': ['monai>=1.3'],
         # pytest-randomly runs the tests in a new random order each time: none may depend on another
-        'dev': ['pytest>=7.3', 'pytest-xdist', 'pytest-timeout', 'pytest-randomly'] + EXPORT_REQUIRES,
+        # effdet: the EfficientDet reference the BiFPN / EfficientDet parity tests build
+        'dev': ['pytest>=7.3', 'pytest-xdist', 'pytest-timeout', 'pytest-randomly',
+                'effdet>=0.4.1'] + EXPORT_REQUIRES,
     },
 )

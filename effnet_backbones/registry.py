@@ -16,6 +16,7 @@ from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import Registry, build_model_from_cfg
 
 from .adapters.torchvision import EffNetFPN
+from .bifpn import EffNetBiFPN
 from .classifier import EfficientNetClassifier
 from .factory import build_backbone
 
@@ -41,6 +42,7 @@ MODELS = Registry('model', parent=MMENGINE_MODELS, scope=SCOPE, build_func=_buil
 MODELS.register_module(name='EfficientNet', module=build_backbone)
 MODELS.register_module(module=EfficientNetClassifier)
 MODELS.register_module(module=EffNetFPN)
+MODELS.register_module(module=EffNetBiFPN)
 
 # filled by the task packages (tasks/*), which register their datasets, metrics and hooks here
 DATASETS = Registry('dataset', parent=MMENGINE_DATASETS, scope=SCOPE)
