@@ -2,7 +2,8 @@
 and MONAI's ``FlexibleUNet`` inside :class:`~tasks.segmentation.SegmentationModel` (same losses,
 padding, prediction and metrics), and torchvision's ResNet-50-FPN inside our
 :class:`~tasks.detection.RetinaNet` (same head, anchors, losses), so a benchmark compares networks
-and nothing else.
+and nothing else. ``effdet``'s EfficientDet (:class:`PeerEffDet`) is the exception: it keeps its
+own anchors, loss and post-processing, because the point is to compare with effdet as it is.
 
 Configs reach them with ``custom_imports=dict(imports=[..., 'benchmarks.peers'])`` and
 ``model=dict(type='effnet_backbones.PeerSegmentationModel', network=dict(library='smp', ...))``.
@@ -10,17 +11,22 @@ They need the optional ``bench`` extra (MONAI); nothing here is installed with t
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List
+import copy
+import math
+from dataclasses import replace
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.model import BaseModel
 
 from effnet_backbones.registry import MODELS
 from tasks.detection.model import RetinaNet
 from tasks.segmentation.model import SegmentationModel
 
 __all__ = ['PeerSegmentationModel', 'build_peer_network', 'PEER_LIBRARIES', 'ResNetFPN',
-           'PeerRetinaNet']
+           'PeerRetinaNet', 'PeerEffDet']
 
 PEER_LIBRARIES = ('smp', 'monai')
 
@@ -132,3 +138,109 @@ class PeerRetinaNet(RetinaNet):
         in_chans = (backbone.get('in_chans') if isinstance(backbone, dict) else None) or 3
         return ResNetFPN(self._network_spec.get('depth', 'resnet50'), in_chans,
                          fpn.get('out_channels', 256))
+
+
+@MODELS.register_module()
+class PeerEffDet(BaseModel):
+    """``effdet``'s EfficientDet (``tf_efficientdet_d0`` ...) from scratch, with effdet's own anchors,
+    anchor labeller, focal + Huber loss and post-processing, fed our datasets' batches.
+
+    effdet builds its anchors for one fixed image size (a multiple of 128); here each batch is
+    padded (bottom and right) to the next multiple of 128 and anchors and labeller are built once
+    per padded size, which is the least a user must do to run effdet on images of other sizes.
+
+    Args:
+        name: an effdet model name.
+        num_classes: object classes (background not counted).
+        backbone: only ``in_chans`` is read (the recipes' backbone dict), for gray images.
+        score_thresh: detections scoring less are dropped.
+        detections_per_img: most detections kept per image.
+        **ignored: the recipe's RetinaNet-only keys (anchors, FPN), which effdet sets itself.
+    """
+
+    def __init__(self, name: str = 'tf_efficientdet_d0', num_classes: Optional[int] = None,
+                 backbone: Optional[Dict[str, Any]] = None, score_thresh: float = 0.05,
+                 detections_per_img: int = 100,
+                 data_preprocessor: Optional[Dict[str, Any]] = None,
+                 init_cfg: Optional[Dict[str, Any]] = None, **ignored: Any) -> None:
+        super().__init__(data_preprocessor=data_preprocessor or
+                         dict(type='effnet_backbones.DetDataPreprocessor'), init_cfg=init_cfg)
+        try:
+            from effdet import EfficientDet, get_efficientdet_config
+            from effdet.loss import DetectionLoss
+        except ImportError as err:
+            raise ImportError("the effdet peer needs effdet: pip install -e '.[dev]'") from err
+        config = get_efficientdet_config(name)
+        config.num_classes = int(num_classes)
+        in_chans = (backbone or {}).get('in_chans') or 3
+        config.backbone_args = dict(config.backbone_args or {}, in_chans=in_chans)
+        config.max_det_per_image = detections_per_img
+        self.effdet_config = config
+        self.net = EfficientDet(config, pretrained_backbone=False)
+        self.loss_fn = DetectionLoss(config)
+        self.score_thresh = score_thresh
+        self._anchors: Dict[Tuple[int, int], Any] = {}
+
+    def _pad(self, images: Sequence[torch.Tensor]) -> torch.Tensor:
+        height = max(image.shape[-2] for image in images)
+        width = max(image.shape[-1] for image in images)
+        size = (math.ceil(height / 128) * 128, math.ceil(width / 128) * 128)
+        return torch.stack([F.pad(image, (0, size[1] - image.shape[-1],
+                                          0, size[0] - image.shape[-2])) for image in images])
+
+    def _labeller(self, size: Tuple[int, int], device: torch.device):
+        """effdet's anchors and anchor labeller for a padded input size (built once per size)."""
+        if size not in self._anchors:
+            from effdet.anchors import AnchorLabeler, Anchors
+            config = copy.deepcopy(self.effdet_config)
+            config.image_size = size
+            anchors = Anchors.from_config(config).to(device)
+            self._anchors[size] = (anchors, AnchorLabeler(anchors, config.num_classes,
+                                                          match_threshold=0.5))
+        return self._anchors[size]
+
+    def forward(self, inputs: Sequence[torch.Tensor], data_samples: Optional[List[Any]] = None,
+                mode: str = 'tensor') -> Any:
+        """MMEngine entry point: 'loss', 'predict' or 'tensor' (effdet's class and box outputs)."""
+        batch = self._pad(list(inputs))
+        if mode == 'tensor':
+            return self.net(batch)
+        if mode == 'loss':
+            return self.loss(batch, data_samples)
+        if mode == 'predict':
+            return self.predict(batch, data_samples)
+        raise ValueError(f"mode must be 'loss', 'predict' or 'tensor', got {mode!r}")
+
+    def loss(self, batch: torch.Tensor, data_samples: List[Any]) -> Dict[str, torch.Tensor]:
+        """effdet's total loss (focal + box weight x Huber), logged as ``loss``."""
+        _, labeller = self._labeller(tuple(batch.shape[-2:]), batch.device)
+        boxes = [sample.gt_boxes.float().reshape(-1, 4)[:, [1, 0, 3, 2]].to(batch.device)
+                 for sample in data_samples]  # effdet takes y1, x1, y2, x2
+        classes = [sample.gt_labels.float().to(batch.device) + 1 for sample in data_samples]
+        class_out, box_out = self.net(batch)
+        cls_targets, box_targets, positives = labeller.batch_label_anchors(boxes, classes)
+        loss, _, _ = self.loss_fn(class_out, box_out, cls_targets, box_targets, positives)
+        return dict(loss=loss)
+
+    @torch.no_grad()
+    def predict(self, batch: torch.Tensor, data_samples: List[Any]) -> List[Any]:
+        """Samples with ``pred_*`` in original pixels, from effdet's own post-processing."""
+        from effdet.bench import _batch_detection, _post_process
+        anchors, _ = self._labeller(tuple(batch.shape[-2:]), batch.device)
+        class_out, box_out = self.net(batch)
+        config = self.effdet_config
+        class_pp, box_pp, indices, classes = _post_process(
+            class_out, box_out, num_levels=config.num_levels, num_classes=config.num_classes,
+            max_detection_points=config.max_detection_points)
+        detections = _batch_detection(len(batch), class_pp, box_pp, anchors.boxes,
+                                      indices, classes, max_det_per_image=config.max_det_per_image)
+        results = []
+        for sample, found in zip(data_samples, detections):
+            found = found[found[:, 4] > self.score_thresh]
+            height, width = sample.ori_shape
+            boxes = sample.mapping.to_original(found[:, :4])
+            boxes[:, 0::2] = boxes[:, 0::2].clamp(0, width)
+            boxes[:, 1::2] = boxes[:, 1::2].clamp(0, height)
+            results.append(replace(sample, pred_boxes=boxes, pred_scores=found[:, 4],
+                                   pred_labels=found[:, 5].long() - 1))
+        return results
