@@ -48,3 +48,13 @@ def test_smp_decoders_construct_the_backbone_once(count_backbones, decoder, opti
                                               encoder_options=dict(drop_path_rate=0.1), **options)
     assert count_backbones == ['b0']
     assert model.encoder.backbone.in_chans == 4
+
+
+def test_the_volume_recipe_is_the_medical_recipe_on_volumes():
+    medical = Config.fromfile(str(ROOT / 'configs' / 'unet_effb4_medical.py'))
+    volumes = Config.fromfile(str(ROOT / 'configs' / 'unet_effb4_volumes.py'))
+    for key in ('model', 'custom_hooks', 'default_hooks', 'optim_wrapper', 'param_scheduler',
+                'train_cfg'):
+        assert volumes[key] == medical[key], key
+    assert volumes.train_dataloader.dataset.type == 'effnet_backbones.VolumeSliceDataset'
+    assert volumes.val_evaluator.type == 'effnet_backbones.VolumeSegMetric'
