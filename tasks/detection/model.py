@@ -24,7 +24,8 @@ from .heads import (OCTAVE_SCALES, DetectorSpec, FasterRCNNSpec, FCOSSpec, Retin
                     Thresholds)
 from .sample import DetSample
 
-__all__ = ['TorchvisionDetector', 'RetinaNet', 'FCOS', 'FasterRCNN', 'BatchOnlyTransform']
+__all__ = ['TorchvisionDetector', 'RetinaNet', 'FCOS', 'FasterRCNN', 'EfficientDet',
+           'BatchOnlyTransform']
 
 DEFAULT_PREPROCESSOR = dict(type='effnet_backbones.DetDataPreprocessor')
 Backbone = Union[EfficientNet, Dict[str, Any]]
@@ -217,3 +218,67 @@ class FasterRCNN(TorchvisionDetector):
                  roi_levels: Sequence[str] = ('p3', 'p4', 'p5'), **kwargs: Any) -> None:
         super().__init__(FasterRCNNSpec(tuple(anchor_sizes), tuple(anchor_scales),
                                         tuple(aspect_ratios), tuple(roi_levels)), **kwargs)
+
+
+class EfficientDet(TorchvisionDetector):
+    """EfficientDet D0-D7 (BiFPN + shared class/box nets, effdet's anchors and focal + Huber loss)
+    on our EfficientNet, any input size (padded to 128 inside).
+
+    Args:
+        variant: 'd0' ... 'd7' (the compound table, :data:`effnet_backbones.EFFICIENTDET_CONFIGS`).
+        backbone: :class:`~effnet_backbones.EfficientNet` options replacing the table's
+            (``in_chans``, ``pretrained``, ``drop_path_rate``, ``memory_efficient``, ``with_cp``
+            ...); without weights the backbone uses TF 'same' padding and BN eps 1e-3 as effdet.
+        bifpn: fields of the variant to change: ``width``, ``repeats``, ``head_repeats``,
+            ``fusion`` ('fast', 'softmax', 'sum'), ``anchor_scale``.
+        loss: effdet's loss settings to change (``focal_alpha``, ``focal_gamma``,
+            ``huber_delta``, ``box_loss_weight``).
+        with_cp: checkpointing of the BiFPN ('cell' / 'node') and the head repeats; None
+            follows the backbone's ``with_cp``.
+        **kwargs: :class:`TorchvisionDetector` arguments (``num_classes``, ``score_thresh`` ...).
+    """
+
+    def __init__(self, variant: str = 'd0', backbone: Optional[Dict[str, Any]] = None,
+                 bifpn: Optional[Dict[str, Any]] = None, loss: Optional[Dict[str, float]] = None,
+                 with_cp: Union[None, bool, str] = None, **kwargs: Any) -> None:
+        import dataclasses
+
+        from effnet_backbones.efficientdet import EFFICIENTDET_CONFIGS, _config_key
+
+        from .efficientdet import EfficientDetSpec
+
+        config = EFFICIENTDET_CONFIGS[_config_key(variant)]
+        changes = dict(bifpn or {})
+        valid = ('width', 'repeats', 'head_repeats', 'fusion', 'anchor_scale')
+        unknown = sorted(set(changes) - set(valid))
+        if unknown:
+            raise ValueError(f'bifpn: unknown key {unknown[0]!r}; valid: {list(valid)}')
+        config = dataclasses.replace(config, **changes)
+        if 'fpn' in kwargs:
+            raise ValueError("EfficientDet has no 'fpn' options; set its BiFPN with "
+                             "bifpn=dict(width=..., repeats=..., fusion=...)")
+        options = dict(backbone or {})
+        options.pop('type', None)
+        memory_efficient = bool(options.get('memory_efficient', False))
+        object.__setattr__(self, '_effdet', dict(config=config, with_cp=with_cp))
+        spec = EfficientDetSpec(config, dict(loss or {}), memory_efficient,
+                                self._head_with_cp(with_cp, options))
+        super().__init__(spec, backbone=options, **kwargs)
+        self.variant = _config_key(variant)
+
+    @staticmethod
+    def _head_with_cp(with_cp: Union[None, bool, str], backbone: Dict[str, Any]) -> bool:
+        if with_cp is None:
+            return bool(backbone.get('with_cp'))
+        return with_cp is not False
+
+    def build_neck(self, backbone: Backbone, spec: DetectorSpec, fpn: Dict[str, Any]) -> nn.Module:
+        """:class:`~effnet_backbones.EffNetBiFPN` of the variant on the backbone."""
+        from effnet_backbones import EffNetBiFPN
+        from effnet_backbones.efficientdet import _backbone_options
+
+        config, with_cp = self._effdet['config'], self._effdet['with_cp']
+        return EffNetBiFPN(_backbone_options(config, dict(backbone)), width=config.width,
+                           repeats=config.repeats, fusion=config.fusion,
+                           min_level=config.min_level, max_level=config.max_level,
+                           with_cp=with_cp)

@@ -13,13 +13,14 @@ from .data_preprocessor import DetDataPreprocessor
 from .data_config import resolve_detection_data
 from .dataset import CocoDetDataset
 from .metrics import CocoMetric
-from .model import FCOS, FasterRCNN, RetinaNet
+from .model import FCOS, EfficientDet, FasterRCNN, RetinaNet
 
 __all__ = []  # importing the module is what registers; it exports nothing
 
 MODELS.register_module(module=RetinaNet)
 MODELS.register_module(module=FCOS)
 MODELS.register_module(module=FasterRCNN)
+MODELS.register_module(module=EfficientDet)
 MODELS.register_module(module=DetDataPreprocessor)
 DATASETS.register_module(module=CocoDetDataset)
 METRICS.register_module(module=CocoMetric)
