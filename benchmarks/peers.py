@@ -12,7 +12,6 @@ They need the optional ``bench`` extra (MONAI); nothing here is installed with t
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import replace
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -145,21 +144,26 @@ class PeerEffDet(BaseModel):
     """``effdet``'s EfficientDet (``tf_efficientdet_d0`` ...) from scratch, with effdet's own anchors,
     anchor labeller, focal + Huber loss and post-processing, fed our datasets' batches.
 
-    effdet builds its anchors for one fixed image size (a multiple of 128); here each batch is
-    padded (bottom and right) to the next multiple of 128 and anchors and labeller are built once
-    per padded size, which is the least a user must do to run effdet on images of other sizes.
+    effdet builds its network (the BiFPN's resampling sizes) and anchors for one fixed input size,
+    a multiple of 128; here every batch is padded (bottom and right) to ``image_size``, which is
+    what a user of effdet has to do with images of other sizes.
 
     Args:
         name: an effdet model name.
+        image_size: the fixed input side (int) or (height, width); default effdet's (512 for D0).
         num_classes: object classes (background not counted).
         backbone: only ``in_chans`` is read (the recipes' backbone dict), for gray images.
+        bifpn: only ``anchor_scale`` is read (an EfficientDet recipe's), so both detectors use
+            the same anchors.
         score_thresh: detections scoring less are dropped.
         detections_per_img: most detections kept per image.
         **ignored: the recipe's RetinaNet-only keys (anchors, FPN), which effdet sets itself.
     """
 
     def __init__(self, name: str = 'tf_efficientdet_d0', num_classes: Optional[int] = None,
-                 backbone: Optional[Dict[str, Any]] = None, score_thresh: float = 0.05,
+                 image_size: Any = None,
+                 backbone: Optional[Dict[str, Any]] = None,
+                 bifpn: Optional[Dict[str, Any]] = None, score_thresh: float = 0.05,
                  detections_per_img: int = 100,
                  data_preprocessor: Optional[Dict[str, Any]] = None,
                  init_cfg: Optional[Dict[str, Any]] = None, **ignored: Any) -> None:
@@ -170,11 +174,20 @@ class PeerEffDet(BaseModel):
             from effdet.loss import DetectionLoss
         except ImportError as err:
             raise ImportError("the effdet peer needs effdet: pip install -e '.[dev]'") from err
+        from omegaconf import OmegaConf
         config = get_efficientdet_config(name)
+        OmegaConf.set_readonly(config, False)  # effdet's configs are read-only
         config.num_classes = int(num_classes)
         in_chans = (backbone or {}).get('in_chans') or 3
         config.backbone_args = dict(config.backbone_args or {}, in_chans=in_chans)
         config.max_det_per_image = detections_per_img
+        if image_size is not None:
+            config.image_size = ((image_size, image_size) if isinstance(image_size, int)
+                                 else tuple(image_size))
+        if any(side % 128 for side in config.image_size):
+            raise ValueError(f'effdet needs image_size multiples of 128, got {config.image_size}')
+        if (bifpn or {}).get('anchor_scale') is not None:
+            config.anchor_scale = float(bifpn['anchor_scale'])
         self.effdet_config = config
         self.net = EfficientDet(config, pretrained_backbone=False)
         self.loss_fn = DetectionLoss(config)
@@ -182,9 +195,12 @@ class PeerEffDet(BaseModel):
         self._anchors: Dict[Tuple[int, int], Any] = {}
 
     def _pad(self, images: Sequence[torch.Tensor]) -> torch.Tensor:
-        height = max(image.shape[-2] for image in images)
-        width = max(image.shape[-1] for image in images)
-        size = (math.ceil(height / 128) * 128, math.ceil(width / 128) * 128)
+        size = tuple(self.effdet_config.image_size)
+        too_large = [tuple(image.shape[-2:]) for image in images
+                     if image.shape[-2] > size[0] or image.shape[-1] > size[1]]
+        if too_large:
+            raise ValueError(f'PeerEffDet: an image of {too_large[0]} exceeds effdet\'s fixed '
+                             f'input {size}; set model.image_size')
         return torch.stack([F.pad(image, (0, size[1] - image.shape[-1],
                                           0, size[0] - image.shape[-2])) for image in images])
 
@@ -192,7 +208,9 @@ class PeerEffDet(BaseModel):
         """effdet's anchors and anchor labeller for a padded input size (built once per size)."""
         if size not in self._anchors:
             from effdet.anchors import AnchorLabeler, Anchors
+            from omegaconf import OmegaConf
             config = copy.deepcopy(self.effdet_config)
+            OmegaConf.set_readonly(config, False)  # effdet's configs are read-only
             config.image_size = size
             anchors = Anchors.from_config(config).to(device)
             self._anchors[size] = (anchors, AnchorLabeler(anchors, config.num_classes,

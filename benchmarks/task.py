@@ -50,6 +50,12 @@ DETECTION_CANDIDATES: Dict[str, Dict[str, Any]] = {
     'ours-retinanet-b3': _ours_retinanet('b3'),
     'tv-retinanet-r50': dict(model=dict(type='effnet_backbones.PeerRetinaNet',
                                         network=dict(depth='resnet50'))),
+    # on an EfficientDet recipe: effdet's own D0 (its anchors, loss, post-processing; the
+    # recipe's anchor_scale and input channels), every batch padded to its fixed input side
+    'effdet-d0': dict(model=dict(type='effnet_backbones.PeerEffDet', name='tf_efficientdet_d0')),
+    'effdet-d0-256': dict(model=dict(type='effnet_backbones.PeerEffDet',
+                                     name='tf_efficientdet_d0', image_size=256)),
+    'ours-efficientdet-d0-me': dict(model=dict(backbone=dict(memory_efficient=True))),
 }
 
 CANDIDATES = {'segmentation': SEGMENTATION_CANDIDATES, 'detection': DETECTION_CANDIDATES}
