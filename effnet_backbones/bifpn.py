@@ -7,8 +7,8 @@ resamples its inputs to its level, sums them with learnable non-negative weights
 the sum with activation -> depthwise-separable 3x3 conv -> BN.
 
 The graph is :func:`bifpn_graph`, data rather than code, so cells, checkpointing and descriptions
-read the same table. The facts that make the parameter count equal to the ``effdet`` package's
-``tf_efficientdet_d*`` (ours is our own code):
+read the same table. These facts make the parameter count and the outputs equal to those of the
+``effdet`` package's ``tf_efficientdet_d*`` (``docs/efficientdet.md``):
 
 - P6 comes from the stride-32 tap by a 1x1 conv + BN to the BiFPN width and a 3x3 stride-2 max
   pool; P7 from P6 by the max pool alone.
@@ -39,7 +39,8 @@ from .adapters.torchvision import _build_backbone
 from .backbone import EfficientNet
 from .body import ActSpec, NormSpec
 from .features import FeatureInfo, TapInfo
-from .layers import PADDING_MODES, create_conv2d, resolve_act_layer, resolve_norm_layer, same_padding
+from .layers import (PADDING_MODES, create_conv2d, resolve_act_layer, resolve_norm_layer,
+                     same_padding)
 from .layers.checkpoint import checkpoint_module
 from .layers.norm_act import ActFactory, NormFactory
 
@@ -78,7 +79,7 @@ def check_fusion(fusion: str) -> str:
 
 
 def _check_levels(min_level: int, max_level: int) -> None:
-    if not isinstance(min_level, int) or min_level not in TAP_LEVELS:
+    if not isinstance(min_level, int) or isinstance(min_level, bool) or min_level not in TAP_LEVELS:
         raise ValueError(f'min_level must be one of {TAP_LEVELS} (P1 ... P5, the backbone taps at '
                          f'strides 2 ... 32), got {min_level!r}')
     if not isinstance(max_level, int) or isinstance(max_level, bool) or max_level <= min_level:
@@ -255,8 +256,8 @@ class FusionNode(nn.Module):
                  conv_bias: bool = True) -> None:
         super().__init__()
         if not input_levels or input_levels[0] != level:
-            raise ValueError(f'the first input of a P{level} node must be at level {level} (it sets '
-                             f'the output size), got input levels {tuple(input_levels)}')
+            raise ValueError(f'the first input of a P{level} node must be at level {level} (it '
+                             f'sets the output size), got input levels {tuple(input_levels)}')
         self.level = level
         self.fusion = check_fusion(fusion)
         self.resample = nn.ModuleList(
@@ -305,7 +306,8 @@ class BiFPNCell(nn.Module):
     """
 
     def __init__(self, in_channels: Sequence[int], width: int, min_level: int,
-                 nodes: Sequence[FusionNodeSpec], outputs: Sequence[int], **node_options: Any) -> None:
+                 nodes: Sequence[FusionNodeSpec], outputs: Sequence[int],
+                 **node_options: Any) -> None:
         super().__init__()
         levels = [min_level + slot for slot in range(len(in_channels))]
         channels = list(in_channels)
@@ -476,7 +478,7 @@ def _tap_levels(min_level: int, max_level: int) -> Tuple[int, ...]:
 
 
 class EffNetBiFPN(nn.Module):
-    """EfficientNet + BiFPN for torchvision detectors: ``OrderedDict`` p3 ... p7 at strides 8 ... 128.
+    """EfficientNet + BiFPN for torchvision detectors: ``OrderedDict`` p3 ... p7, strides 8 ... 128.
 
     Example::
 
@@ -508,7 +510,8 @@ class EffNetBiFPN(nn.Module):
         _check_levels(min_level, max_level)
         if isinstance(backbone, dict):
             backbone = dict(backbone)
-            backbone.setdefault('out_indices', tuple(lv - 1 for lv in _tap_levels(min_level, max_level)))
+            backbone.setdefault('out_indices',
+                                tuple(level - 1 for level in _tap_levels(min_level, max_level)))
         self.body = _build_backbone(backbone)
         self._slots = _pick_taps(self.body, min_level, max_level)
         if with_cp is None:

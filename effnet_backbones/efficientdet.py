@@ -118,7 +118,8 @@ def list_efficientdets() -> List[str]:
 
 
 def _config_key(name: str) -> str:
-    match = re.fullmatch(r'(?:tf_)?(?:efficientdet_)?(d\d)', name.lower()) if isinstance(name, str) else None
+    pattern = r'(?:tf_)?(?:efficientdet_)?(d\d)'
+    match = re.fullmatch(pattern, name.lower()) if isinstance(name, str) else None
     if match is None or match.group(1) not in EFFICIENTDET_CONFIGS:
         raise ValueError(f'unknown EfficientDet {name!r}; valid: {", ".join(EFFICIENTDET_CONFIGS)} '
                          f'(or {list_efficientdets()[0]} ... {list_efficientdets()[-1]})')
@@ -262,7 +263,8 @@ class EfficientDetHeadNets(nn.Module):
             elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)) and m.weight is not None:
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
-        nn.init.constant_(self.class_net.predict.pointwise.bias, -math.log((1 - prior_prob) / prior_prob))
+        prior_logit = -math.log((1 - prior_prob) / prior_prob)
+        nn.init.constant_(self.class_net.predict.pointwise.bias, prior_logit)
 
     @property
     def with_cp(self) -> bool:
