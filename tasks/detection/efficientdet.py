@@ -20,6 +20,7 @@ from typing import Any, Dict, List, Sequence, Tuple
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torchvision.models import detection as tvdet
 from torchvision.models.detection._utils import BoxCoder, Matcher
 from torchvision.models.detection.anchor_utils import AnchorGenerator
@@ -30,7 +31,8 @@ from effnet_backbones.efficientdet import EFFICIENTDET_CONFIGS, EfficientDetConf
 
 from .heads import DetectorSpec, Thresholds
 
-__all__ = ['EffDetAnchorGenerator', 'EfficientDetHead', 'EfficientDetSpec', 'EFFDET_LOSS']
+__all__ = ['EffDetAnchorGenerator', 'EfficientDetHead', 'EfficientDetSpec', 'EfficientDetExport',
+           'EFFDET_LOSS']
 
 #: effdet's training loss settings
 EFFDET_LOSS = dict(focal_alpha=0.25, focal_gamma=1.5, huber_delta=0.1, box_loss_weight=50.0)
@@ -162,3 +164,25 @@ class EfficientDetSpec(DetectorSpec):
         return tvdet.RetinaNet(fpn, num_classes, anchor_generator=anchors, head=head,
                                **vars(thresholds), **options)
 
+
+
+class EfficientDetExport(nn.Module):
+    """The network part of a trained EfficientDet, for export: pads any input to the BiFPN's
+    multiple of 128 and returns the raw head outputs, ``cls_logits`` (N, sum HWA, K) and
+    ``bbox_regression`` (N, sum HWA, 4) in torchvision's anchor order. Anchors
+    (:class:`EffDetAnchorGenerator` on the padded size), box decoding and NMS stay outside, as
+    for every torchvision detector.
+
+    Written with ``(-side) % stride`` so exported graphs keep the input size symbolic.
+    """
+
+    def __init__(self, neck: nn.Module, head: EfficientDetHead) -> None:
+        super().__init__()
+        self.neck, self.head = neck, head
+        self.size_divisor = neck.size_divisor
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        height, width = x.shape[-2:]
+        padded = F.pad(x, [0, (-width) % self.size_divisor, 0, (-height) % self.size_divisor])
+        outputs = self.head(list(self.neck(padded).values()))
+        return outputs['cls_logits'], outputs['bbox_regression']

@@ -282,3 +282,10 @@ class EfficientDet(TorchvisionDetector):
                            repeats=config.repeats, fusion=config.fusion,
                            min_level=config.min_level, max_level=config.max_level,
                            with_cp=with_cp)
+
+    def export_network(self) -> nn.Module:
+        """The network part (BiFPN + heads, padding inside) for ``tools/export.py``; anchors,
+        decoding and NMS are left outside (:class:`~tasks.detection.efficientdet.
+        EfficientDetExport`)."""
+        from .efficientdet import EfficientDetExport
+        return EfficientDetExport(self.detector.backbone, self.detector.head).eval()

@@ -40,6 +40,8 @@ class ExportTarget:
     module: nn.Module
     in_channels: int
     description: str
+    #: exported input sides must be multiples of this (1: any size)
+    size_multiple: int = 1
 
 
 def _find_backbone(model: nn.Module) -> EfficientNet:
@@ -67,6 +69,15 @@ def export_target(model: nn.Module, part: str = 'model') -> ExportTarget:
         wrapped = PadCropLogits(net, model.size_divisor).eval()
         return ExportTarget(wrapped, _find_backbone(net).in_chans,
                             f'{type(net).__name__} logits ({model.num_classes} classes), any size')
+    if hasattr(model, 'export_network'):  # a task model that names its exportable network
+        network = model.export_network()
+        multiple = getattr(network, 'size_divisor', 1)
+        # the BiFPN's resampling sizes of a padded symbolic side defeat torch.export's
+        # symbolic shapes: the exported graph takes multiples of the divisor (PyTorch: any size)
+        return ExportTarget(network, _find_backbone(model).in_chans,
+                            f'{type(model).__name__} network part (raw head outputs; anchors, '
+                            f'decoding and NMS outside), input sides multiples of {multiple}',
+                            size_multiple=multiple)
     raise ValueError(f'cannot export the whole {type(model).__name__}: torchvision detectors '
                      f'post-process with data-dependent shapes (NMS); export part="backbone" '
                      f'and run the head in PyTorch')
@@ -74,9 +85,14 @@ def export_target(model: nn.Module, part: str = 'model') -> ExportTarget:
 
 def export_checked(target: ExportTarget, path: str, fmt: str, sizes: Optional[List[int]] = None,
                    opset: int = 18) -> float:
-    """Export ``target`` and return the max abs difference to PyTorch on a few input sizes."""
-    sizes = sizes or [64, 97]
-    example = torch.randn(2, target.in_channels, sizes[0], sizes[0])
-    export_model(target.module, path, fmt, example, opset=opset)
-    inputs = [torch.randn(1, target.in_channels, size, size + 13) for size in sizes]
+    """Export ``target`` and return the max abs difference to PyTorch on a few input sizes
+    (rounded up to the target's ``size_multiple``)."""
+    multiple = target.size_multiple
+    sizes = [-(-size // multiple) * multiple for size in (sizes or [64, 97])]
+    extra = 13 if multiple == 1 else multiple
+    # an example of 2 blocks: torch.export would fix any side whose deepest map is 1 x 1
+    side = sizes[0] if multiple == 1 else max(sizes[0], 2 * multiple)
+    example = torch.randn(2, target.in_channels, side, side)
+    export_model(target.module, path, fmt, example, opset=opset, size_multiple=multiple)
+    inputs = [torch.randn(1, target.in_channels, size, size + extra) for size in sizes]
     return max_abs_difference(target.module, Path(path), fmt, inputs)

@@ -73,3 +73,26 @@ def test_bad_part_and_format_are_refused(tmp_path, checkpoint):
     with pytest.raises(SystemExit):
         tool('export').main([QUICK, path, '--format', 'onnx', '--part', 'head',
                              '--out', str(tmp_path / 'x')])
+
+
+def test_efficientdet_network_part_exports_with_padding_inside(tmp_path):
+    config = str(ROOT / 'configs' / 'efficientdet_d0_nuclei_demo.py')
+    cfg = load_config(config)
+    resolve_from_data(cfg)
+    model = MODELS.build(cfg.model)
+    network = model.export_network()
+    calibrate_bn(network, torch.randn(2, 1, 128, 128))
+    path = tmp_path / 'iter_1.pth'
+    torch.save({'state_dict': model.state_dict(), 'meta': {}}, path)
+    out = tmp_path / 'effdet.onnx'
+    tool('export').main([config, str(path), '--format', 'onnx', '--out', str(out)])
+    x = torch.randn(1, 1, 128, 256)  # the exported graph takes multiples of 128 (any size)
+    classes, boxes = run_exported(out, 'onnx', x)
+    with torch.no_grad():
+        expected_classes, expected_boxes = model.export_network()(x)
+        padded_classes, _ = model.export_network()(torch.randn(1, 1, 100, 75))  # PyTorch pads
+    # 16 x 32 + ... + 1 x 2 locations of the 128 x 256 input, 9 anchors each
+    assert classes.shape == (1, 9 * 2 * (256 + 64 + 16 + 4 + 1), 1) and boxes.shape[-1] == 4
+    assert padded_classes.shape == (1, 9 * (256 + 64 + 16 + 4 + 1), 1)
+    assert_close_relative(classes, expected_classes, rtol=1e-3)
+    assert_close_relative(boxes, expected_boxes, rtol=1e-3)
