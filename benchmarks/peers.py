@@ -156,17 +156,22 @@ class PeerEffDet(BaseModel):
         bifpn: only ``anchor_scale`` is read (an EfficientDet recipe's), so both detectors use
             the same anchors.
         score_thresh: detections scoring less are dropped.
+        nms_thresh: effdet's NMS IoU is fixed at 0.5; another value is an error.
         detections_per_img: most detections kept per image.
-        **ignored: the recipe's RetinaNet-only keys (anchors, FPN), which effdet sets itself.
+        variant, loss: an EfficientDet recipe's keys; effdet's model ``name`` and its own loss
+            are used instead.
     """
 
     def __init__(self, name: str = 'tf_efficientdet_d0', num_classes: Optional[int] = None,
                  image_size: Any = None,
                  backbone: Optional[Dict[str, Any]] = None,
                  bifpn: Optional[Dict[str, Any]] = None, score_thresh: float = 0.05,
-                 detections_per_img: int = 100,
+                 nms_thresh: float = 0.5, detections_per_img: int = 100,
+                 variant: Optional[str] = None, loss: Optional[Dict[str, Any]] = None,
                  data_preprocessor: Optional[Dict[str, Any]] = None,
-                 init_cfg: Optional[Dict[str, Any]] = None, **ignored: Any) -> None:
+                 init_cfg: Optional[Dict[str, Any]] = None) -> None:
+        if nms_thresh != 0.5:
+            raise ValueError(f'effdet runs NMS at IoU 0.5; nms_thresh={nms_thresh} cannot be set')
         super().__init__(data_preprocessor=data_preprocessor or
                          dict(type='effnet_backbones.DetDataPreprocessor'), init_cfg=init_cfg)
         try:
