@@ -6,17 +6,20 @@
 - ``tv:b4``: torchvision ``efficientnet_b4().features``, taps at features[2], [3], [5], [7]
 - ``unet:b4[+me]``: smp U-Net on our encoder; ``unet_smp:b4``: smp's own ``efficientnet-b4``;
   ``unet_timm:resnet50``: smp U-Net on ResNet-50 (any smp encoder name after the colon)
+- ``det:d0[+me][+cp|+cpb]``: our EfficientDet network (BiFPN + class / box nets, 90 classes);
+  ``effdet:d0``: the ``effdet`` package's ``tf_efficientdet_d0``, built for the benchmark's
+  resolution (effdet's networks take one fixed input size)
 """
 from __future__ import annotations
 
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn as nn
 
 __all__ = ['FAMILIES', 'OPTIONS', 'parse_candidate', 'build_candidate']
 
-FAMILIES = ('ours', 'timm', 'timm_tf', 'tv', 'unet', 'unet_smp', 'unet_timm')
+FAMILIES = ('ours', 'timm', 'timm_tf', 'tv', 'unet', 'unet_smp', 'unet_timm', 'det', 'effdet')
 OPTIONS = ('me', 'cp', 'cpb', 'scse', 'same')
 _TV_TAPS = (2, 3, 5, 7)
 
@@ -51,8 +54,9 @@ def parse_candidate(name: str) -> Tuple[str, str, List[str]]:
     return family, arch, options
 
 
-def build_candidate(name: str) -> nn.Module:
-    """Build the model a candidate name describes (see the module docstring)."""
+def build_candidate(name: str, resolution: Optional[int] = None) -> nn.Module:
+    """Build the model a candidate name describes (see the module docstring); ``resolution`` is
+    the input side, which effdet's networks are built for."""
     family, arch, options = parse_candidate(name)
     ours = dict(memory_efficient='me' in options,
                 with_cp='block' if 'cpb' in options else 'cp' in options,
@@ -70,6 +74,15 @@ def build_candidate(name: str) -> nn.Module:
     if family == 'unet':
         from effnet_backbones import create_smp_model
         return create_smp_model('Unet', arch, classes=2, encoder_options=ours)
+    if family == 'det':
+        from effnet_backbones import create_efficientdet
+        backbone = dict(memory_efficient=ours['memory_efficient'], with_cp=ours['with_cp'])
+        return create_efficientdet(arch, backbone_options=backbone)
+    if family == 'effdet':
+        from effdet import create_model
+        kwargs = {} if resolution is None else dict(image_size=(resolution, resolution))
+        return create_model(f'tf_efficientdet_{arch}', pretrained=False, pretrained_backbone=False,
+                            **kwargs)
     if family in ('unet_smp', 'unet_timm'):
         import segmentation_models_pytorch as smp
         encoder = f'efficientnet-{arch}' if family == 'unet_smp' else arch

@@ -51,7 +51,13 @@ class BenchSettings:
 
 
 def _outputs(result: Any) -> List[torch.Tensor]:
-    return list(result) if isinstance(result, (list, tuple)) else [result]
+    """Every tensor of a model's output (nested lists and tuples, dicts: detectors' per-level
+    class and box maps)."""
+    if isinstance(result, dict):
+        result = list(result.values())
+    if isinstance(result, (list, tuple)):
+        return [tensor for item in result for tensor in _outputs(item)]
+    return [result]
 
 
 def _peak_rss_bytes() -> int:
@@ -92,7 +98,7 @@ def measure(name: str, settings: BenchSettings) -> Dict[str, Any]:
     if settings.threads:
         torch.set_num_threads(settings.threads)
     device = torch.device(settings.device)
-    model = build_candidate(name).to(device)
+    model = build_candidate(name, settings.resolution).to(device)
     params = count_parameters(model)
     size = (settings.batch, 3, settings.resolution, settings.resolution)
     gmacs = count_macs(model, (1,) + size[1:]) / 1e9

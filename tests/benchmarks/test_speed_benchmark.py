@@ -64,3 +64,14 @@ def test_tool_measures_in_subprocesses_from_any_folder(tmp_path, monkeypatch):
     assert [row['name'] for row in rows] == ['ours:b0'] and rows[0]['saved_mib'] > 0
     assert (tmp_path / 'out/b0.md').read_text().startswith('train, batch 1, 64x64')
     assert (tmp_path / 'out/b0.png').stat().st_size > 0
+
+
+def test_efficientdet_candidates_are_ours_and_effdets_d0():
+    pytest.importorskip('effdet')
+    ours, theirs = build_candidate('det:d0+me'), build_candidate('effdet:d0', 256)
+    assert sum(p.numel() for p in ours.parameters()) == 3_880_067 == \
+        sum(p.numel() for p in theirs.parameters())
+    assert ours.backbone.body.memory_efficient
+    x = torch.randn(2, 3, 256, 256)
+    mine = saved_activation_bytes(ours.train(), x)
+    assert mine > 0 and saved_activation_bytes(theirs.train(), x) > 0
