@@ -1,7 +1,6 @@
-# EfficientDet-D0 (from scratch) on the embedded nuclei set (tasks/detection/demo_data: 4 train
-# tiles, 95 nuclei; 2 val tiles, 33 nuclei): the RetinaNet demo's data, crops, schedule and
-# budget (600 iterations of batch 2 on a CPU), so the two detectors compare directly
-# (docs/detection.md):
+# EfficientDet-D0 (from scratch) on the embedded nuclei set: the RetinaNet demo's data, crops,
+# schedule and budget (configs/_base_/nuclei_demo_detection.py: 600 iterations of batch 2 on a
+# CPU), so the two detectors compare directly (docs/detection.md):
 #
 #   python tools/train.py configs/efficientdet_d0_nuclei_demo.py
 #
@@ -9,42 +8,11 @@
 # the RetinaNet demo's anchor_sizes start at 16.
 _base_ = [
     './_base_/models/efficientdet.py',
-    './_base_/datasets/coco_detection.py',
-    './_base_/schedules/adamw_cosine_4k.py',
-    './_base_/default_runtime.py',
+    './_base_/nuclei_demo_detection.py',
 ]
-
-data_root = '{{ fileDirname }}/../tasks/detection/demo_data'
-nuclei = dict(data_root=data_root,
-              normalize=dict(_delete_=True, mode='minmax', percentiles=(0.5, 99.8)), img_size=None,
-              verify='full')
 
 model = dict(
     variant='d0',
     backbone=dict(drop_path_rate=0.0),
     bifpn=dict(anchor_scale=2.0),
 )
-
-train_dataloader = dict(
-    batch_size=2,
-    num_workers=1,
-    dataset=dict(**nuclei, scale_jitter=None, pipeline=[
-        dict(type='RandomScale', scale_limit=(-0.2, 0.25), p=1.0),
-        dict(type='RandomCrop', height=160, width=160, pad_if_needed=True, pad_position='random'),
-        dict(type='HorizontalFlip', p=0.5),
-        dict(type='VerticalFlip', p=0.5),
-        dict(type='RandomRotate90', p=0.5),
-        dict(type='RandomBrightnessContrast', brightness_limit=0.2, contrast_limit=0.2, p=0.5),
-    ]),
-)
-val_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False, dataset=nuclei)
-test_dataloader = val_dataloader
-
-optim_wrapper = dict(optimizer=dict(lr=2e-3))
-train_cfg = dict(max_iters=600, val_interval=200)
-param_scheduler = [
-    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=40),
-    dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=False, begin=40, end=600),
-]
-default_hooks = dict(checkpoint=dict(interval=200, save_best='coco/bbox_mAP_50', rule='greater'),
-                     logger=dict(interval=20))

@@ -7,47 +7,15 @@
 #       work_dirs/retinanet_effb0_nuclei_demo/best_coco_bbox_mAP_50_iter_600.pth
 #
 # Images keep their size (no img_size): nuclei are ~23 px, so anchors start at 16 px on P3.
-# Training uses random 160 px crops with scale jitter, flips and rotations; a light FPN
-# (64 channels) keeps it fast.
+# Training uses random 160 px crops with scale jitter, flips and rotations (the demo recipe,
+# configs/_base_/nuclei_demo_detection.py); a light FPN (64 channels) keeps it fast.
 _base_ = [
     './_base_/models/retinanet_effnet_fpn.py',
-    './_base_/datasets/coco_detection.py',
-    './_base_/schedules/adamw_cosine_4k.py',
-    './_base_/default_runtime.py',
+    './_base_/nuclei_demo_detection.py',
 ]
-
-data_root = '{{ fileDirname }}/../tasks/detection/demo_data'
-# classes (train.json's categories) and channels (the images') come from the data
-nuclei = dict(data_root=data_root,
-              normalize=dict(_delete_=True, mode='minmax', percentiles=(0.5, 99.8)), img_size=None,
-              verify='full')
 
 model = dict(
     backbone=dict(drop_path_rate=0.0),
     fpn=dict(out_channels=64),
     anchor_sizes=(16, 32, 64, 128, 256),
 )
-
-train_dataloader = dict(
-    batch_size=2,
-    num_workers=1,
-    dataset=dict(**nuclei, scale_jitter=None, pipeline=[
-        dict(type='RandomScale', scale_limit=(-0.2, 0.25), p=1.0),
-        dict(type='RandomCrop', height=160, width=160, pad_if_needed=True, pad_position='random'),
-        dict(type='HorizontalFlip', p=0.5),
-        dict(type='VerticalFlip', p=0.5),
-        dict(type='RandomRotate90', p=0.5),
-        dict(type='RandomBrightnessContrast', brightness_limit=0.2, contrast_limit=0.2, p=0.5),
-    ]),
-)
-val_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False, dataset=nuclei)
-test_dataloader = val_dataloader
-
-optim_wrapper = dict(optimizer=dict(lr=2e-3))
-train_cfg = dict(max_iters=600, val_interval=200)
-param_scheduler = [
-    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=40),
-    dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=False, begin=40, end=600),
-]
-default_hooks = dict(checkpoint=dict(interval=200, save_best='coco/bbox_mAP_50', rule='greater'),
-                     logger=dict(interval=20))

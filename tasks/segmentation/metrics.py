@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from mmengine.evaluator import BaseMetric
 
-__all__ = ['SegMetric', 'confusion_matrix', 'dice_iou']
+__all__ = ['SegMetric', 'confusion_matrix', 'dice_iou', 'metric_class_names']
 
 
 def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
@@ -27,6 +27,17 @@ def dice_iou(matrix: np.ndarray) -> 'tuple[np.ndarray, np.ndarray]':
         dice = np.where(total > 0, 2 * intersection / total, np.nan)
         iou = np.where(total > 0, intersection / (total - intersection), np.nan)
     return dice, iou
+
+
+def metric_class_names(dataset_meta: Optional[dict], num_classes: Optional[int],
+                       who: str) -> List[str]:
+    """A metric's class names: the dataset's, or 'class<i>' for ``num_classes`` classes."""
+    names = (dataset_meta or {}).get('classes')
+    if names:
+        return list(names)
+    if num_classes is None:
+        raise ValueError(f'{who} needs num_classes or a dataset with class names')
+    return [f'class{i}' for i in range(num_classes)]
 
 
 class SegMetric(BaseMetric):
@@ -57,12 +68,7 @@ class SegMetric(BaseMetric):
     @property
     def class_names(self) -> List[str]:
         """Names from the dataset, or 'class<i>' when the dataset gives none."""
-        names = (self.dataset_meta or {}).get('classes')
-        if names:
-            return list(names)
-        if self.num_classes is None:
-            raise ValueError('SegMetric needs num_classes or a dataset with class names')
-        return [f'class{i}' for i in range(self.num_classes)]
+        return metric_class_names(self.dataset_meta, self.num_classes, 'SegMetric')
 
     def process(self, data_batch: Any, data_samples: Sequence[Any]) -> None:
         """Accumulate one confusion matrix per predicted sample."""

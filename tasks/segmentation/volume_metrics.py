@@ -18,7 +18,7 @@ import torch
 from mmengine.evaluator import BaseMetric
 from mmengine.logging import print_log
 
-from .metrics import confusion_matrix, dice_iou
+from .metrics import confusion_matrix, dice_iou, metric_class_names
 from .postprocess import keep_largest_component, largest_component_classes
 
 __all__ = ['VolumeSegMetric', 'case_dice_table', 'CASE_KEY']
@@ -72,12 +72,7 @@ class VolumeSegMetric(BaseMetric):
     @property
     def class_names(self) -> List[str]:
         """Names from the dataset, or 'class<i>'."""
-        names = (self.dataset_meta or {}).get('classes')
-        if names:
-            return list(names)
-        if self.num_classes is None:
-            raise ValueError('VolumeSegMetric needs num_classes or a dataset with class names')
-        return [f'class{i}' for i in range(self.num_classes)]
+        return metric_class_names(self.dataset_meta, self.num_classes, 'VolumeSegMetric')
 
     def process(self, data_batch: Any, data_samples: Sequence[Any]) -> None:
         """Keep each slice's prediction and label (uint8) with its case and position."""

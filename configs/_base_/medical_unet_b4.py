@@ -1,0 +1,36 @@
+# The medical recipe without its data: U-Net + EfficientNet-B4 with scSE on every encoder tap,
+# ResNet-D shortcuts and PreciseBN (what docs/ablations.md measured to train fastest from
+# scratch), Dice + CE, AdamW with warm-up and cosine decay, sized for one GPU (batch 8 of
+# 256 x 256 crops, 4000 iterations), and its CPU profile. configs/unet_effb4_medical.py adds image
+# folders, configs/unet_effb4_volumes.py NIfTI volumes.
+_base_ = [
+    './models/unet_effnet.py',
+    './schedules/adamw_cosine_4k.py',
+    './default_runtime.py',
+    './precise_bn.py',
+]
+
+model = dict(
+    arch='b4',  # classes and input channels come from the data (dataset.json, classes.txt or masks)
+    encoder_options=dict(scse=True, drop_path_rate=0.2, shortcut='resnet_d'),
+)
+# the runtime's hooks plus PreciseBN (lists replace lists when configs merge, hence the spread)
+custom_hooks = [*_base_.custom_hooks, _base_.precise_bn_hook]
+default_hooks = dict(checkpoint=dict(interval=250, save_best='mDice', rule='greater'))
+
+cpu_profile = dict(
+    max_iters=400,
+    options={
+        'train_cfg.val_interval': 50,
+        'default_hooks.checkpoint.interval': 100,  # a B4 checkpoint with AdamW state is ~230 MB
+        'train_dataloader.batch_size': 4,
+        'train_dataloader.dataset.crop_size': 128,
+        # with 2 cores a loader process would compete with the training threads
+        'train_dataloader.num_workers': 0,
+        'train_dataloader.persistent_workers': False,
+        'val_dataloader.num_workers': 0,
+        'val_dataloader.persistent_workers': False,
+        'test_dataloader.num_workers': 0,
+        'test_dataloader.persistent_workers': False,
+    },
+)

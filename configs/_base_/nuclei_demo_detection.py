@@ -1,0 +1,40 @@
+# The detection demo recipe's data and schedule, shared by every detector's demo config: the
+# embedded nuclei set (tasks/detection/demo_data: 4 train tiles, 95 nuclei; 2 val tiles, 33),
+# images at their own size, random 160 px crops with scale jitter, flips and rotations, AdamW
+# 2e-3 with 40 warm-up iterations and cosine decay over 600 iterations of batch 2 (a CPU run of
+# minutes). A demo config adds its model.
+_base_ = [
+    './datasets/coco_detection.py',
+    './schedules/adamw_cosine_4k.py',
+    './default_runtime.py',
+]
+
+data_root = '{{ fileDirname }}/../../tasks/detection/demo_data'
+# classes (train.json's categories) and channels (the images') come from the data
+nuclei = dict(data_root=data_root,
+              normalize=dict(_delete_=True, mode='minmax', percentiles=(0.5, 99.8)), img_size=None,
+              verify='full')
+
+train_dataloader = dict(
+    batch_size=2,
+    num_workers=1,
+    dataset=dict(**nuclei, scale_jitter=None, pipeline=[
+        dict(type='RandomScale', scale_limit=(-0.2, 0.25), p=1.0),
+        dict(type='RandomCrop', height=160, width=160, pad_if_needed=True, pad_position='random'),
+        dict(type='HorizontalFlip', p=0.5),
+        dict(type='VerticalFlip', p=0.5),
+        dict(type='RandomRotate90', p=0.5),
+        dict(type='RandomBrightnessContrast', brightness_limit=0.2, contrast_limit=0.2, p=0.5),
+    ]),
+)
+val_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False, dataset=nuclei)
+test_dataloader = val_dataloader
+
+optim_wrapper = dict(optimizer=dict(lr=2e-3))
+train_cfg = dict(max_iters=600, val_interval=200)
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=40),
+    dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=False, begin=40, end=600),
+]
+default_hooks = dict(checkpoint=dict(interval=200, save_best='coco/bbox_mAP_50', rule='greater'),
+                     logger=dict(interval=20))
