@@ -20,10 +20,12 @@ from typing import Any, Callable, Dict, Optional, Union
 
 import torch
 from mmengine.logging import print_log
+from mmengine.hooks import Hook
 from mmengine.runner import CheckpointLoader
 
 __all__ = ['load_from_local', 'install_checkpoint_loader', 'is_mmengine_checkpoint', 'checkpoint_meta',
-           'load_trained_model']
+           'load_trained_model', 'check_checkpoint_fits', 'CheckpointMismatchError',
+           'CheckpointFitHook']
 
 MapLocation = Optional[Union[str, torch.device, Callable]]
 #: A pickled global every MMEngine training checkpoint references (the message hub's buffers).
@@ -69,6 +71,59 @@ def install_checkpoint_loader() -> None:
     CheckpointLoader.register_scheme(prefixes='', loader=load_from_local, force=True)
 
 
+class CheckpointMismatchError(ValueError):
+    """A checkpoint whose tensors do not fit the model the config builds."""
+
+
+def _describe(model: torch.nn.Module) -> str:
+    variant = getattr(model, 'variant', None)  # EfficientDet: 'd0' ... 'd7'
+    name = type(model).__name__
+    return f'{name}-{variant.upper()}' if isinstance(variant, str) else name
+
+
+def check_checkpoint_fits(model: torch.nn.Module, state_dict: Dict[str, torch.Tensor],
+                          source: str) -> None:
+    """Raise :class:`CheckpointMismatchError` naming ``source`` and the first tensors whose shapes
+    differ, that the model has and the checkpoint lacks, or that the checkpoint has and the model
+    lacks (MMEngine would load such a checkpoint partly, leave the rest at its initialisation and
+    only warn)."""
+    own = model.state_dict()
+    state = {key[len('module.'):] if key.startswith('module.') else key: value
+             for key, value in state_dict.items()}
+    shapes = [f'{key}: checkpoint {tuple(state[key].shape)}, model {tuple(value.shape)}'
+              for key, value in own.items()
+              if key in state and hasattr(state[key], 'shape') and state[key].shape != value.shape]
+    missing = [key for key in own if key not in state]
+    unexpected = [key for key in state if key not in own]
+    if not shapes and not missing and not unexpected:
+        return
+    details = []
+    if shapes:
+        details.append(f'{len(shapes)} tensor(s) of another shape, e.g. ' + '; '.join(shapes[:3]))
+    if missing:
+        details.append(f'{len(missing)} tensor(s) missing, e.g. ' + ', '.join(missing[:3]))
+    if unexpected:
+        details.append(f'{len(unexpected)} tensor(s) the model does not have, e.g. '
+                       + ', '.join(unexpected[:3]))
+    raise CheckpointMismatchError(
+        f'checkpoint {source} does not fit the model the config builds ({_describe(model)}): '
+        + ' and '.join(details) + '. Was it trained with another config (another variant, arch, '
+        'width or number of classes)? Use the config saved in its work dir.')
+
+
+class CheckpointFitHook(Hook):
+    """Check every checkpoint the runner loads (``load_from``, ``--resume``) against the model
+    before its weights are copied: MMEngine loads non-strictly and would only warn."""
+
+    priority = 'LOWEST'  # after hooks that rebuild the model for the checkpoint (progressive)
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        model = runner.model.module if hasattr(runner.model, 'module') else runner.model
+        state = checkpoint.get('state_dict', checkpoint)
+        source = runner._load_from or 'being resumed'
+        check_checkpoint_fits(model, state, str(source))
+
+
 def load_trained_model(cfg: Any, checkpoint: str, device: Union[str, torch.device] = 'cpu'):
     """Build ``cfg.model`` and load a training checkpoint's weights.
 
@@ -82,7 +137,9 @@ def load_trained_model(cfg: Any, checkpoint: str, device: Union[str, torch.devic
     meta = state.get('meta') or {}
     resolve_from_data(cfg, meta)  # classes and channels the model was trained with
     model = MODELS.build(cfg.model)
-    model.load_state_dict(state.get('state_dict', state))
+    weights = state.get('state_dict', state)
+    check_checkpoint_fits(model, weights, checkpoint)
+    model.load_state_dict(weights)
     return model.to(device).eval(), meta
 
 

@@ -11,7 +11,7 @@ from typing import Any, Dict, Optional
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from .checkpoint import checkpoint_meta, install_checkpoint_loader
+from .checkpoint import CheckpointFitHook, checkpoint_meta, install_checkpoint_loader
 from .config import (apply_cpu_profile, default_work_dir, load_config, merge_options,
                      rescale_schedule, set_amp, set_data_root, set_resume)
 from .config_check import check_config
@@ -84,13 +84,15 @@ def _per_case_metrics(cfg: Config) -> None:
 
 
 def build_runner(cfg: Config) -> Runner:
-    """Check the config for key typos, make checkpoints load on torch >= 2.6 and be written
-    atomically, build the Runner."""
+    """Check the config for key typos, make checkpoints load on torch >= 2.6, be written
+    atomically and fit the model, build the Runner."""
     check_config(cfg)
     install_checkpoint_loader()
     install_atomic_file_backend()
     init_cpu_process_group(cfg)
-    return Runner.from_cfg(cfg)
+    runner = Runner.from_cfg(cfg)
+    runner.register_hook(CheckpointFitHook())  # a checkpoint of another model is an error
+    return runner
 
 
 def train(cfg: Config) -> Runner:

@@ -136,3 +136,15 @@ def test_every_efficientdet_config_loads_and_the_demo_builds():
     model = MODELS.build(cfg.model)
     assert isinstance(model, EfficientDet) and model.num_classes == 1
     assert model.detector.anchor_generator.shapes[0][0] == (16.0, 16.0)  # anchor_scale 2 at P3
+
+
+def test_a_checkpoint_of_another_variant_is_named_not_loaded_partly(tmp_path):
+    from tasks.engine.checkpoint import CheckpointMismatchError, check_checkpoint_fits
+    d0 = EfficientDet(variant='d0', num_classes=2)
+    d1 = EfficientDet(variant='d1', num_classes=2)
+    check_checkpoint_fits(d0, d0.state_dict(), 'same.pth')  # a fitting checkpoint passes
+    with pytest.raises(CheckpointMismatchError) as caught:
+        check_checkpoint_fits(d1, d0.state_dict(), 'd0.pth')
+    message = str(caught.value)
+    assert 'd0.pth' in message and 'EfficientDet-D1' in message and 'another shape' in message
+    assert 'missing' in message  # D1's fourth BiFPN cell has no tensors in a D0 checkpoint
