@@ -12,7 +12,6 @@ _base_ = [
 ]
 
 model = dict(
-    variant='d0',
-    backbone=dict(drop_path_rate=0.0),
+    variant='d0',  # the backbone keeps effdet's stochastic depth (drop_path_rate 0.2)
     bifpn=dict(anchor_scale=2.0),
 )

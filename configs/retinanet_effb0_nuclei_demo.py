@@ -7,7 +7,7 @@
 #       work_dirs/retinanet_effb0_nuclei_demo/best_coco_bbox_mAP_50_iter_600.pth
 #
 # Images keep their size (no img_size): nuclei are ~23 px, so anchors start at 16 px on P3.
-# Training uses random 160 px crops with scale jitter, flips and rotations (the demo recipe,
+# Training uses random 128 px crops with scale jitter, flips and rotations (the demo recipe,
 # configs/_base_/nuclei_demo_detection.py); a light FPN (64 channels) keeps it fast.
 _base_ = [
     './_base_/models/retinanet_effnet_fpn.py',
