@@ -32,7 +32,8 @@ from .layers.norm_act import ActFactory, NormFactory
 from .spec import check_arch
 
 __all__ = ['EfficientDetConfig', 'EFFICIENTDET_CONFIGS', 'EfficientDetHead', 'EfficientDetHeadNets',
-           'EfficientDetNet', 'create_efficientdet', 'list_efficientdets', 'flatten_anchor_outputs']
+           'EfficientDetNet', 'create_efficientdet', 'list_efficientdets', 'flatten_anchor_outputs',
+           'efficientdet_config', 'efficientdet_key', 'efficientdet_backbone_options']
 
 #: effdet's anchor shapes: (width, height) multipliers of the base anchor, per aspect ratio.
 ASPECT_RATIOS = ((1.0, 1.0), (1.4, 0.7), (0.7, 1.4))
@@ -117,7 +118,14 @@ def list_efficientdets() -> List[str]:
     return [f'efficientdet_{name}' for name in EFFICIENTDET_CONFIGS]
 
 
-def _config_key(name: str) -> str:
+def efficientdet_config(name: str) -> EfficientDetConfig:
+    """The table row of 'd0' ... 'd7' (also 'efficientdet_d3', 'tf_efficientdet_d3')."""
+    return EFFICIENTDET_CONFIGS[efficientdet_key(name)]
+
+
+def efficientdet_key(name: str) -> str:
+    """'d0' ... 'd7' for any accepted spelling ('efficientdet_d3', 'tf_efficientdet_d3');
+    unknown names raise, listing the valid ones."""
     pattern = r'(?:tf_)?(?:efficientdet_)?(d\d)'
     match = re.fullmatch(pattern, name.lower()) if isinstance(name, str) else None
     if match is None or match.group(1) not in EFFICIENTDET_CONFIGS:
@@ -287,8 +295,8 @@ class EfficientDetHeadNets(nn.Module):
 
 
 # -------------------------------------------------------------------------------------- network
-def _backbone_options(config: EfficientDetConfig, options: Optional[Dict[str, Any]]
-                      ) -> Dict[str, Any]:
+def efficientdet_backbone_options(config: EfficientDetConfig, options: Optional[Dict[str, Any]]
+                                  ) -> Dict[str, Any]:
     """The backbone's options: the table's arch and the TF ports' settings unless given."""
     if options is not None and not isinstance(options, dict):
         raise TypeError(f'backbone_options must be a dict of EfficientNet options, got '
@@ -330,7 +338,7 @@ class EfficientDetNet(nn.Module):
                  **neck_options: Any) -> None:
         super().__init__()
         self.config = config
-        self.backbone = EffNetBiFPN(_backbone_options(config, backbone_options), width=config.width,
+        self.backbone = EffNetBiFPN(efficientdet_backbone_options(config, backbone_options), width=config.width,
                                     repeats=config.repeats, fusion=config.fusion,
                                     min_level=config.min_level, max_level=config.max_level,
                                     with_cp=with_cp, **neck_options)
@@ -388,7 +396,7 @@ def create_efficientdet(name: str = 'd0', num_classes: int = 90,
         **overrides: fields of :class:`EfficientDetConfig` to change (``width=96``,
             ``fusion='softmax'``, ``repeats=2`` ...).
     """
-    config = EFFICIENTDET_CONFIGS[_config_key(name)]
+    config = EFFICIENTDET_CONFIGS[efficientdet_key(name)]
     fields = {field.name for field in dataclasses.fields(EfficientDetConfig)}
     unknown = sorted(set(overrides) - fields)
     if unknown:

@@ -243,11 +243,11 @@ class EfficientDet(TorchvisionDetector):
                  with_cp: Union[None, bool, str] = None, **kwargs: Any) -> None:
         import dataclasses
 
-        from effnet_backbones.efficientdet import EFFICIENTDET_CONFIGS, _config_key
+        from effnet_backbones.efficientdet import efficientdet_config, efficientdet_key
 
         from .efficientdet import EfficientDetSpec
 
-        config = EFFICIENTDET_CONFIGS[_config_key(variant)]
+        config = efficientdet_config(variant)
         changes = dict(bifpn or {})
         valid = ('width', 'repeats', 'head_repeats', 'fusion', 'anchor_scale')
         unknown = sorted(set(changes) - set(valid))
@@ -264,7 +264,7 @@ class EfficientDet(TorchvisionDetector):
         spec = EfficientDetSpec(config, dict(loss or {}), memory_efficient,
                                 self._head_with_cp(with_cp, options))
         super().__init__(spec, backbone=options, **kwargs)
-        self.variant = _config_key(variant)
+        self.variant = efficientdet_key(variant)
 
     @staticmethod
     def _head_with_cp(with_cp: Union[None, bool, str], backbone: Dict[str, Any]) -> bool:
@@ -275,10 +275,10 @@ class EfficientDet(TorchvisionDetector):
     def build_neck(self, backbone: Backbone, spec: DetectorSpec, fpn: Dict[str, Any]) -> nn.Module:
         """:class:`~effnet_backbones.EffNetBiFPN` of the variant on the backbone."""
         from effnet_backbones import EffNetBiFPN
-        from effnet_backbones.efficientdet import _backbone_options
+        from effnet_backbones.efficientdet import efficientdet_backbone_options
 
         config, with_cp = self._effdet['config'], self._effdet['with_cp']
-        return EffNetBiFPN(_backbone_options(config, dict(backbone)), width=config.width,
+        return EffNetBiFPN(efficientdet_backbone_options(config, dict(backbone)), width=config.width,
                            repeats=config.repeats, fusion=config.fusion,
                            min_level=config.min_level, max_level=config.max_level,
                            with_cp=with_cp)
