@@ -55,6 +55,9 @@ DETECTION_CANDIDATES: Dict[str, Dict[str, Any]] = {
     'effdet-d0': dict(model=dict(type='effnet_backbones.PeerEffDet', name='tf_efficientdet_d0')),
     'effdet-d0-256': dict(model=dict(type='effnet_backbones.PeerEffDet',
                                      name='tf_efficientdet_d0', image_size=256)),
+    # the smallest fixed input holding 128 px crops and 120 x 256 tiles (the nuclei demo)
+    'effdet-d0-128x256': dict(model=dict(type='effnet_backbones.PeerEffDet',
+                                         name='tf_efficientdet_d0', image_size=(128, 256))),
     'ours-efficientdet-d0-me': dict(model=dict(backbone=dict(memory_efficient=True))),
 }
 
