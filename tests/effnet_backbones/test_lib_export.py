@@ -12,8 +12,9 @@ INPUTS = [torch.randn(1, 3, 64, 64, generator=_GEN), torch.randn(2, 3, 97, 131, 
 RTOL = 1e-4
 
 
-@pytest.mark.parametrize('fmt,padding', [('onnx', 'symmetric'), ('onnx', 'same'),
-                                         ('torchscript', 'same'),
+# ONNX (the slowest export) runs once, on the harder dynamic 'same' padding
+@pytest.mark.parametrize('fmt,padding', [('onnx', 'same'), ('torchscript', 'same'),
+                                         ('torchscript', 'symmetric'),
                                          ('exported-program', 'symmetric')])
 def test_backbone_export_matches_pytorch_at_other_sizes(tmp_path, fmt, padding):
     # calibrated BN statistics keep every tap of order one, so a broken deep layer shows
@@ -26,14 +27,14 @@ def test_backbone_export_matches_pytorch_at_other_sizes(tmp_path, fmt, padding):
         assert_each_tensor_matters(run_exported(path, fmt, x), expected, rtol=RTOL)
     shapes = [tuple(t.shape) for t in run_exported(path, fmt, INPUTS[1])]
     assert shapes == [(2, 24, 25, 33), (2, 40, 13, 17), (2, 112, 7, 9), (2, 320, 4, 5)]
+    if fmt == 'onnx':
+        import onnx
+        opsets = {entry.domain: entry.version for entry in onnx.load(str(path)).opset_import}
+        assert opsets[''] >= 17
 
 
-def test_onnx_opset_is_17_or_newer(tmp_path):
-    import onnx
+def test_onnx_opset_older_than_17_is_refused(tmp_path):
     model = EfficientNet('b0', out_indices=(4,)).eval()
-    path = export_model(model, tmp_path / 'b0.onnx', 'onnx', torch.randn(1, 3, 64, 64), opset=17)
-    opsets = {entry.domain: entry.version for entry in onnx.load(str(path)).opset_import}
-    assert opsets[''] >= 17
     with pytest.raises(ValueError, match='opset must be 17 or newer, got 13'):
         export_model(model, tmp_path / 'old.onnx', 'onnx', torch.randn(1, 3, 64, 64), opset=13)
 

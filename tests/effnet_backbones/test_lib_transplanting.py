@@ -62,14 +62,15 @@ def outputs(model, x):
 
 def assert_taps_exact(src, dst, x):
     """In float32 a wider 1x1 convolution sums the same products in another order (SIMD blocking),
-    which moves taps of magnitude ~5 by ~1e-6: exact up to rounding, well inside the tolerance;
-    a leak or a wrong copy moves them by O(0.1)."""
+    which moves taps of magnitude ~5 by 1e-6 to 1e-5 depending on the torch build: exact up to
+    rounding, so the bound is relative to the tap's magnitude (1e-5 of its largest value); a leak
+    or a wrong copy moves them by O(0.1)."""
     theirs, ours = outputs(src, x), outputs(dst, x)
     assert len(theirs) == len(ours)
     for a, b in zip(theirs, ours):
         assert b.shape[1] >= a.shape[1]
         assert a.std() > 0.1  # the comparison is not between vanishing activations
-        assert (a - b[:, :a.shape[1]]).abs().max() <= TOLERANCE
+        assert (a - b[:, :a.shape[1]]).abs().max() <= TOLERANCE * a.abs().max()
 
 
 # ----------------------------------------------------------------------------- exactness

@@ -55,12 +55,12 @@ def test_unet_onnx_export_takes_any_size_and_matches_pytorch(tmp_path, checkpoin
 
 def test_backbone_part_exports_the_taps(tmp_path, checkpoint):
     path, model = checkpoint
-    out = tmp_path / 'backbone.pt2'
-    difference = tool('export').main([QUICK, path, '--format', 'exported-program', '--part',
+    out = tmp_path / 'backbone.ts'
+    difference = tool('export').main([QUICK, path, '--format', 'torchscript', '--part',
                                       'backbone', '--out', str(out)])
     assert difference <= 1e-4
     x = torch.randn(2, 1, 64, 64)
-    taps = run_exported(out, 'exported-program', x)
+    taps = run_exported(out, 'torchscript', x)
     assert [t.shape[1] for t in taps] == [16, 24, 40, 112, 320]
     with torch.no_grad():
         assert_each_tensor_matters(taps, model.net.encoder.backbone(x), rtol=1e-4)
