@@ -17,7 +17,10 @@ for folder in (os.path.dirname(os.path.abspath(__file__)), os.path.join(ROOT, 't
         sys.path.remove(folder)
     sys.path.insert(0, folder)
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# under pytest-xdist each worker takes one core's share: two workers with two threads each would
+# fight over the same two cores
+_WORKERS = int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', '1'))
+torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // _WORKERS)))
 
 
 @pytest.fixture(autouse=True)
