@@ -1,6 +1,7 @@
 """``SegFolderDataset``: images and class-index masks in ``DATA_ROOT/{split}/{images,masks}``."""
 from __future__ import annotations
 
+import random
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -8,7 +9,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .augment import CropSize, apply_pipeline, build_pipeline
+from .augment import (CropSize, apply_pipeline, build_pipeline, crop_around_foreground,
+                      crop_pair)
 from ..common.intensity import build_intensity_norm
 from ..common.io import DataError, image_size, read_image, to_channels
 from .dataset_info import scan_folder
@@ -41,6 +43,10 @@ class SegFolderDataset(Dataset):
             width=400)``.
         crop_size: random crop (int or (h, w)) before ``pipeline``; smaller images are padded,
             their padding marked ``ignore_index``. ``None`` keeps whole images.
+        foreground_ratio: share of training items whose crop is instead placed around a pixel
+            of one foreground class of the image, the class drawn uniformly among those present
+            (nnU-Net's class-balanced oversampling: small structures reach the batches as often
+            as large ones). Needs ``crop_size``; images without foreground get the random crop.
         pipeline: albumentations steps, see :mod:`tasks.common.augment`.
         img_dir: image subfolder name.
         mask_dir: mask subfolder name; ``None`` reads images only (inference).
@@ -53,6 +59,7 @@ class SegFolderDataset(Dataset):
     def __init__(self, data_root: str, split: str = 'train',
                  classes: Optional[Sequence[str]] = None, in_channels: Optional[int] = None,
                  normalize: Optional[Dict[str, Any]] = None, crop_size: Optional[CropSize] = None,
+                 foreground_ratio: float = 0.0,
                  pipeline: Sequence[Dict[str, Any]] = (), img_dir: str = 'images',
                  mask_dir: Optional[str] = 'masks', ignore_index: int = 255,
                  verify: str = 'full') -> None:
@@ -72,6 +79,11 @@ class SegFolderDataset(Dataset):
             # masks travel through albumentations as uint8
             raise ValueError(f'ignore_index must be in 0..255 and there can be at most 255 '
                              f'classes, got ignore_index={ignore_index}, {len(classes)} classes')
+        if not 0.0 <= foreground_ratio <= 1.0:
+            raise ValueError(f'foreground_ratio must be in [0, 1], got {foreground_ratio!r}')
+        if foreground_ratio and crop_size is None:
+            raise ValueError(f'foreground_ratio={foreground_ratio} places crops, but crop_size is '
+                             f'None (whole images); set crop_size or foreground_ratio=0')
         if verify not in VERIFY_MODES:
             raise ValueError(f'verify must be one of {VERIFY_MODES}, got {verify!r}')
         self.data_root, self.split = root, split
@@ -81,6 +93,8 @@ class SegFolderDataset(Dataset):
         self.norm = build_intensity_norm(normalize)
         self.normalize = dict(normalize) if normalize else None
         self.pipeline = build_pipeline(pipeline, crop_size, ignore_index)
+        self.crop = crop_pair(crop_size)
+        self.foreground_ratio = foreground_ratio
         self.samples: List[SamplePaths] = pair_samples(
             root / split / img_dir, None if mask_dir is None else root / split / mask_dir)
         if verify == 'full':
@@ -115,7 +129,11 @@ class SegFolderDataset(Dataset):
     def __getitem__(self, index: int) -> Dict[str, Any]:
         paths = self.samples[index]
         image, mask = self._load(paths)
-        image, mask = apply_pipeline(self.pipeline, self.norm.to_unit(image), mask)
+        image = self.norm.to_unit(image)  # before any crop: per-image percentiles see it whole
+        if (mask is not None and self.foreground_ratio
+                and random.random() < self.foreground_ratio):
+            image, mask = crop_around_foreground(image, mask, self.crop, self.ignore_index)
+        image, mask = apply_pipeline(self.pipeline, image, mask)
         if image.ndim == 2:  # some albumentations steps drop a single channel axis
             image = image[:, :, None]
         image = self.norm.standardize(image)

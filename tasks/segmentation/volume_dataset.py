@@ -6,8 +6,8 @@ stops a run before its first iteration and training reads from memory. Slices ar
 ``slice_axis`` (default: each case's coarsest-spaced axis, as nnU-Net's 2-D configuration does).
 
 For training, each item is a slice; with probability ``foreground_ratio`` it is instead a random
-slice holding foreground, cropped around one of its foreground pixels (nnU-Net's oversampling,
-which keeps small structures in the batches). For validation and testing, items are every slice
+slice holding foreground, cropped around a pixel of one of its foreground classes drawn uniformly
+(nnU-Net's class-balanced oversampling, which keeps small structures in the batches). For validation and testing, items are every slice
 of every case in order, each sample naming its case and slice so that
 :class:`~tasks.segmentation.volume_metrics.VolumeSegMetric` scores whole volumes.
 """
@@ -25,7 +25,8 @@ from torch.utils.data import Dataset
 from ..common.io import DataError
 from ..common.volume_io import slice_axis as choose_slice_axis
 from ..common.volume_norm import VolumeNorm, build_volume_norm
-from .augment import CropSize, apply_pipeline, build_pipeline
+from .augment import (CropSize, apply_pipeline, build_pipeline, crop_around_foreground,
+                      crop_pair)
 from .sample import SegSample
 from .volumes import (LoadedCase, VolumeDescription, find_cases, load_case,
                       read_volume_description, split_cases)
@@ -54,25 +55,6 @@ def prepare_case(case: LoadedCase, norm: VolumeNorm, axis_rule: Union[str, int])
     foreground = (np.zeros(0, np.int64) if label is None else
                   np.nonzero(label.reshape(len(label), -1).max(axis=1) > 0)[0])
     return SliceStack(case.name, axis, image, label, foreground)
-
-
-def _crop_around(image: np.ndarray, label: np.ndarray, crop: Tuple[int, int]
-                 ) -> Tuple[np.ndarray, np.ndarray]:
-    """A ``crop``-sized window of the slice holding a random foreground pixel at a random place
-    (smaller slices stay whole; the pipeline's crop pads them)."""
-    rows, cols = np.nonzero(label > 0)
-    pick = random.randrange(len(rows))
-    starts = []
-    for centre, side, window in ((rows[pick], label.shape[0], crop[0]),
-                                 (cols[pick], label.shape[1], crop[1])):
-        if side <= window:
-            starts.append(0)
-            continue
-        start = centre - random.randrange(window)
-        starts.append(int(min(max(start, 0), side - window)))
-    (top, left), (height, width) = starts, crop
-    return (image[top:top + height, left:left + width],
-            label[top:top + height, left:left + width])
 
 
 class VolumeSliceDataset(Dataset):
@@ -125,8 +107,7 @@ class VolumeSliceDataset(Dataset):
         self.ignore_index = ignore_index
         self.slice_axis = slice_axis
         self.foreground_ratio = foreground_ratio
-        self.crop = ((crop_size, crop_size) if isinstance(crop_size, int) else
-                     None if crop_size is None else tuple(crop_size))
+        self.crop = crop_pair(crop_size)
         self.norm = build_volume_norm(normalize, self.description.channel_names)
         if self.norm.needs_statistics:
             raise ValueError("normalize mode 'ct' needs the training set's statistics (low, high, "
@@ -187,7 +168,7 @@ class VolumeSliceDataset(Dataset):
         image = case.image[slice_index]
         mask = None if case.label is None else case.label[slice_index]
         if forced and self.crop is not None:
-            image, mask = _crop_around(image, mask, self.crop)
+            image, mask = crop_around_foreground(image, mask, self.crop, self.ignore_index)
         image, mask = apply_pipeline(self.pipeline, image, mask)
         if image.ndim == 2:  # some albumentations steps drop a single channel axis
             image = image[:, :, None]

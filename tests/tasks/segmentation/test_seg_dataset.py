@@ -81,3 +81,29 @@ def test_verify_pairs_defers_content_checks_to_loading(tmp_path):
     data[0]
     with pytest.raises(DataError, match='s1.png'):
         data[1]
+
+
+def test_foreground_ratio_puts_small_structures_in_the_crops(tmp_path):
+    # a 200 x 200 image whose only foreground is a 3 x 3 rim-class patch in one corner: 24 px
+    # random crops almost never hold it, forced ones always do
+    for kind in ('images', 'masks'):
+        (tmp_path / 'train' / kind).mkdir(parents=True)
+    mask = np.zeros((200, 200), np.uint8)
+    mask[190:193, 5:8] = 2
+    cv2.imwrite(str(tmp_path / 'train' / 'masks' / 'a.png'), mask)
+    image = (mask * 100 + 7).astype(np.uint8)
+    image[:20, 180:] = 250  # brighter than the patch, far from it: outside every forced crop
+    cv2.imwrite(str(tmp_path / 'train' / 'images' / 'a.png'), image)
+    plain = dataset(tmp_path, crop_size=24)
+    forced = dataset(tmp_path, crop_size=24, foreground_ratio=1.0, normalize=dict(mode='minmax'))
+    seen_plain = sum(bool((plain[0]['data_samples'].gt_mask == 2).any()) for _ in range(30))
+    seen_forced = [forced[0] for _ in range(30)]
+    assert seen_plain < 10
+    assert all((item['data_samples'].gt_mask == 2).any() for item in seen_forced)
+    # normalised on the whole image before the crop: the patch is (207 - 7) / (250 - 7), not the
+    # 1.0 a crop's own min-max would give
+    assert all(abs(float(item['inputs'].max()) - 200 / 243) < 1e-3 for item in seen_forced)
+    with pytest.raises(ValueError, match='foreground_ratio'):
+        dataset(tmp_path, crop_size=24, foreground_ratio=2.0)
+    with pytest.raises(ValueError, match='crop_size'):
+        dataset(tmp_path, foreground_ratio=0.5)
