@@ -90,8 +90,8 @@ def saved_activation_bytes(model: nn.Module, x: torch.Tensor, autocast=None) -> 
 def measure(name: str, settings: BenchSettings) -> Dict[str, Any]:
     """Measure one candidate in this process: step times, params, GMACs and memory.
 
-    Returns ``name, params, gmacs, times`` (seconds per step), ``saved_bytes`` (training without
-    compile; else None), ``peak_bytes`` and, on CPU, ``base_rss_bytes`` (RSS with the model and
+    Returns ``name, params, gmacs, times`` (seconds per step), ``saved_bytes`` (training; under
+    compile measured after the warm-up compiled the graph; else None), ``peak_bytes`` and, on CPU, ``base_rss_bytes`` (RSS with the model and
     input in place: the steps' peak minus this is their training memory).
     """
     from effnet_backbones.profile import count_macs, count_parameters
@@ -129,6 +129,8 @@ def measure(name: str, settings: BenchSettings) -> Dict[str, Any]:
     for _ in range(settings.warmup):
         step()
     sync()
+    if training and settings.compile:  # what the compiled graph saves, once it is compiled
+        saved = saved_activation_bytes(run, x, autocast)
     if device.type == 'cuda':
         torch.cuda.reset_peak_memory_stats()
     times = []

@@ -100,8 +100,8 @@ class MBConv(nn.Module):
     @torch.jit.unused
     def _forward_fused(self, x: torch.Tensor) -> Optional[torch.Tensor]:
         """The branch output on the memory-efficient path, or None where the plain path runs."""
-        # compiled graphs get the same saving from the partitioner's rematerialisation
-        if self.memory_efficient and torch.is_grad_enabled() and not torch.compiler.is_compiling():
+        # compiled too: the fused functions are custom operators the compiler keeps
+        if self.memory_efficient and torch.is_grad_enabled():
             return self._forward_memory_efficient(x)
         return None
 

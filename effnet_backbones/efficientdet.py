@@ -27,7 +27,7 @@ from .bifpn import EffNetBiFPN, SeparableConv2d, check_fusion, check_positive_in
 from .body import ActSpec, NormSpec
 from .layers import resolve_act_layer, resolve_norm_layer
 from .layers.checkpoint import checkpoint_module
-from .layers.memory_efficient import norm_act, supports_fused_norm_act
+from .layers.memory_efficient import fuses_norm_act, norm_act
 from .layers.norm_act import ActFactory, NormFactory
 from .spec import check_arch
 
@@ -159,8 +159,7 @@ class HeadRepeat(nn.Module):
 
     def _norm_act(self, x: torch.Tensor, norm: nn.Module) -> torch.Tensor:
         # decided per call from the live norm: SyncBN after conversion takes the plain path
-        if (self.memory_efficient and torch.is_grad_enabled() and not torch.compiler.is_compiling()
-                and supports_fused_norm_act(norm)):
+        if self.memory_efficient and fuses_norm_act(norm, self.act):
             return norm_act(x, norm, self.act)
         return self.act(norm(x))
 

@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .memory_efficient import norm_act, supports_fused_norm_act
+from .memory_efficient import fuses_norm_act, norm_act
 from .norm_act import ActFactory, NormFactory
 
 __all__ = ['PADDING_MODES', 'Conv2dSame', 'create_conv2d', 'replan_conv2d', 'ConvNormAct',
@@ -36,12 +36,15 @@ class Conv2dSame(nn.Conv2d):
     elsewhere 'same' equals a fixed symmetric padding and a plain ``nn.Conv2d`` is built.
     """
 
-    def pad(self, x: torch.Tensor) -> torch.Tensor:
-        """``x`` padded the way TF 'SAME' pads it for this conv."""
-        height, width = x.shape[-2:]
+    def pad_amounts(self, height: int, width: int) -> Tuple[int, int, int, int]:
+        """``(left, right, top, bottom)``: the padding TF 'SAME' gives an input of this size."""
         top, bottom = same_padding(height, self.kernel_size[0], self.stride[0], self.dilation[0])
         left, right = same_padding(width, self.kernel_size[1], self.stride[1], self.dilation[1])
-        return F.pad(x, [left, right, top, bottom])
+        return left, right, top, bottom
+
+    def pad(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` padded the way TF 'SAME' pads it for this conv."""
+        return F.pad(x, list(self.pad_amounts(*x.shape[-2:])))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.conv2d(self.pad(x), self.weight, self.bias, self.stride, 0, self.dilation,
@@ -116,9 +119,7 @@ class ConvNormAct(nn.Module):
     @torch.jit.unused
     def fuses_norm_act(self) -> bool:
         """Whether this call runs norm + activation fused (see ``memory_efficient``)."""
-        # compiled graphs get the same saving from the partitioner's rematerialisation
-        return (self.memory_efficient and self.has_act and torch.is_grad_enabled()
-                and not torch.compiler.is_compiling() and supports_fused_norm_act(self.norm))
+        return self.memory_efficient and self.has_act and fuses_norm_act(self.norm, self.act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.finish(self.conv(x))

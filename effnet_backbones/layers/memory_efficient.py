@@ -9,6 +9,11 @@ With these functions it keeps three: the two norm inputs and the depthwise activ
 
 A separate memory-efficient Swish is not needed: PyTorch's native SiLU already saves only its
 input; the tensor worth dropping is the norm output that input is, which ``norm_act`` removes.
+
+BatchNorm (batch or running statistics) and frozen BN with the common activations run as the
+``torch.library`` operators of :mod:`.fused_ops`, which ``torch.compile`` keeps as they are, so
+compiled training saves the same tensors; other norms (GroupNorm) and activations run as the
+Python autograd functions below in eager mode and take the plain path when compiled.
 """
 from __future__ import annotations
 
@@ -19,7 +24,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torchvision.ops import FrozenBatchNorm2d
 
-__all__ = ['supports_fused_norm_act', 'norm_act', 'norm_act_conv', 'gate_project']
+from .fused_ops import gate_project_op, norm_act_conv_op, norm_act_op, supports_fused_op
+
+__all__ = ['supports_fused_norm_act', 'fuses_norm_act', 'norm_act', 'norm_act_conv',
+           'gate_project']
 
 
 def supports_fused_norm_act(norm: nn.Module) -> bool:
@@ -28,6 +36,16 @@ def supports_fused_norm_act(norm: nn.Module) -> bool:
     SyncBatchNorm is excluded: recomputing it would need another all-reduce in backward.
     """
     return type(norm) in (nn.BatchNorm2d, FrozenBatchNorm2d) or isinstance(norm, nn.GroupNorm)
+
+
+def fuses_norm_act(norm: nn.Module, act: nn.Module) -> bool:
+    """Whether :func:`norm_act` runs fused in this call: with gradients, for a norm it can
+    recompute, and under ``torch.compile`` only where a custom operator covers the pair."""
+    if not torch.is_grad_enabled():
+        return False
+    if torch.compiler.is_compiling():
+        return supports_fused_op(norm, act)
+    return supports_fused_norm_act(norm)
 
 
 def _recompute_norm(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -131,6 +149,8 @@ class _NormAct(torch.autograd.Function):
 
 def norm_act(x: torch.Tensor, norm: nn.Module, act: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
     """Memory-efficient ``act(norm(x))`` for training; ``norm`` must pass :func:`supports_fused_norm_act`."""
+    if supports_fused_op(norm, act):
+        return norm_act_op(x, norm, act)
     weight = norm.weight if isinstance(norm.weight, nn.Parameter) else None
     bias = norm.bias if isinstance(norm.bias, nn.Parameter) else None
     return _NormAct.apply(x, weight, bias, norm, act)
@@ -174,33 +194,13 @@ class _NormActConv(torch.autograd.Function):
 def norm_act_conv(x: torch.Tensor, norm: nn.Module, act: Callable[[torch.Tensor], torch.Tensor],
                   conv: nn.Conv2d) -> torch.Tensor:
     """Memory-efficient ``conv(act(norm(x)))`` for a bias-free conv built by ``create_conv2d``."""
+    if supports_fused_op(norm, act):
+        return norm_act_conv_op(x, norm, act, conv)
     weight = norm.weight if isinstance(norm.weight, nn.Parameter) else None
     bias = norm.bias if isinstance(norm.bias, nn.Parameter) else None
     return _NormActConv.apply(x, weight, bias, conv.weight, norm, act, conv)
 
 
-class _GateProject(torch.autograd.Function):
-    """``conv1x1(x * gate)`` saving ``x`` and the (N, C, 1, 1) gate instead of the gated product."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, gate: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(x, gate, weight)
-        return F.conv2d(x * gate, weight)
-
-    @staticmethod
-    def backward(ctx, grad_out: torch.Tensor) -> Tuple[Optional[torch.Tensor], ...]:
-        x, gate, weight = ctx.saved_tensors
-        need_x, need_gate, need_weight = ctx.needs_input_grad
-        gated = x * gate  # element-wise; the convolution itself is not re-run
-        grad_gated, grad_weight, _ = torch.ops.aten.convolution_backward(
-            grad_out, gated, weight, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1,
-            [need_x or need_gate, need_weight, False])
-        del gated
-        grad_x = grad_gated * gate if need_x else None
-        grad_gate = (grad_gated * x).sum((2, 3), keepdim=True) if need_gate else None
-        return grad_x, grad_gate, grad_weight if need_weight else None
-
-
 def gate_project(x: torch.Tensor, gate: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """Memory-efficient ``F.conv2d(x * gate, weight)`` for a bias-free 1x1 projection."""
-    return _GateProject.apply(x, gate, weight)
+    return gate_project_op(x, gate, weight)
