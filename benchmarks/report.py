@@ -16,7 +16,7 @@ import torch
 if TYPE_CHECKING:
     from .speed import BenchSettings
 
-__all__ = ['summarize', 'add_ratios', 'format_markdown', 'plot_scatter', 'describe_machine',
+__all__ = ['summarize', 'add_ratios', 'add_hardware_share', 'format_markdown', 'plot_scatter', 'describe_machine',
            'settings_header', 'write_results']
 
 
@@ -51,6 +51,19 @@ def add_ratios(rows: List[Dict[str, Any]], baseline: str) -> List[Dict[str, Any]
             row['step_mem_x'] = round(row['step_mib'] / base['step_mib'], 3)
         if 'saved_mib' in row and base.get('saved_mib'):
             row['saved_x'] = round(row['saved_mib'] / base['saved_mib'], 3)
+    return rows
+
+
+def add_hardware_share(rows: List[Dict[str, Any]], peak_gflops: float,
+                       settings: 'BenchSettings') -> List[Dict[str, Any]]:
+    """Add ``gflop_s`` (achieved: 2 FLOPs per MAC, a training step counted as three forward
+    passes, forward + the two backward products) and ``of_peak`` (its share of the machine's
+    matmul peak) to each row."""
+    passes = 3 if settings.mode == 'train' else 1
+    for row in rows:
+        flops = 2 * row['gmacs'] * 1e9 * settings.batch * passes
+        row['gflop_s'] = round(flops / (row['step_ms'] / 1e3) / 1e9, 1)
+        row['of_peak'] = round(row['gflop_s'] / peak_gflops, 3)
     return rows
 
 
@@ -91,13 +104,16 @@ def describe_machine(threads: Optional[int] = None) -> str:
             f'{threads or torch.get_num_threads()} torch threads')
 
 
-def settings_header(settings: 'BenchSettings', rounds: int) -> str:
+def settings_header(settings: 'BenchSettings', rounds: int,
+                    peak_gflops: Optional[float] = None) -> str:
     """One line saying what was measured, where and how often (the table's caption)."""
     size = settings.resolution
+    peak = (f', matmul peak {peak_gflops:.1f} GFLOP/s ({settings.dtype}, same threads)'
+            if peak_gflops else '')
     return (f'{settings.mode}, batch {settings.batch}, {size}x{size}, {settings.dtype}, '
             f'channels_last={settings.channels_last}, compile={settings.compile}, '
             f'device {describe_machine(settings.threads)}, torch {torch.__version__}, '
-            f'{rounds} rounds x {settings.steps} steps')
+            f'{rounds} rounds x {settings.steps} steps{peak}')
 
 
 def write_results(out: str, rows: List[Dict[str, Any]], settings: 'BenchSettings', header: str,

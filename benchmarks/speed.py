@@ -29,7 +29,8 @@ import torch.nn as nn
 from .candidates import build_candidate, parse_candidate
 from .report import summarize
 
-__all__ = ['BenchSettings', 'MALLOC_ENV', 'saved_activation_bytes', 'measure', 'run_benchmark']
+__all__ = ['BenchSettings', 'MALLOC_ENV', 'saved_activation_bytes', 'measure', 'matmul_gflops',
+           'measure_peak_gflops', 'run_benchmark']
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -149,6 +150,37 @@ def measure(name: str, settings: BenchSettings) -> Dict[str, Any]:
 MALLOC_ENV = {'MALLOC_MMAP_THRESHOLD_': '131072', 'MALLOC_TRIM_THRESHOLD_': '131072'}
 
 
+#: the worker name that measures the machine's matmul peak instead of a candidate
+_PEAK_WORKER = '__matmul_peak__'
+
+
+def matmul_gflops(settings: BenchSettings, repeats: int = 5) -> float:
+    """The best GFLOP/s of a large square matmul in this process: on the candidates' device,
+    dtype and threads, the most a training step's convolutions could reach."""
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    device = torch.device(settings.device)
+    side = 8192 if device.type == 'cuda' else 2048
+    dtype = getattr(torch, settings.dtype)
+    a = torch.randn(side, side, device=device, dtype=dtype)
+    b = torch.randn(side, side, device=device, dtype=dtype)
+    best = float('inf')
+    for _ in range(repeats + 1):  # the first one warms up the library
+        if device.type == 'cuda':
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        torch.mm(a, b)
+        if device.type == 'cuda':
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return 2 * side ** 3 / best / 1e9
+
+
+def measure_peak_gflops(settings: BenchSettings) -> float:
+    """:func:`matmul_gflops` in a fresh worker process, as the candidates are measured."""
+    return _measure_in_subprocess(_PEAK_WORKER, settings)['gflops']
+
+
 def _measure_in_subprocess(name: str, settings: BenchSettings) -> Dict[str, Any]:
     command = [sys.executable, '-m', 'benchmarks.speed', '--worker', name,
                '--settings', json.dumps(asdict(settings))]
@@ -182,6 +214,9 @@ def run_benchmark(names: Sequence[str], settings: BenchSettings, rounds: int = 3
 def _worker_main(argv: Sequence[str]) -> None:
     name = argv[argv.index('--worker') + 1]
     settings = BenchSettings(**json.loads(argv[argv.index('--settings') + 1]))
+    if name == _PEAK_WORKER:
+        print(json.dumps(dict(gflops=matmul_gflops(settings))))
+        return
     print(json.dumps(measure(name, settings)))
 
 

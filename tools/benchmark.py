@@ -12,8 +12,9 @@ import sys
 import torch
 
 from benchmarks.candidates import parse_candidate
-from benchmarks.report import add_ratios, format_markdown, settings_header, write_results
-from benchmarks.speed import BenchSettings, run_benchmark
+from benchmarks.report import (add_hardware_share, add_ratios, format_markdown, settings_header,
+                               write_results)
+from benchmarks.speed import BenchSettings, measure_peak_gflops, run_benchmark
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -52,7 +53,9 @@ def main(argv=None) -> None:
     rows = run_benchmark(args.candidates, settings, rounds=args.rounds,
                          log=lambda line: print(line, file=sys.stderr))
     rows = add_ratios(rows, args.baseline or args.candidates[0])
-    header = settings_header(settings, args.rounds)
+    peak = measure_peak_gflops(settings)  # what fraction of the hardware each step uses
+    rows = add_hardware_share(rows, peak, settings)
+    header = settings_header(settings, args.rounds, peak)
     print(header + '\n\n' + format_markdown(rows))
     if args.out:
         write_results(args.out, rows, settings, header, ' '.join(sys.argv))

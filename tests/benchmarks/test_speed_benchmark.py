@@ -8,7 +8,7 @@ import torch
 
 import benchmark as benchmark_tool  # tools/benchmark.py
 from benchmarks.candidates import build_candidate, parse_candidate
-from benchmarks.report import add_ratios, summarize
+from benchmarks.report import add_hardware_share, add_ratios, summarize
 from benchmarks.speed import BenchSettings, measure, saved_activation_bytes
 
 
@@ -62,8 +62,21 @@ def test_tool_measures_in_subprocesses_from_any_folder(tmp_path, monkeypatch):
                          '--steps', '1', '--rounds', '1', '--threads', '1', '--out', 'out/b0'])
     rows = json.loads((tmp_path / 'out/b0.json').read_text())['rows']
     assert [row['name'] for row in rows] == ['ours:b0'] and rows[0]['saved_mib'] > 0
-    assert (tmp_path / 'out/b0.md').read_text().startswith('train, batch 1, 64x64')
+    # the share of the machine: achieved GFLOP/s against a matmul measured the same way
+    assert 0 < rows[0]['of_peak'] < 1 and rows[0]['gflop_s'] > 0
+    text = (tmp_path / 'out/b0.md').read_text()
+    assert text.startswith('train, batch 1, 64x64') and 'matmul peak' in text
     assert (tmp_path / 'out/b0.png').stat().st_size > 0
+
+
+def test_hardware_share_counts_a_training_step_as_three_passes():
+    rows = add_hardware_share([{'name': 'a', 'gmacs': 0.5, 'step_ms': 1000.0}], 20.0,
+                              BenchSettings(batch=4))
+    # 0.5 GMAC x 2 FLOP x 4 images x 3 passes in one second = 12 GFLOP/s, 0.6 of 20
+    assert rows[0]['gflop_s'] == 12.0 and rows[0]['of_peak'] == 0.6
+    infer = add_hardware_share([{'name': 'a', 'gmacs': 0.5, 'step_ms': 1000.0}], 20.0,
+                               BenchSettings(batch=4, mode='infer'))
+    assert infer[0]['gflop_s'] == 4.0
 
 
 def test_efficientdet_candidates_are_ours_and_effdets_d0():
