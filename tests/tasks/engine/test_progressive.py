@@ -212,8 +212,10 @@ def test_net2wider_growth_keeps_every_output_and_breaks_the_symmetry(setup):
     for boundary in (3, 6):
         before, after = logits[(boundary, 'before')], logits[(boundary, 'after')]
         # the copies' shares of a weight (w / copies, plus noise summing to zero) are rounded to
-        # float32 when stored, so even a float64 evaluation differs by that rounding
-        assert _relative(before, after) <= 1e-5, boundary
+        # float32 when stored, so even a float64 evaluation differs by that rounding, which BN
+        # variances near eps amplify: 1.5e-6 to 2.2e-5 over training data and seeds. Noise that
+        # does not sum to zero over the copies (a broken split) measured 0.89.
+        assert _relative(before, after) <= 1e-4, boundary
     # B1 -> B2 widened the last stage 320 -> 352: after three more iterations the copies of a
     # channel have drifted apart (their outgoing weights differ by the noise), yet stay related
     model = _unwrap(runner)
