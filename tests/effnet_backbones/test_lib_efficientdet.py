@@ -211,6 +211,25 @@ def grads_and_stats(model, image):
             {name: b.clone() for name, b in model.named_buffers()})
 
 
+def assert_same_grads_and_stats(grads, stats, expected_grads, expected_stats):
+    """Gradients equal to float32 rounding, bounded per module, and running statistics equal.
+
+    The bound is 1e-5 of the module's largest gradient, not the tensor's own: a norm's bias whose
+    output feeds another training-mode BN through a 1x1 conv (a block without a skip) has a true
+    gradient of zero, computed as a cancelling sum of terms the size of the weight's gradient
+    (measured: 3.9e-3 beside a weight gradient of 4.5e3), which any other operator order changes.
+    """
+    scale = {}
+    for name, grad in expected_grads.items():
+        module = name.rpartition('.')[0]
+        scale[module] = max(scale.get(module, 0.0), grad.abs().max().item())
+    for name, grad in expected_grads.items():
+        torch.testing.assert_close(grads[name], grad, rtol=1e-5,
+                                   atol=1e-5 * scale[name.rpartition('.')[0]], msg=name)
+    for name, value in expected_stats.items():
+        torch.testing.assert_close(stats[name], value, msg=name)
+
+
 @pytest.mark.parametrize('backbone_cp,neck_cp', [('block', 'node'), ('stage', 'cell')])
 def test_checkpointing_gives_the_same_gradients(backbone_cp, neck_cp):
     plain = create_efficientdet('d0', backbone_options=dict(drop_path_rate=0.0)).train()
@@ -226,11 +245,7 @@ def test_checkpointing_gives_the_same_gradients(backbone_cp, neck_cp):
     expected_grads, expected_stats = grads_and_stats(plain, image)
     grads, stats = grads_and_stats(checkpointed, image)
     assert sorted(calls) == ['head', 'head', 'node', 'node']  # each ran again in backward
-    for name, grad in expected_grads.items():
-        torch.testing.assert_close(grads[name], grad, rtol=1e-5, atol=1e-5 * grad.abs().max().item(),
-                                   msg=name)
-    for name, value in expected_stats.items():
-        torch.testing.assert_close(stats[name], value, msg=name)
+    assert_same_grads_and_stats(grads, stats, expected_grads, expected_stats)
 
 
 def test_memory_efficient_heads_fuse_norm_and_act(monkeypatch):
@@ -247,11 +262,7 @@ def test_memory_efficient_heads_fuse_norm_and_act(monkeypatch):
     expected_grads, expected_stats = grads_and_stats(plain, image)
     grads, stats = grads_and_stats(fused, image)
     assert len(calls) == 2 * 3 * 5  # two heads x three repeats x five levels
-    for name, grad in expected_grads.items():
-        torch.testing.assert_close(grads[name], grad, rtol=1e-5, atol=1e-5 * grad.abs().max().item(),
-                                   msg=name)
-    for name, value in expected_stats.items():
-        torch.testing.assert_close(stats[name], value, msg=name)
+    assert_same_grads_and_stats(grads, stats, expected_grads, expected_stats)
 
 
 # ------------------------------------------------------------------------------------ builder

@@ -38,15 +38,18 @@ CASES = [('bn', True, nn.SiLU), ('bn', False, nn.SiLU), ('bn', True, nn.ReLU6),
          ('bn', True, nn.Hardswish), ('bn', True, nn.ReLU), ('frozen', True, nn.SiLU)]
 
 
+@pytest.mark.parametrize('groups', [1, 6])  # 6: depthwise, as in every MBConv
 @pytest.mark.parametrize('padding', ['symmetric', 'same'])
 @pytest.mark.parametrize('kind,training,act_type', CASES)
-def test_norm_act_conv_equals_the_plain_layers(kind, training, act_type, padding):
+def test_norm_act_conv_equals_the_plain_layers(kind, training, act_type, padding, groups):
     plain_norm, fused_norm = _norm_pair(kind, training)
     act = act_type()
     assert supports_fused_op(fused_norm, act)
-    conv = create_conv2d(6, 5, 3, stride=2, padding=padding)  # 'same' at stride 2: Conv2dSame
+    out_channels = 5 if groups == 1 else 6
+    # 'same' at stride 2: Conv2dSame, padding 0 before and 1 after on the odd side
+    conv = create_conv2d(6, out_channels, 3, stride=2, groups=groups, padding=padding)
     x = torch.randn(2, 6, 11, 9) * 2
-    grad = torch.randn(2, 5, 6, 5)
+    grad = torch.randn(2, out_channels, 6, 5)
     results = []
     for norm, fused in ((plain_norm, False), (fused_norm, True)):
         leaf = x.clone().requires_grad_()
