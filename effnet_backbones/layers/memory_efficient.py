@@ -194,8 +194,6 @@ class _NormActConv(torch.autograd.Function):
 def norm_act_conv(x: torch.Tensor, norm: nn.Module, act: Callable[[torch.Tensor], torch.Tensor],
                   conv: nn.Conv2d) -> torch.Tensor:
     """Memory-efficient ``conv(act(norm(x)))`` for a bias-free conv built by ``create_conv2d``."""
-    # TF 'same' convs (run-time padding) stay on the autograd function: the operator's padded
-    # path disagrees with the plain layers inside full backbones (open, see docs/benchmarks.md)
     if supports_fused_op(norm, act):
         return norm_act_conv_op(x, norm, act, conv)
     weight = norm.weight if isinstance(norm.weight, nn.Parameter) else None
