@@ -8,7 +8,10 @@ A training step is forward, a loss over all outputs (sum of mean squares) and ba
 Memory comes in two kinds. :func:`saved_activation_bytes` counts what autograd keeps for backward:
 deterministic, independent of the allocator, the figure to compare and test. Peak RSS (CPU) or
 peak allocated bytes (CUDA) is what a user's machine shows; on CPU it depends on glibc's malloc,
-so the subprocess fixes its thresholds (:data:`MALLOC_ENV`) and it is reported, never asserted.
+so each worker starts without the caller's malloc variables and runs as a plain script does
+(glibc's dynamic thresholds), or, for a candidate name ending in ``@lean`` (``timm:b0@lean``),
+with the fixed thresholds of :func:`effnet_backbones.allocator.tune_cpu_allocator` (RSS follows
+live memory, at a time cost). It is reported, never asserted.
 """
 from __future__ import annotations
 
@@ -21,16 +24,18 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 
+from effnet_backbones.allocator import tune_cpu_allocator
+
 from .candidates import build_candidate, parse_candidate
 from .report import summarize
 
-__all__ = ['BenchSettings', 'MALLOC_ENV', 'saved_activation_bytes', 'measure', 'matmul_gflops',
-           'measure_peak_gflops', 'run_benchmark']
+__all__ = ['BenchSettings', 'ALLOCATORS', 'split_allocator', 'saved_activation_bytes', 'measure',
+           'matmul_gflops', 'measure_peak_gflops', 'run_benchmark']
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -145,11 +150,6 @@ def measure(name: str, settings: BenchSettings) -> Dict[str, Any]:
                 base_rss_bytes=base_rss if device.type == 'cpu' else None, saved_bytes=saved)
 
 
-#: glibc otherwise raises its mmap threshold up to 32 MB after the first large free, keeps later
-#: freed activations in the heap, and peak RSS then overstates live memory by chance amounts.
-MALLOC_ENV = {'MALLOC_MMAP_THRESHOLD_': '131072', 'MALLOC_TRIM_THRESHOLD_': '131072'}
-
-
 #: the worker name that measures the machine's matmul peak instead of a candidate
 _PEAK_WORKER = '__matmul_peak__'
 
@@ -187,11 +187,31 @@ def _measure_in_subprocess(name: str, settings: BenchSettings) -> Dict[str, Any]
     # the checkout on the path: `benchmarks` is not installed, and the caller's cwd may be anywhere
     python_path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get('PYTHONPATH')]))
     result = subprocess.run(command, capture_output=True, text=True,
-                            env={**os.environ, **MALLOC_ENV, 'OMP_WAIT_POLICY': 'PASSIVE',
+                            env={**_without_malloc_settings(os.environ),
+                                 'OMP_WAIT_POLICY': 'PASSIVE',
                                  'PYTHONPATH': python_path})
     if result.returncode != 0:
         raise RuntimeError(f'benchmark of {name!r} failed:\n{result.stderr[-4000:]}')
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+ALLOCATORS = ('default', 'lean')
+
+
+def split_allocator(name: str) -> Tuple[str, str]:
+    """``'timm:b0@lean'`` -> ``('timm:b0', 'lean')``; no suffix means ``'default'``."""
+    candidate, _, allocator = name.partition('@')
+    allocator = allocator or 'default'
+    if allocator not in ALLOCATORS:
+        raise ValueError(f'{name!r}: the allocator after "@" must be one of {ALLOCATORS}')
+    return candidate, allocator
+
+
+def _without_malloc_settings(environ: Dict[str, str]) -> Dict[str, str]:
+    """The caller's environment less glibc malloc variables: each worker chooses its allocator
+    settings itself (:func:`split_allocator`), whatever the shell had."""
+    dropped = ('MALLOC_MMAP_THRESHOLD_', 'MALLOC_TRIM_THRESHOLD_')
+    return {key: value for key, value in environ.items() if key not in dropped}
 
 
 def run_benchmark(names: Sequence[str], settings: BenchSettings, rounds: int = 3,
@@ -199,7 +219,7 @@ def run_benchmark(names: Sequence[str], settings: BenchSettings, rounds: int = 3
     """Measure every candidate ``rounds`` times, alternating candidates within each round; one
     summary row per candidate (:func:`benchmarks.report.summarize`)."""
     for name in names:  # fail on a bad name before spending minutes
-        parse_candidate(name)
+        parse_candidate(split_allocator(name)[0])
     runs: Dict[str, List[Dict[str, Any]]] = {name: [] for name in names}
     for round_index in range(rounds):
         for name in names:
@@ -214,6 +234,11 @@ def run_benchmark(names: Sequence[str], settings: BenchSettings, rounds: int = 3
 def _worker_main(argv: Sequence[str]) -> None:
     name = argv[argv.index('--worker') + 1]
     settings = BenchSettings(**json.loads(argv[argv.index('--settings') + 1]))
+    name, allocator = split_allocator(name)
+    if allocator == 'lean':  # before the model and input exist, as tools/train.py does
+        tuning = tune_cpu_allocator()
+        if not tuning.applied:
+            print(tuning.describe(), file=sys.stderr)
     if name == _PEAK_WORKER:
         print(json.dumps(dict(gflops=matmul_gflops(settings))))
         return

@@ -2,7 +2,9 @@
 
     python tools/benchmark.py ours:b0 ours:b0+me ours:b0+cp timm:b0 timm_tf:b0 tv:b0 \
         --batch 8 --resolution 256 --baseline timm:b0 --out docs/bench/b0_cpu
-Candidates: see benchmarks/candidates.py. Writes OUT.json, OUT.md and OUT.png.
+Candidates: see benchmarks/candidates.py; NAME@lean measures NAME with the fixed malloc
+thresholds of cpu_allocator='lean' (peak RSS follows live memory) instead of glibc's dynamic ones.
+Writes OUT.json, OUT.md and OUT.png.
 """
 import _bootstrap  # noqa: F401,I001  (first: sets sys.path and OpenMP up before torch loads)
 
@@ -14,7 +16,7 @@ import torch
 from benchmarks.candidates import parse_candidate
 from benchmarks.report import (add_hardware_share, add_ratios, format_markdown, settings_header,
                                write_results)
-from benchmarks.speed import BenchSettings, measure_peak_gflops, run_benchmark
+from benchmarks.speed import BenchSettings, measure_peak_gflops, run_benchmark, split_allocator
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -36,7 +38,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     try:
         for name in args.candidates:
-            parse_candidate(name)
+            parse_candidate(split_allocator(name)[0])
     except ValueError as err:
         parser.error(str(err))
     if args.baseline is not None and args.baseline not in args.candidates:

@@ -26,3 +26,7 @@ visualizer = dict(type='Visualizer', vis_backends=[dict(type='LocalVisBackend')]
 randomness = dict(seed=42, deterministic=False)
 load_from = None
 resume = False
+# CPU only: 'lean' fixes glibc's malloc thresholds so peak RSS follows live memory (the
+# memory-efficient path's saving shows in RSS), at a time cost per step (docs/benchmarks.md,
+# "Memory a user sees"); 'default' leaves glibc's own
+cpu_allocator = 'default'

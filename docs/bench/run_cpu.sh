@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # The CPU benchmark runs behind docs/benchmarks.md (tools/benchmark.py over benchmarks/speed.py;
 # one thread: the other core of the 2-core machine was busy with other jobs; candidates alternate
-# A B C ... in each round).
+# A B C ... in each round). The b0/b4/unet tables were measured with the lean malloc thresholds
+# (then the workers' fixed setting); the workers now run with glibc's defaults, so rerunning these
+# lines gives default-allocator figures: append @lean to each candidate to repeat the old setting.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 B="python tools/benchmark.py --resolution 256 --warmup 1 --steps 3 --rounds 2 --threads 1"
 $B --batch 8 ours:b0 ours:b0+me ours:b0+cp timm:b0 timm_tf:b0 tv:b0 --baseline timm:b0 --out docs/bench/b0_cpu_train
 $B --batch 8 ours:b4 ours:b4+me ours:b4+cp timm:b4 timm_tf:b4 tv:b4 --baseline timm:b4 --out docs/bench/b4_cpu_train
 $B --batch 4 unet:b4 unet:b4+me unet_smp:b4 unet_timm:resnet50 --baseline unet_smp:b4 --out docs/bench/unet_cpu_train
+# CPU memory a user sees: glibc's default allocator against cpu_allocator='lean' (2 threads)
+python tools/benchmark.py ours:b0+me ours:b0+me@lean timm:b0 timm:b0@lean tv:b0 tv:b0@lean --batch 8 --resolution 256 --warmup 1 --steps 3 --rounds 2 --baseline timm:b0 --out docs/bench/allocator_b0_cpu

@@ -8,8 +8,11 @@ from __future__ import annotations
 import os.path as osp
 from typing import Any, Dict, Optional
 
+import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
+
+from effnet_backbones.allocator import tune_cpu_allocator
 
 from .checkpoint import CheckpointFitHook, checkpoint_meta, install_checkpoint_loader
 from .config import (apply_cpu_profile, default_work_dir, load_config, merge_options,
@@ -85,14 +88,35 @@ def _per_case_metrics(cfg: Config) -> None:
 
 def build_runner(cfg: Config) -> Runner:
     """Check the config for key typos, make checkpoints load on torch >= 2.6, be written
-    atomically and fit the model, build the Runner."""
+    atomically and fit the model, set the CPU allocator the config asks for, build the Runner."""
     check_config(cfg)
     install_checkpoint_loader()
     install_atomic_file_backend()
     init_cpu_process_group(cfg)
+    allocator = _apply_cpu_allocator(cfg)  # before the model and the (forked) DataLoader workers
     runner = Runner.from_cfg(cfg)
     runner.register_hook(CheckpointFitHook())  # a checkpoint of another model is an error
+    if allocator is not None:
+        runner.logger.info(allocator)
     return runner
+
+
+CPU_ALLOCATORS = ('default', 'lean')
+
+
+def _apply_cpu_allocator(cfg: Config) -> Optional[str]:
+    """``cpu_allocator='lean'``: glibc thresholds under which peak RSS follows live memory
+    (:func:`~effnet_backbones.allocator.tune_cpu_allocator`); the log line, None on CUDA."""
+    choice = cfg.get('cpu_allocator', 'default')
+    if choice not in CPU_ALLOCATORS:
+        raise ValueError(f"cpu_allocator={choice!r}: expected one of {CPU_ALLOCATORS} ('lean': "
+                         f'peak RSS follows live memory, slower steps; docs/benchmarks.md)')
+    if torch.cuda.is_available():  # activations live on the GPU; the host heap is not the issue
+        return None
+    if choice == 'lean':
+        return tune_cpu_allocator().describe()
+    return ("CPU allocator: glibc default (cpu_allocator='lean' keeps peak RSS at live memory, "
+            'at slower steps: docs/benchmarks.md)')
 
 
 def train(cfg: Config) -> Runner:

@@ -9,7 +9,7 @@ import torch
 import benchmark as benchmark_tool  # tools/benchmark.py
 from benchmarks.candidates import build_candidate, parse_candidate
 from benchmarks.report import add_hardware_share, add_ratios, summarize
-from benchmarks.speed import BenchSettings, measure, saved_activation_bytes
+from benchmarks.speed import BenchSettings, measure, saved_activation_bytes, split_allocator
 
 
 @pytest.mark.parametrize('name,taps', [('ours:b0+me+cp', 4), ('timm:b0', 4), ('tv:b0', 4)])
@@ -54,6 +54,15 @@ def test_cli_rejects_bad_names_and_baselines():
         benchmark_tool.parse_args(['ours:b0', '--baseline', 'timm:b0'])
     with pytest.raises(ValueError, match="baseline 'x' is not among"):
         add_ratios([{'name': 'a', 'step_ms': 1.0, 'peak_mib': 1.0}], 'x')
+
+
+def test_allocator_suffix_is_parsed_and_checked():
+    assert split_allocator('timm:b0') == ('timm:b0', 'default')
+    assert split_allocator('ours:b0+me@lean') == ('ours:b0+me', 'lean')
+    with pytest.raises(ValueError, match=r"'timm:b0@fast': the allocator after \"@\" must be"):
+        split_allocator('timm:b0@fast')
+    with pytest.raises(SystemExit):
+        benchmark_tool.parse_args(['ours:b0@fast'])
 
 
 def test_tool_measures_in_subprocesses_from_any_folder(tmp_path, monkeypatch):

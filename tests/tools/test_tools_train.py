@@ -2,6 +2,8 @@
 outputs, resume, AMP gating, schedule rescaling, the CPU profile and every bad input's error."""
 import json
 import math
+import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -55,7 +57,8 @@ def test_train_writes_checkpoints_log_and_curves(trained):
     assert (work / 'iter_4.pth').is_file() and list(work.glob('best_mDice_iter_*.pth'))
     assert Path((work / 'last_checkpoint').read_text()).name == 'iter_4.pth'
     log = next(work.glob('*/*.log')).read_text()
-    for field in ('lr:', 'eta:', 'loss:', 'loss_dice:', 'loss_ce:', 'mDice:'):
+    # the CPU allocator line says whether freed memory goes back to the system, and why not
+    for field in ('lr:', 'eta:', 'loss:', 'loss_dice:', 'loss_ce:', 'mDice:', 'CPU allocator:'):
         assert field in log
     curves = json.loads((work / 'training_curves.json').read_text())
     assert [point[0] for point in curves['loss']] == [1, 2, 3, 4]
@@ -332,3 +335,27 @@ def test_cpu_profile_applies_only_without_cuda(monkeypatch):
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
     gpu = prepare_train_config(MAIN)
     assert gpu.train_cfg.max_iters == 4000 and gpu.train_dataloader.dataset.crop_size == 256
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != 'glibc', reason='glibc malloc only')
+def test_lean_cpu_allocator_is_applied_and_logged(tmp_path):
+    # a subprocess: the thresholds would otherwise stay set in this test process
+    data = make_dataset(tmp_path / 'data')
+    environ = {key: value for key, value in os.environ.items() if not key.startswith('MALLOC_')}
+    result = subprocess.run(
+        [sys.executable, str(ROOT / 'tools/train.py'), QUICK, '--work-dir', str(tmp_path / 'w'),
+         '--data-root', str(data), '--max-iters', '1',
+         *options('lean_allocator', cpu_allocator='lean', **{'train_cfg.val_interval': 1})],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, env=environ)
+    assert result.returncode == 0, result.stderr[-2000:]
+    log = next((tmp_path / 'w').glob('*/*.log')).read_text()
+    assert 'CPU allocator: lean, glibc malloc mmap_threshold=131072, trim_threshold=131072' in log
+
+
+def test_bad_cpu_allocator_is_named_before_anything_is_written(tmp_path):
+    data = make_dataset(tmp_path / 'data')
+    with pytest.raises(ValueError, match=r"cpu_allocator='fast': expected one of \('default', "
+                                         r"'lean'\)"):
+        run_train_tool(QUICK, data, tmp_path / 'w', 2, *options('bad_allocator',
+                                                                cpu_allocator='fast'))
+    assert not (tmp_path / 'w').exists() or not list((tmp_path / 'w').rglob('*.pth'))
