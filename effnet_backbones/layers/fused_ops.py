@@ -214,10 +214,12 @@ def _norm_act_conv_backward(grad_out: Tensor, x: Tensor, weight: Tensor, bias: T
     normalised = _affine(x, weight, bias, mean, invstd)
     activated = _activate(normalised, act)
     padded = F.pad(activated, pad) if pad else activated
+    dtype = grad_out.dtype  # the autocast dtype the forward convolution ran in, if any
     grad_padded, grad_conv, _ = torch.ops.aten.convolution_backward(
-        grad_out, padded, conv_weight, None, stride, padding, dilation, False, [0, 0], groups,
-        [True, True, False])
+        grad_out, padded.to(dtype), conv_weight.to(dtype), None, stride, padding, dilation, False,
+        [0, 0], groups, [True, True, False])
     del padded
+    grad_padded, grad_conv = grad_padded.to(normalised.dtype), grad_conv.to(conv_weight.dtype)
     if pad:  # the padding's gradient is dropped
         height, width = activated.shape[2:]
         grad_padded = grad_padded[:, :, pad[2]:pad[2] + height, pad[0]:pad[0] + width]
@@ -267,12 +269,16 @@ def _(x, gate, weight):
 @torch.library.custom_op('effnet_backbones::gate_project_backward', mutates_args=())
 def _gate_project_backward(grad_out: Tensor, x: Tensor, gate: Tensor, weight: Tensor
                            ) -> Tuple[Tensor, Tensor, Tensor]:
-    gated = x * gate  # element-wise; the convolution itself is not re-run
+    # under autocast the forward convolution ran in the autocast dtype, which the gradient
+    # carries; backward runs without autocast, so the operands are cast to it (no-ops otherwise)
+    dtype = grad_out.dtype
+    gated = (x * gate).to(dtype)  # element-wise; the convolution itself is not re-run
     grad_gated, grad_weight, _ = torch.ops.aten.convolution_backward(
-        grad_out, gated, weight, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1,
+        grad_out, gated, weight.to(dtype), None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1,
         [True, True, False])
     del gated
-    return grad_gated * gate, (grad_gated * x).sum((2, 3), keepdim=True), grad_weight
+    return ((grad_gated * gate).to(x.dtype),
+            (grad_gated * x).sum((2, 3), keepdim=True).to(gate.dtype), grad_weight.to(weight.dtype))
 
 
 @_gate_project_backward.register_fake

@@ -125,7 +125,9 @@ def test_unet_logits_are_exact(attention):
     report = transplant(src, dst)
     theirs, ours = outputs(src, x), outputs(dst, x)
     assert theirs.abs().max() > 0.1
-    assert (theirs - ours).abs().max() <= TOLERANCE
+    # float32 summation order in the wider convs, relative to the logits' scale (measured up to
+    # 6e-6 of it; a wrongly copied tensor moves them by 1e-2 and more)
+    assert (theirs - ours).abs().max() <= TOLERANCE * theirs.abs().max()
     assert report.params == n_params(dst) and report.copied == n_params(src)
     assert {p.name for p in report.parts} >= {'encoder.backbone.stem', 'decoder', 'segmentation_head'}
 
@@ -146,7 +148,7 @@ def test_other_exact_smp_decoder():
     src = trained_like(smp.FPN('effnet-b0', encoder_weights=None, classes=2))
     dst = smp.FPN('effnet-b2', encoder_weights=None, classes=2)
     transplant(src, dst)
-    assert max_difference(src, dst, x) <= TOLERANCE
+    assert max_difference(src, dst, x).relative <= TOLERANCE
 
 
 def test_retinanet_backbone_fpn_and_heads_are_exact():
@@ -160,10 +162,12 @@ def test_retinanet_backbone_fpn_and_heads_are_exact():
         assert list(theirs) == list(ours) == ['p3', 'p4', 'p5', 'p6', 'p7']
         for level in theirs:  # the FPN reads the taps through 1x1 convs with zeroed new inputs
             assert theirs[level].abs().max() > 0.05
-            assert (theirs[level] - ours[level]).abs().max() <= TOLERANCE
+            assert ((theirs[level] - ours[level]).abs().max()
+                    <= TOLERANCE * theirs[level].abs().max())
         heads = src.head(list(theirs.values())), dst.head(list(ours.values()))
     for key in ('cls_logits', 'bbox_regression'):
-        assert (heads[0][key] - heads[1][key]).abs().max() <= TOLERANCE
+        assert ((heads[0][key] - heads[1][key]).abs().max()
+                <= TOLERANCE * heads[0][key].abs().max())
 
 
 def test_checkpoints_as_source(tmp_path):
