@@ -29,7 +29,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
-from effnet_backbones.allocator import tune_cpu_allocator
+from effnet_backbones.allocator import (CPU_ALLOCATORS, GLIBC_MALLOC_VARIABLES,
+                                        tune_cpu_allocator)
 
 from .candidates import build_candidate, parse_candidate
 from .report import summarize
@@ -195,7 +196,7 @@ def _measure_in_subprocess(name: str, settings: BenchSettings) -> Dict[str, Any]
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-ALLOCATORS = ('default', 'lean')
+ALLOCATORS = CPU_ALLOCATORS
 
 
 def split_allocator(name: str) -> Tuple[str, str]:
@@ -210,8 +211,7 @@ def split_allocator(name: str) -> Tuple[str, str]:
 def _without_malloc_settings(environ: Dict[str, str]) -> Dict[str, str]:
     """The caller's environment less glibc malloc variables: each worker chooses its allocator
     settings itself (:func:`split_allocator`), whatever the shell had."""
-    dropped = ('MALLOC_MMAP_THRESHOLD_', 'MALLOC_TRIM_THRESHOLD_')
-    return {key: value for key, value in environ.items() if key not in dropped}
+    return {key: value for key, value in environ.items() if key not in GLIBC_MALLOC_VARIABLES}
 
 
 def run_benchmark(names: Sequence[str], settings: BenchSettings, rounds: int = 3,

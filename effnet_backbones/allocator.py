@@ -13,7 +13,7 @@ RSS rise by chance.
 :func:`tune_cpu_allocator` fixes both thresholds (what ``MALLOC_MMAP_THRESHOLD_`` and
 ``MALLOC_TRIM_THRESHOLD_`` do at start-up), so every large tensor gets its own mapping and the
 peak follows live memory. The price is a fresh mapping, page faults and zeroing for each of
-them: on this project's 2-core VM a B0 training step took about twice as long
+them: on this project's 2-core VM a B0 training step took 1.4-1.9x as long
 (docs/benchmarks.md, "Memory a user sees"). It is therefore a choice, not a default:
 ``cpu_allocator = 'lean'`` in a config (``tools/train.py ... --cfg-options cpu_allocator=lean``),
 or one call at the start of one's own script. It changes nothing where it would not help or might
@@ -28,7 +28,11 @@ import platform
 from dataclasses import dataclass, field
 from typing import Dict, Optional
 
-__all__ = ['AllocatorTuning', 'tune_cpu_allocator', 'LEAN_THRESHOLDS']
+__all__ = ['AllocatorTuning', 'tune_cpu_allocator', 'LEAN_THRESHOLDS', 'CPU_ALLOCATORS',
+           'GLIBC_MALLOC_VARIABLES']
+
+#: the choices of the ``cpu_allocator`` config key (and of the benchmark's ``NAME@lean``)
+CPU_ALLOCATORS = ('default', 'lean')
 
 #: bytes; glibc's own starting mmap threshold, kept fixed instead of growing to 32 MiB
 LEAN_THRESHOLDS: Dict[str, int] = {'mmap_threshold': 128 * 1024, 'trim_threshold': 128 * 1024}
@@ -37,8 +41,8 @@ LEAN_THRESHOLDS: Dict[str, int] = {'mmap_threshold': 128 * 1024, 'trim_threshold
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 
-# what the user may already have chosen, at start-up, for glibc
-_USER_SETTINGS = ('MALLOC_MMAP_THRESHOLD_', 'MALLOC_TRIM_THRESHOLD_')
+#: environment variables through which a user sets the same thresholds at start-up
+GLIBC_MALLOC_VARIABLES = ('MALLOC_MMAP_THRESHOLD_', 'MALLOC_TRIM_THRESHOLD_')
 _OTHER_ALLOCATORS = ('jemalloc', 'tcmalloc', 'mimalloc')
 
 
@@ -68,7 +72,7 @@ class AllocatorTuning:
 def _skip_reason(environ: Dict[str, str]) -> Optional[str]:
     if platform.system() != 'Linux' or platform.libc_ver()[0] != 'glibc':
         return f'not glibc ({platform.system()} {platform.libc_ver()[0] or "unknown libc"})'
-    for name in _USER_SETTINGS:
+    for name in GLIBC_MALLOC_VARIABLES:
         if name in environ:
             return f'{name}={environ[name]} already set'
     if 'glibc.malloc.' in environ.get('GLIBC_TUNABLES', ''):

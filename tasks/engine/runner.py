@@ -12,7 +12,7 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from effnet_backbones.allocator import tune_cpu_allocator
+from effnet_backbones.allocator import CPU_ALLOCATORS, tune_cpu_allocator
 
 from .checkpoint import CheckpointFitHook, checkpoint_meta, install_checkpoint_loader
 from .config import (apply_cpu_profile, default_work_dir, load_config, merge_options,
@@ -99,9 +99,6 @@ def build_runner(cfg: Config) -> Runner:
     if allocator is not None:
         runner.logger.info(allocator)
     return runner
-
-
-CPU_ALLOCATORS = ('default', 'lean')
 
 
 def _apply_cpu_allocator(cfg: Config) -> Optional[str]:
