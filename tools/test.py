@@ -2,6 +2,7 @@
 
     python tools/test.py CONFIG CHECKPOINT [--data-root DIR] [--out metrics.json]
         [--tta] [--sliding-window [--overlap 0.5]] [--largest-component]
+        [--recompute-bn N [--bn-seed S]]
 """
 import _bootstrap  # noqa: F401,I001  (first: sets sys.path and OpenMP up before torch loads)
 
@@ -27,6 +28,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
                         help='override config keys')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
+    parser.add_argument('--recompute-bn', type=int, metavar='N',
+                        help='recompute the BatchNorm statistics over N training batches of the '
+                             'config before testing (PreciseBN for a saved checkpoint)')
+    parser.add_argument('--bn-seed', type=int, default=0,
+                        help='seed of the --recompute-bn batch draw (default 0)')
     add_inference_arguments(parser)
     return parser.parse_args(argv)
 
@@ -36,7 +42,8 @@ def main(argv=None):
     args = parse_args(argv)
     cfg = prepare_test_config(args.config, args.checkpoint, work_dir=args.work_dir,
                               data_root=args.data_root, cfg_options=args.cfg_options,
-                              launcher=args.launcher)
+                              launcher=args.launcher, recompute_bn=args.recompute_bn,
+                              bn_seed=args.bn_seed)
     apply_inference_options(cfg, tta=args.tta, sliding_window=args.sliding_window,
                             overlap=args.overlap, largest_component=args.largest_component)
     metrics = test(cfg)

@@ -7,6 +7,8 @@
 #
 # precise_bn_hook: before every validation and checkpoint of training, recompute every BN's
 # running mean/var over num_iters training batches with the current (with EMA: the EMA) weights.
+# 20 batches is enough to remove the lag but leaves noise (docs/quality.md, section 1f): the
+# medical recipe uses 100.
 precise_bn_hook = dict(type='effnet_backbones.PreciseBNHook', num_iters=20)
 # bn_momentum_hook: BN momentum 0.5 early, falling linearly to each layer's own (0.1) over the
 # first quarter of the run (iters: an int counts iterations, a float < 1 is a fraction of it).

@@ -15,7 +15,7 @@ from effnet_backbones.registry import HOOKS, SCOPE
 from .crash_safety import SafeCheckpointHook
 from .hooks import NanLossGuardHook, TrainingCurvesHook
 from .flops import TrainingFlopsHook
-from .precise_bn import BNMomentumHook, PreciseBNHook
+from .precise_bn import BNMomentumHook, PreciseBNHook, RecomputeBNHook
 from .progressive import ProgressiveGrowthHook
 from .transplant import TransplantInitHook
 
@@ -31,6 +31,7 @@ HOOKS.register_module(module=SafeCheckpointHook)
 HOOKS.register_module(module=TransplantInitHook)
 HOOKS.register_module(module=PreciseBNHook)
 HOOKS.register_module(module=BNMomentumHook)
+HOOKS.register_module(module=RecomputeBNHook)
 HOOKS.register_module(module=TrainingFlopsHook)
 HOOKS.register_module(module=ProgressiveGrowthHook)
 OPTIMIZERS.register_module(name='RMSpropTF', module=RMSpropTF)

@@ -61,14 +61,32 @@ def prepare_train_config(config: str, work_dir: Optional[str] = None,
 def prepare_test_config(config: str, checkpoint: str, work_dir: Optional[str] = None,
                         data_root: Optional[str] = None,
                         cfg_options: Optional[Dict[str, Any]] = None,
-                        launcher: str = 'none') -> Config:
-    """The evaluation config: weights from ``checkpoint``, data from ``data_root``."""
+                        launcher: str = 'none', recompute_bn: Optional[int] = None,
+                        bn_seed: int = 0) -> Config:
+    """The evaluation config: weights from ``checkpoint``, data from ``data_root``.
+
+    ``recompute_bn=N``: before testing, the BatchNorm statistics are recomputed over N batches
+    of the config's ``train_dataloader`` drawn with ``bn_seed``
+    (:class:`~tasks.engine.precise_bn.RecomputeBNHook`); without CUDA the ``cpu_profile``'s
+    ``train_dataloader`` options apply first, so the batches are the crops a CPU run trained on.
+    """
     if not osp.isfile(checkpoint):
         raise FileNotFoundError(f'checkpoint {checkpoint} not found')
+    if recompute_bn is not None and (isinstance(recompute_bn, bool)
+                                     or not isinstance(recompute_bn, int) or recompute_bn < 1):
+        raise ValueError(f'--recompute-bn {recompute_bn!r}: expected a positive number of '
+                         'training batches')
     cfg = load_config(config)
+    if recompute_bn is not None:
+        merge_options(cfg, cfg_options)  # first too, as in training: cpu_profile=None turns it off
+        _train_batches_as_trained(cfg)
     if data_root is not None:
         set_data_root(cfg, data_root)
     merge_options(cfg, cfg_options)
+    if recompute_bn is not None:
+        cfg.custom_hooks = [*cfg.get('custom_hooks', []),
+                            dict(type='effnet_backbones.RecomputeBNHook', num_iters=recompute_bn,
+                                 seed=bn_seed)]
     resolve_from_data(cfg, checkpoint_meta(checkpoint))  # the classes it was trained with
     cfg.work_dir = work_dir or cfg.get('work_dir') or default_work_dir(cfg)
     _per_case_metrics(cfg)
@@ -76,6 +94,17 @@ def prepare_test_config(config: str, checkpoint: str, work_dir: Optional[str] = 
     cfg.resume = False
     cfg.launcher = launcher
     return cfg
+
+
+def _train_batches_as_trained(cfg: Config) -> None:
+    """Without CUDA, the ``cpu_profile``'s ``train_dataloader`` options (batch, crop, workers):
+    the training batches a CPU run of this config drew."""
+    profile = cfg.get('cpu_profile') or {}
+    if torch.cuda.is_available() or not isinstance(profile, dict):
+        return
+    options = {key: value for key, value in (profile.get('options') or {}).items()
+               if key.startswith('train_dataloader.')}
+    cfg.merge_from_dict(options)
 
 
 def _per_case_metrics(cfg: Config) -> None:

@@ -22,8 +22,9 @@ from mmengine.registry import HOOKS as ROOT_HOOKS
 from seg_data import make_dataset
 from tool_loader import (ROOT, TINY_UNET_LINES, cfg_options, free_port, run_train_tool,
                          tiny_unet_model_line)
-from tasks.engine import load_from_local
-from tasks.engine.precise_bn import BNMomentumHook, PreciseBNHook, update_bn_stats
+from tasks.engine import build_runner, load_from_local, prepare_test_config
+from tasks.engine.precise_bn import (BNMomentumHook, PreciseBNHook, RecomputeBNHook,
+                                     update_bn_stats)
 
 QUICK = ROOT / 'configs' / 'unet_effb0_quick.py'
 STEM = 'net.encoder.backbone.stem'
@@ -235,6 +236,9 @@ class PreciseBNProbe(Hook):
     def before_val_epoch(self, runner):
         self._record(runner, 'val')
 
+    def before_test_epoch(self, runner):
+        self._record(runner, 'test')
+
     def before_save_checkpoint(self, runner, checkpoint):
         self._record(runner, 'checkpoint')
 
@@ -391,6 +395,72 @@ def test_resuming_with_ema_and_precise_bn(runs, tmp_path):
     state = load_from_local(str(tmp_path / 'resumed' / f'iter_{ITERS}.pth'))['state_dict']
     torch.testing.assert_close(state[f'{STEM}.norm.running_mean'],
                                _stem_input_mean(runner, state), rtol=1e-4, atol=1e-5)
+
+
+def _recompute_bn_test(run, tmp_path, name, **options):
+    """``tools/test.py``'s config for ``run``'s last checkpoint with ``options``, run; returns
+    the runner."""
+    config = next(run.work.parent.glob(f'precise_bn_{run.work.name}.py'))
+    cfg = prepare_test_config(str(config), str(run.work / f'iter_{ITERS}.pth'),
+                              work_dir=str(tmp_path / name), data_root=str(run.work.parent / 'data'),
+                              cfg_options={'experiment_name': name}, **options)
+    runner = build_runner(cfg)
+    runner.test()
+    return runner
+
+
+def test_recompute_bn_gives_a_checkpoint_the_statistics_of_its_weights(runs, tmp_path):
+    plain = runs['plain']  # trained without PreciseBN: its saved statistics lag the weights
+    checkpoint = plain.work / f'iter_{ITERS}.pth'
+    digest = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    state = load_from_local(str(checkpoint))['state_dict']
+    expected = _stem_input_mean(plain.runner, state)
+    runner = _recompute_bn_test(plain, tmp_path, 'recompute_bn', recompute_bn=4)
+    probes = {hook.tag: hook for hook in runner.hooks if isinstance(hook, PreciseBNProbe)}
+    before, = probes['before'].records  # ABOVE_NORMAL: before the recomputation
+    after, = probes['after'].records  # LOW: what the test epoch evaluates
+    assert before['event'] == after['event'] == 'test'
+    torch.testing.assert_close(before['mean'], state[f'{STEM}.norm.running_mean'])
+    # 4 batches of 2 from 4 images: every image twice, as PreciseBN computes it in training
+    torch.testing.assert_close(after['mean'], expected, rtol=1e-4, atol=1e-5)
+    assert before['rng'] == after['rng']  # the random state is restored
+    assert hashlib.sha256(checkpoint.read_bytes()).hexdigest() == digest  # the file is untouched
+    log = '\n'.join(path.read_text() for path in (tmp_path / 'recompute_bn').glob('*/*.log'))
+    assert 'over 4 training batches (8 samples, seed 0)' in log
+
+    # without --recompute-bn the saved statistics are evaluated
+    runner = _recompute_bn_test(plain, tmp_path, 'saved_bn')
+    after, = [hook for hook in runner.hooks if getattr(hook, 'tag', None) == 'after'][0].records
+    torch.testing.assert_close(after['mean'], state[f'{STEM}.norm.running_mean'])
+
+
+def test_recompute_bn_rejects_a_count_that_is_not_positive(runs, tmp_path):
+    config = next(runs['plain'].work.parent.glob('precise_bn_plain.py'))
+    checkpoint = str(runs['plain'].work / f'iter_{ITERS}.pth')
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(ValueError, match='--recompute-bn'):
+            prepare_test_config(str(config), checkpoint, work_dir=str(tmp_path), recompute_bn=bad)
+    for bad in (dict(num_iters=0), dict(num_iters='4'), dict(seed=1.5)):
+        with pytest.raises(ValueError):
+            RecomputeBNHook(**bad)
+
+
+def test_recompute_bn_batches_are_the_cpu_profiles_training_crops(tmp_path):
+    config = tmp_path / 'profiled.py'
+    config.write_text(f"_base_ = ['{QUICK}']\n"
+                      "cpu_profile = dict(max_iters=4, options={'train_dataloader.batch_size': 3, "
+                      "'train_dataloader.dataset.crop_size': 48, 'train_cfg.val_interval': 2})\n")
+    checkpoint = tmp_path / 'weights.pth'
+    torch.save({'state_dict': {}, 'meta': {}}, checkpoint)
+    cfg = prepare_test_config(str(config), str(checkpoint), work_dir=str(tmp_path / 'work'),
+                              recompute_bn=7, bn_seed=3)
+    if not torch.cuda.is_available():
+        assert cfg.train_dataloader.batch_size == 3
+        assert cfg.train_dataloader.dataset.crop_size == 48
+    assert cfg.custom_hooks[-1] == dict(type='effnet_backbones.RecomputeBNHook', num_iters=7, seed=3)
+    off = prepare_test_config(str(config), str(checkpoint), work_dir=str(tmp_path / 'work'),
+                              recompute_bn=7, cfg_options={'cpu_profile': None})
+    assert off.train_dataloader.batch_size != 3
 
 
 # ------------------------------------------------------------------ distributed
