@@ -7,6 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .depthwise import conv_forward
 from .memory_efficient import fuses_norm_act, norm_act
 from .norm_act import ActFactory, NormFactory
 
@@ -121,8 +122,16 @@ class ConvNormAct(nn.Module):
         """Whether this call runs norm + activation fused (see ``memory_efficient``)."""
         return self.memory_efficient and self.has_act and fuses_norm_act(self.norm, self.act)
 
+    @torch.jit.unused
+    def convolve(self, x: torch.Tensor) -> torch.Tensor:
+        """``self.conv(x)``, depthwise weight gradients on the fast CPU path
+        (:mod:`effnet_backbones.layers.depthwise`)."""
+        return conv_forward(self.conv, x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.finish(self.conv(x))
+        if torch.jit.is_scripting():
+            return self.finish(self.conv(x))
+        return self.finish(self.convolve(x))
 
     def finish(self, x: torch.Tensor) -> torch.Tensor:
         """Norm and activation of an already convolved ``x``."""

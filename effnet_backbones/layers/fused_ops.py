@@ -24,6 +24,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.ops import FrozenBatchNorm2d
 
+from .depthwise import conv2d_backward
+
 __all__ = ['FUSED_ACTIVATIONS', 'activation_name', 'supports_fused_op', 'norm_act_op',
            'norm_act_conv_op', 'gate_project_op']
 
@@ -215,9 +217,8 @@ def _norm_act_conv_backward(grad_out: Tensor, x: Tensor, weight: Tensor, bias: T
     activated = _activate(normalised, act)
     padded = F.pad(activated, pad) if pad else activated
     dtype = grad_out.dtype  # the autocast dtype the forward convolution ran in, if any
-    grad_padded, grad_conv, _ = torch.ops.aten.convolution_backward(
-        grad_out, padded.to(dtype), conv_weight.to(dtype), None, stride, padding, dilation, False,
-        [0, 0], groups, [True, True, False])
+    grad_padded, grad_conv = conv2d_backward(grad_out, padded.to(dtype), conv_weight.to(dtype),
+                                             stride, padding, dilation, groups, (True, True))
     del padded
     grad_padded, grad_conv = grad_padded.to(normalised.dtype), grad_conv.to(conv_weight.dtype)
     if pad:  # the padding's gradient is dropped
