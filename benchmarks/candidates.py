@@ -1,7 +1,9 @@
 """The models a speed benchmark compares, named ``family:arch[+option...]``:
 
 - ``ours:b4`` our backbone (taps 1..4); options ``+me`` (memory_efficient), ``+cp`` (per-stage
-  checkpointing), ``+cpb`` (per-block), ``+scse``, ``+same`` (TF padding)
+  checkpointing), ``+cpb`` (per-block), ``+scse``, ``+same`` (TF padding), ``+atendw`` (PyTorch's
+  own depthwise weight gradient instead of the fast CPU path of
+  ``effnet_backbones.layers.depthwise``; also for ``unet`` and ``det``)
 - ``timm:b4`` / ``timm_tf:b4``: timm ``efficientnet_b4`` / ``tf_efficientnet_b4``, ``features_only``
 - ``tv:b4``: torchvision ``efficientnet_b4().features``, taps at features[2], [3], [5], [7]
 - ``unet:b4[+me]``: smp U-Net on our encoder; ``unet_smp:b4``: smp's own ``efficientnet-b4``;
@@ -20,7 +22,7 @@ import torch.nn as nn
 __all__ = ['FAMILIES', 'OPTIONS', 'parse_candidate', 'build_candidate']
 
 FAMILIES = ('ours', 'timm', 'timm_tf', 'tv', 'unet', 'unet_smp', 'unet_timm', 'det', 'effdet')
-OPTIONS = ('me', 'cp', 'cpb', 'scse', 'same')
+OPTIONS = ('me', 'cp', 'cpb', 'scse', 'same', 'atendw')
 _TV_TAPS = (2, 3, 5, 7)
 
 
@@ -58,6 +60,9 @@ def build_candidate(name: str, resolution: Optional[int] = None) -> nn.Module:
     """Build the model a candidate name describes (see the module docstring); ``resolution`` is
     the input side, which effdet's networks are built for."""
     family, arch, options = parse_candidate(name)
+    if 'atendw' in options:  # each candidate is built in its own worker process
+        from effnet_backbones.layers.depthwise import set_fast_depthwise
+        set_fast_depthwise(False)
     ours = dict(memory_efficient='me' in options,
                 with_cp='block' if 'cpb' in options else 'cp' in options,
                 scse='scse' in options, padding='same' if 'same' in options else 'symmetric')

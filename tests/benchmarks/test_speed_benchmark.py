@@ -97,3 +97,14 @@ def test_efficientdet_candidates_are_ours_and_effdets_d0():
     x = torch.randn(2, 3, 256, 256)
     mine = saved_activation_bytes(ours.train(), x)
     assert mine > 0 and saved_activation_bytes(theirs.train(), x) > 0
+
+
+def test_atendw_option_turns_the_fast_depthwise_gradient_off_for_its_worker():
+    from effnet_backbones.layers import depthwise
+    assert parse_candidate('unet:b0+me+atendw') == ('unet', 'b0', ['me', 'atendw'])
+    previous = depthwise.fast_depthwise_enabled()
+    try:
+        build_candidate('ours:b0+atendw')
+        assert not depthwise.fast_depthwise_enabled()
+    finally:
+        depthwise.set_fast_depthwise(previous)
