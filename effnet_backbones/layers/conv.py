@@ -7,12 +7,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .depthwise import conv_forward
+from .depthwise import depthwise_conv2d, takes_fast_path
 from .memory_efficient import fuses_norm_act, norm_act
 from .norm_act import ActFactory, NormFactory
 
-__all__ = ['PADDING_MODES', 'Conv2dSame', 'create_conv2d', 'replan_conv2d', 'ConvNormAct',
-           'same_padding']
+__all__ = ['PADDING_MODES', 'Conv2dSame', 'DepthwiseConv2d', 'DepthwiseConv2dSame', 'create_conv2d',
+           'replan_conv2d', 'ConvNormAct', 'same_padding']
 
 PADDING_MODES = ('symmetric', 'same')
 
@@ -52,6 +52,55 @@ class Conv2dSame(nn.Conv2d):
                         self.groups)
 
 
+class DepthwiseConv2d(nn.Conv2d):
+    """A depthwise ``nn.Conv2d`` (one input channel per group) whose training forward computes the
+    weight gradient on the fast CPU path of :mod:`effnet_backbones.layers.depthwise` (5x5 kernels
+    and up); the same parameters, outputs and hooks as ``nn.Conv2d``."""
+
+    @torch.jit.unused
+    def fast_forward(self, x: torch.Tensor) -> Optional[torch.Tensor]:
+        """The output through the fast weight gradient, or None where the plain conv runs."""
+        if not takes_fast_path(self, x):
+            return None
+        return depthwise_conv2d(x, self.weight, self.stride, self.padding, self.dilation)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting():
+            out = self.fast_forward(x)
+            if out is not None:
+                return out
+        return self._conv_forward(x, self.weight, self.bias)
+
+
+class DepthwiseConv2dSame(Conv2dSame):
+    """:class:`Conv2dSame` for depthwise weights, with :class:`DepthwiseConv2d`'s fast training path."""
+
+    @torch.jit.unused
+    def fast_forward(self, x: torch.Tensor) -> Optional[torch.Tensor]:
+        """The output through the fast weight gradient, or None where the plain conv runs."""
+        if not takes_fast_path(self, x):
+            return None
+        return depthwise_conv2d(self.pad(x), self.weight, self.stride, (0, 0), self.dilation)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting():
+            out = self.fast_forward(x)
+            if out is not None:
+                return out
+        return F.conv2d(self.pad(x), self.weight, self.bias, self.stride, 0, self.dilation,
+                        self.groups)
+
+
+def _conv_class(static: bool, depthwise: bool) -> type:
+    if depthwise:
+        return DepthwiseConv2d if static else DepthwiseConv2dSame
+    return nn.Conv2d if static else Conv2dSame
+
+
+def _is_depthwise(in_channels: int, out_channels: int, groups: int) -> bool:
+    return groups > 1 and groups == in_channels == out_channels
+
+
 def create_conv2d(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
                   dilation: int = 1, groups: int = 1, padding: str = 'symmetric',
                   bias: bool = False) -> nn.Conv2d:
@@ -65,7 +114,7 @@ def create_conv2d(in_channels: int, out_channels: int, kernel_size: int, stride:
     _check_padding(padding)
     span = (kernel_size - 1) * dilation
     static = _pads_statically(padding, stride, span)
-    cls = nn.Conv2d if static else Conv2dSame
+    cls = _conv_class(static, _is_depthwise(in_channels, out_channels, groups))
     return cls(in_channels, out_channels, kernel_size, stride=stride,
                padding=span // 2 if static else 0, dilation=dilation, groups=groups, bias=bias)
 
@@ -79,8 +128,9 @@ def replan_conv2d(conv: nn.Conv2d, padding: str, stride: Optional[int] = None,
     dilation = conv.dilation[0] if dilation is None else dilation
     span = (conv.kernel_size[0] - 1) * dilation
     static = _pads_statically(padding, stride, span)
-    # Conv2dSame only adds run-time padding to nn.Conv2d, so the class can be swapped
-    conv.__class__ = nn.Conv2d if static else Conv2dSame
+    # the classes only add run-time padding or a training path to nn.Conv2d: they can be swapped
+    conv.__class__ = _conv_class(static, _is_depthwise(conv.in_channels, conv.out_channels,
+                                                       conv.groups))
     conv.stride, conv.dilation = (stride, stride), (dilation, dilation)
     conv.padding = (span // 2, span // 2) if static else (0, 0)
 
@@ -122,16 +172,8 @@ class ConvNormAct(nn.Module):
         """Whether this call runs norm + activation fused (see ``memory_efficient``)."""
         return self.memory_efficient and self.has_act and fuses_norm_act(self.norm, self.act)
 
-    @torch.jit.unused
-    def convolve(self, x: torch.Tensor) -> torch.Tensor:
-        """``self.conv(x)``, depthwise weight gradients on the fast CPU path
-        (:mod:`effnet_backbones.layers.depthwise`)."""
-        return conv_forward(self.conv, x)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.jit.is_scripting():
-            return self.finish(self.conv(x))
-        return self.finish(self.convolve(x))
+        return self.finish(self.conv(x))
 
     def finish(self, x: torch.Tensor) -> torch.Tensor:
         """Norm and activation of an already convolved ``x``."""

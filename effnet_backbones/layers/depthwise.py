@@ -10,6 +10,10 @@ gradient, which is itself a grouped convolution: with the batch folded into the 
 block dilation its stride. That convolution runs on the fast forward kernels, and a sum over the
 batch finishes it (docs/benchmarks.md, "Depthwise weight gradients").
 
+``create_conv2d`` builds depthwise convolutions as :class:`~effnet_backbones.layers.conv.DepthwiseConv2d`
+(or its TF-'same' twin), whose forward takes this path in training; they are ``nn.Conv2d``\ s with
+the same parameters, so state dicts, forward hooks and FLOP counters see no difference.
+
 The input gradient keeps PyTorch's kernel (it is as fast as the forward). Only CPU tensors and
 kernels of at least :data:`FAST_MIN_KERNEL` take the new path, where it was measured faster; 3 x 3
 kernels and every GPU keep PyTorch's backward. The gradients equal PyTorch's up to float
@@ -28,7 +32,7 @@ from torch import Tensor
 
 __all__ = ['FAST_MIN_KERNEL', 'set_fast_depthwise', 'fast_depthwise_enabled', 'fast_depthwise',
            'uses_fast_weight_grad', 'depthwise_weight_grad', 'conv2d_backward',
-           'depthwise_conv2d', 'conv_forward']
+           'depthwise_conv2d', 'takes_fast_path']
 
 #: the smallest kernel side whose weight gradient takes the grouped-convolution path (3 x 3 weight
 #: gradients were as fast or faster in PyTorch's kernel, measured at B0/B4 shapes)
@@ -157,15 +161,11 @@ def _tracing() -> bool:
     return bool(is_exporting is not None and is_exporting())
 
 
-def conv_forward(conv: nn.Conv2d, x: Tensor) -> Tensor:
-    """``conv(x)`` for a bias-free conv built by ``create_conv2d`` (``Conv2dSame`` included),
-    through :func:`depthwise_conv2d` when gradients flow and the weight gradient takes the fast
-    path; otherwise the module itself runs."""
-    if (torch.is_grad_enabled() and conv.bias is None and conv.padding_mode == 'zeros'
-            and not isinstance(conv.padding, str) and uses_fast_weight_grad(x, conv.weight, conv.groups)
-            and (x.requires_grad or conv.weight.requires_grad) and not _tracing()):
-        pad = getattr(conv, 'pad', None)  # Conv2dSame pads at run time, then convolves unpadded
-        if pad is not None:
-            return depthwise_conv2d(pad(x), conv.weight, conv.stride, (0, 0), conv.dilation)
-        return depthwise_conv2d(x, conv.weight, conv.stride, conv.padding, conv.dilation)
-    return conv(x)
+def takes_fast_path(conv: nn.Conv2d, x: Tensor) -> bool:
+    """Whether ``conv(x)`` should run as :func:`depthwise_conv2d`: gradients flow, the weight
+    gradient takes the fast path (:func:`uses_fast_weight_grad`), a bias-free zero-padded conv,
+    and no exporter is tracing."""
+    return (torch.is_grad_enabled() and conv.bias is None and conv.padding_mode == 'zeros'
+            and not isinstance(conv.padding, str)
+            and uses_fast_weight_grad(x, conv.weight, conv.groups)
+            and (x.requires_grad or conv.weight.requires_grad) and not _tracing())

@@ -1,5 +1,7 @@
 """The fast depthwise weight gradient: equal to PyTorch's, used where it should be, nowhere else
 (test_lib_compile.py traces the training backbone, fast path included, without graph breaks)."""
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -7,9 +9,9 @@ import torch.nn.functional as F
 from effnet_backbones import EfficientNet
 from effnet_backbones.layers import depthwise
 from effnet_backbones.layers.conv import create_conv2d
-from effnet_backbones.layers.depthwise import (conv_forward, depthwise_conv2d,
-                                               depthwise_weight_grad, fast_depthwise,
-                                               uses_fast_weight_grad)
+from effnet_backbones.layers.conv import DepthwiseConv2d, DepthwiseConv2dSame, replan_conv2d
+from effnet_backbones.layers.depthwise import (depthwise_conv2d, depthwise_weight_grad,
+                                               fast_depthwise, uses_fast_weight_grad)
 
 
 def _relative(a, b):
@@ -83,21 +85,38 @@ def test_which_convolutions_take_the_fast_path():
 
 @pytest.mark.parametrize('padding', ['symmetric', 'same'])
 @pytest.mark.parametrize('stride', [1, 2])
-def test_conv_forward_runs_the_module_and_its_padding(padding, stride, count_fast_calls):
+def test_depthwise_conv_module_equals_plain_conv_and_keeps_its_hooks(padding, stride,
+                                                                     count_fast_calls):
     torch.manual_seed(0)
     conv = create_conv2d(6, 6, 5, stride=stride, groups=6, padding=padding).double()
+    assert isinstance(conv, DepthwiseConv2dSame if padding == 'same' and stride == 2
+                      else DepthwiseConv2d)
+    plain = copy.deepcopy(conv)
+    plain.__class__ = type(conv).__mro__[1]  # the same conv as its parent, nn.Conv2d or Conv2dSame
     x = torch.randn(2, 6, 15, 12, dtype=torch.float64, requires_grad=True)
-    expected = conv(x)
-    expected_grads = torch.autograd.grad(expected.square().sum(), (x, conv.weight))
-    got = conv_forward(conv, x)
+    expected = plain(x)
+    expected_grads = torch.autograd.grad(expected.square().sum(), (x, plain.weight))
+    hooked = []
+    conv.register_forward_hook(lambda module, inputs, output: hooked.append(output.shape))
+    got = conv(x)
     got_grads = torch.autograd.grad(got.square().sum(), (x, conv.weight))
     assert torch.equal(got, expected)
     assert _relative(got_grads[0], expected_grads[0]) < 1e-12
     assert _relative(got_grads[1], expected_grads[1]) < 1e-12
-    assert len(count_fast_calls) == 1
-    with torch.no_grad():  # inference: the module itself, nothing recorded
-        conv_forward(conv, x)
-    assert len(count_fast_calls) == 1
+    assert len(count_fast_calls) == 1 and hooked == [got.shape]  # FLOP counters see it
+    with torch.no_grad():  # inference: the plain convolution, no fast path
+        conv(x)
+    assert len(count_fast_calls) == 1 and len(hooked) == 2
+
+
+def test_only_depthwise_convs_get_the_class_and_replanning_keeps_it():
+    assert type(create_conv2d(8, 16, 5, groups=8)) is torch.nn.Conv2d  # grouped, not depthwise
+    assert type(create_conv2d(8, 8, 1)) is torch.nn.Conv2d
+    conv = create_conv2d(8, 8, 5, groups=8)
+    replan_conv2d(conv, 'same', stride=2)
+    assert type(conv) is DepthwiseConv2dSame
+    replan_conv2d(conv, 'symmetric', stride=1, dilation=2)
+    assert type(conv) is DepthwiseConv2d and conv.padding == (4, 4)
 
 
 @pytest.mark.parametrize('options', [dict(), dict(memory_efficient=True),
