@@ -16,3 +16,4 @@ python tools/benchmark.py ours:b0+me ours:b0+me@lean timm:b0 timm:b0@lean tv:b0 
 python tools/benchmark.py ours:b0 ours:b0+me ours:b0+atendw ours:b0+me+atendw timm:b0 tv:b0 --batch 8 --resolution 256 --warmup 1 --steps 3 --rounds 3 --baseline tv:b0 --out docs/bench/fastdw_b0_cpu
 python tools/benchmark.py ours:b4 ours:b4+me ours:b4+atendw ours:b4+me+atendw timm:b4 tv:b4 --batch 8 --resolution 256 --warmup 1 --steps 3 --rounds 2 --baseline tv:b4 --out docs/bench/fastdw_b4_cpu
 python tools/benchmark.py unet:b4 unet:b4+me unet:b4+atendw unet_smp:b4 unet_timm:resnet34 unet_timm:resnet50 --batch 4 --resolution 256 --warmup 1 --steps 3 --rounds 2 --baseline unet_smp:b4 --out docs/bench/fastdw_unet_cpu
+python tools/benchmark.py ours:b0 ours:b0+me ours:b0+atendw timm:b0 tv:b0 --compile --batch 8 --resolution 256 --warmup 1 --steps 3 --rounds 1 --baseline timm:b0 --out docs/bench/fastdw_b0_cpu_compiled
