@@ -4,6 +4,8 @@
   checkpointing), ``+cpb`` (per-block), ``+scse``, ``+same`` (TF padding), ``+atendw`` (PyTorch's
   own depthwise weight gradient instead of the fast CPU path of
   ``effnet_backbones.layers.depthwise``; also for ``unet`` and ``det``)
+- ``+mbNN`` on any family, with ``--compile``: compiled with an activation-memory budget of NN %
+  (:func:`effnet_backbones.compile_model`; ``+mb50`` keeps half the compiler's saved activations)
 - ``timm:b4`` / ``timm_tf:b4``: timm ``efficientnet_b4`` / ``tf_efficientnet_b4``, ``features_only``
 - ``tv:b4``: torchvision ``efficientnet_b4().features``, taps at features[2], [3], [5], [7]
 - ``unet:b4[+me]``: smp U-Net on our encoder; ``unet_smp:b4``: smp's own ``efficientnet-b4``;
@@ -14,16 +16,18 @@
 """
 from __future__ import annotations
 
+import re
 from typing import List, Optional, Tuple
 
 import torch
 import torch.nn as nn
 
-__all__ = ['FAMILIES', 'OPTIONS', 'parse_candidate', 'build_candidate']
+__all__ = ['FAMILIES', 'OPTIONS', 'parse_candidate', 'build_candidate', 'memory_budget_of']
 
 FAMILIES = ('ours', 'timm', 'timm_tf', 'tv', 'unet', 'unet_smp', 'unet_timm', 'det', 'effdet')
 OPTIONS = ('me', 'cp', 'cpb', 'scse', 'same', 'atendw')
 _TV_TAPS = (2, 3, 5, 7)
+_MEMORY_BUDGET = re.compile(r'^mb(\d{1,3})$')
 
 
 class _TorchvisionTaps(nn.Module):
@@ -50,10 +54,26 @@ def parse_candidate(name: str) -> Tuple[str, str, List[str]]:
     if family not in FAMILIES or not arch:
         raise ValueError(f'candidate {name!r}: expected FAMILY:ARCH[+OPTION...] with FAMILY one '
                          f'of {", ".join(FAMILIES)}')
-    unknown = sorted(set(options) - set(OPTIONS))
+    unknown = sorted(option for option in set(options) - set(OPTIONS)
+                     if not _MEMORY_BUDGET.match(option))
     if unknown:
-        raise ValueError(f'candidate {name!r}: unknown options {unknown}; valid: {", ".join(OPTIONS)}')
+        raise ValueError(f'candidate {name!r}: unknown options {unknown}; valid: '
+                         f'{", ".join(OPTIONS)}, mbNN (compiled memory budget NN %)')
+    budgets = [int(_MEMORY_BUDGET.match(option).group(1)) for option in options
+               if _MEMORY_BUDGET.match(option)]
+    if len(budgets) > 1 or any(budget > 100 for budget in budgets):
+        raise ValueError(f'candidate {name!r}: at most one +mbNN option, NN a percentage 0-100')
     return family, arch, options
+
+
+def memory_budget_of(name: str) -> Optional[float]:
+    """The compiled activation-memory budget a candidate's ``+mbNN`` option asks for (None if
+    it has none)."""
+    for option in parse_candidate(name)[2]:
+        match = _MEMORY_BUDGET.match(option)
+        if match:
+            return int(match.group(1)) / 100
+    return None
 
 
 def build_candidate(name: str, resolution: Optional[int] = None) -> nn.Module:

@@ -31,8 +31,9 @@ import torch.nn as nn
 
 from effnet_backbones.allocator import (CPU_ALLOCATORS, GLIBC_MALLOC_VARIABLES,
                                         tune_cpu_allocator)
+from effnet_backbones.compiling import compile_model
 
-from .candidates import build_candidate, parse_candidate
+from .candidates import build_candidate, memory_budget_of, parse_candidate
 from .report import summarize
 
 __all__ = ['BenchSettings', 'ALLOCATORS', 'split_allocator', 'saved_activation_bytes', 'measure',
@@ -114,7 +115,10 @@ def measure(name: str, settings: BenchSettings) -> Dict[str, Any]:
     x = torch.randn(size, device=device).to(memory_format=memory_format)
     training = settings.mode == 'train'
     model.train(training)
-    run = torch.compile(model) if settings.compile else model
+    budget = memory_budget_of(name)
+    if budget is not None and not settings.compile:
+        raise ValueError(f'candidate {name!r}: +mbNN (a compiled memory budget) needs --compile')
+    run = compile_model(model, memory_budget=budget) if settings.compile else model
     dtype = getattr(torch, settings.dtype)
     autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
 

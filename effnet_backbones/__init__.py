@@ -4,6 +4,7 @@ from .adapters.smp import EffNetEncoder, create_smp_model  # registers smp encod
 from .adapters.torchvision import EffNetFPN, efficientnet_fpn_backbone  # torchvision detectors
 from .bifpn import BiFPN, EffNetBiFPN
 from .classifier import EfficientNetClassifier
+from .compiling import compile_model
 from .efficientdet import (EFFICIENTDET_CONFIGS, EfficientDetConfig, EfficientDetHeadNets,
                            EfficientDetNet, create_efficientdet, flatten_anchor_outputs,
                            list_efficientdets)
@@ -16,7 +17,7 @@ from .weights import load_pretrained, save_backbone
 
 __version__ = '0.1.0'
 
-__all__ = ['EfficientNet', 'TapInfo', 'FeatureInfo', 'EfficientNetClassifier', 'create_backbone',
+__all__ = ['EfficientNet', 'TapInfo', 'FeatureInfo', 'EfficientNetClassifier', 'compile_model', 'create_backbone',
            'build_backbone', 'list_backbones', 'EffNetEncoder', 'create_smp_model', 'MODELS', 'ARCHS', 'SCALING', 'build_plan',
            'load_pretrained', 'save_backbone', 'transplant', 'TransplantReport',
            'TransplantError', 'EffNetFPN', 'efficientnet_fpn_backbone', 'BiFPN', 'EffNetBiFPN',

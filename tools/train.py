@@ -3,7 +3,7 @@
     python tools/train.py configs/unet_effb4_medical.py
     python tools/train.py CONFIG [--work-dir DIR] [--data-root DIR] [--max-iters N]
                                  [--resume [CKPT]] [--amp] [--cfg-options KEY=VALUE ...]
-                                 [--launcher none|pytorch]
+                                 [--launcher none|pytorch] [--compile [MEMORY_BUDGET]]
 """
 import _bootstrap  # noqa: F401,I001  (first: sets sys.path and OpenMP up before torch loads)
 
@@ -13,6 +13,13 @@ import os
 from mmengine.config import DictAction
 
 from tasks.engine import prepare_train_config, train
+
+
+def _budget(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'{text!r}: expected a memory budget in [0, 1]') from None
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -29,6 +36,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--amp', action='store_true',
                         help='mixed precision (bf16, else fp16) on CUDA; float32 with a '
                              'warning on CPU')
+    parser.add_argument('--compile', nargs='?', const=True, type=_budget, metavar='MEMORY_BUDGET',
+                        help='torch.compile the model; with a number in [0, 1] the compiled '
+                             'step keeps at most that share of the default saved activations '
+                             '(0.5: about half; docs/benchmarks.md)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
                         help='override config keys, e.g. train_dataloader.batch_size=4')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
@@ -44,7 +55,8 @@ def main(argv=None):
     args = parse_args(argv)
     cfg = prepare_train_config(args.config, work_dir=args.work_dir, data_root=args.data_root,
                                max_iters=args.max_iters, resume=args.resume, amp=args.amp,
-                               cfg_options=args.cfg_options, launcher=args.launcher)
+                               cfg_options=args.cfg_options, launcher=args.launcher,
+                               compile=args.compile)
     return train(cfg)
 
 

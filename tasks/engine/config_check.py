@@ -24,7 +24,7 @@ RUNNER_KEYS = frozenset({
     'test_evaluator', 'default_hooks', 'custom_hooks', 'data_preprocessor', 'load_from',
     'resume', 'launcher', 'env_cfg', 'log_processor', 'log_level', 'visualizer', 'default_scope',
     'randomness', 'experiment_name', 'custom_imports', 'cpu_profile', 'cpu_allocator', 'task',
-    'data_root', 'init_from', 'progressive',
+    'data_root', 'init_from', 'progressive', 'compile',
 })
 SIMILARITY = 0.85
 OUR_REGISTRIES = (MODELS, DATASETS, METRICS, HOOKS)

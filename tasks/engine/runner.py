@@ -13,6 +13,7 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 from effnet_backbones.allocator import CPU_ALLOCATORS, tune_cpu_allocator
+from effnet_backbones.compiling import check_memory_budget, compile_model
 
 from .checkpoint import CheckpointFitHook, checkpoint_meta, install_checkpoint_loader
 from .config import (apply_cpu_profile, default_work_dir, load_config, merge_options,
@@ -24,16 +25,21 @@ from .distributed import init_cpu_process_group, set_dist_backend
 from .progressive import apply_progressive, set_progressive_length
 from .transplant import apply_init_from
 
-__all__ = ['prepare_train_config', 'prepare_test_config', 'build_runner', 'train', 'test']
+__all__ = ['prepare_train_config', 'prepare_test_config', 'build_runner', 'compile_options_of',
+           'train', 'test']
 
 
 def prepare_train_config(config: str, work_dir: Optional[str] = None,
                          data_root: Optional[str] = None, max_iters: Optional[int] = None,
                          resume: Optional[str] = None, amp: bool = False,
                          cfg_options: Optional[Dict[str, Any]] = None,
-                         launcher: str = 'none') -> Config:
+                         launcher: str = 'none',
+                         compile: Optional[Any] = None) -> Config:
     """The training config after the command-line options, in a fixed order of precedence:
-    config < cpu_profile (no CUDA) < --max-iters < --data-root, --amp < --cfg-options."""
+    config < cpu_profile (no CUDA) < --max-iters < --data-root, --amp, --compile < --cfg-options.
+
+    ``compile``: True (compile the model) or a memory budget in [0, 1] (compile with it); None
+    keeps the config's ``compile`` key."""
     cfg = load_config(config)
     cfg_options = dict(cfg_options or {})
     if 'train_cfg.max_iters' in cfg_options:  # the same request as --max-iters, spelled as a key
@@ -47,7 +53,10 @@ def prepare_train_config(config: str, work_dir: Optional[str] = None,
     if data_root is not None:
         set_data_root(cfg, data_root)
     set_amp(cfg, amp)
+    if compile is not None:
+        cfg.compile = {} if compile is True else dict(memory_budget=compile)
     merge_options(cfg, cfg_options)
+    compile_options_of(cfg)  # a bad memory budget fails here, before anything is built
     resolve_from_data(cfg)  # classes and channels from the data; before anything is written
     cfg.work_dir = work_dir or cfg.get('work_dir') or default_work_dir(cfg)
     cfg.launcher = launcher
@@ -123,11 +132,37 @@ def build_runner(cfg: Config) -> Runner:
     install_atomic_file_backend()
     init_cpu_process_group(cfg)
     allocator = _apply_cpu_allocator(cfg)  # before the model and the (forked) DataLoader workers
+    compile_options = compile_options_of(cfg)
+    if compile_options is not None:  # MMEngine would compile train_step, optimiser step included
+        cfg = cfg.copy()
+        cfg.compile = None
     runner = Runner.from_cfg(cfg)
     runner.register_hook(CheckpointFitHook())  # a checkpoint of another model is an error
     if allocator is not None:
         runner.logger.info(allocator)
+    if compile_options is not None:
+        compile_model(runner.model, **compile_options)
+        runner.logger.info(f'model compiled in place with {compile_options} (torch.compile; '
+                           'the first steps and validations include compilation)')
     return runner
+
+
+def compile_options_of(cfg: Config) -> Optional[Dict[str, Any]]:
+    """The ``compile`` key as :func:`~effnet_backbones.compile_model` options (None: not
+    compiled). ``compile=True`` or ``compile=dict(memory_budget=0.5, backend=..., mode=...)``:
+    the model's forward and loss are compiled in place; ``memory_budget`` keeps at most that
+    share of the compiler's default saved activations."""
+    value = cfg.get('compile', None)
+    if value is None or value is False:
+        return None
+    if value is True:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError(f'compile={value!r}: expected True, False or a dict of torch.compile '
+                         'options with an optional memory_budget in [0, 1]')
+    options = dict(value)
+    check_memory_budget(options.get('memory_budget'), name='compile.memory_budget')
+    return options
 
 
 def _apply_cpu_allocator(cfg: Config) -> Optional[str]:

@@ -108,3 +108,15 @@ def test_atendw_option_turns_the_fast_depthwise_gradient_off_for_its_worker():
         assert not depthwise.fast_depthwise_enabled()
     finally:
         depthwise.set_fast_depthwise(previous)
+
+
+def test_memory_budget_option_parses_and_needs_compile():
+    from benchmarks.candidates import memory_budget_of
+    assert parse_candidate('timm:b0+mb50') == ('timm', 'b0', ['mb50'])
+    assert memory_budget_of('ours:b0+me+mb30') == 0.3 and memory_budget_of('ours:b0') is None
+    for bad, match in (('ours:b0+mb50+mb30', 'at most one'), ('ours:b0+mb150', 'percentage'),
+                       ('ours:b0+mbx', r"unknown options \['mbx'\]")):
+        with pytest.raises(ValueError, match=match):
+            parse_candidate(bad)
+    with pytest.raises(ValueError, match=r'\+mbNN .* needs --compile'):
+        measure('ours:b0+mb50', BenchSettings(batch=1, resolution=32, warmup=0, steps=1))
