@@ -50,3 +50,13 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def fresh_dynamo():
+    """TorchDynamo's caches emptied before and after a test: compiled graphs are shared between
+    instances of a module class, so one test's compilations would serve the next."""
+    import torch._dynamo as dynamo
+    dynamo.reset()
+    yield
+    dynamo.reset()

@@ -8,11 +8,7 @@ OPTIONS = [dict(), dict(padding='same', scse=True, output_stride=16), dict(memor
            dict(with_cp='block', memory_efficient=True)]
 
 
-@pytest.fixture(autouse=True)
-def _reset_dynamo():
-    dynamo.reset()
-    yield
-    dynamo.reset()
+pytestmark = pytest.mark.usefixtures('fresh_dynamo')
 
 
 @pytest.mark.parametrize('options', OPTIONS, ids=str)

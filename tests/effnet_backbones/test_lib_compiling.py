@@ -1,7 +1,6 @@
 """compile_model: in-place compilation with an activation-memory budget."""
 import pytest
 import torch
-import torch._dynamo as dynamo
 import torch._functorch.config as functorch_config
 
 from benchmarks.speed import saved_activation_bytes
@@ -13,11 +12,7 @@ from effnet_backbones.compiling import check_memory_budget
 BACKEND = 'aot_eager_decomp_partition'
 
 
-@pytest.fixture(autouse=True)
-def _reset_dynamo():
-    dynamo.reset()
-    yield
-    dynamo.reset()
+pytestmark = pytest.mark.usefixtures('fresh_dynamo')
 
 
 def _twin_models(seed=0):

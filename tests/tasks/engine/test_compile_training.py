@@ -3,7 +3,6 @@ import json
 
 import pytest
 import torch
-import torch._dynamo as dynamo
 
 from seg_data import make_dataset
 from tasks.engine import prepare_train_config
@@ -22,11 +21,7 @@ SMALL = {
 BACKEND = 'aot_eager_decomp_partition'
 
 
-@pytest.fixture(autouse=True)
-def _reset_dynamo():
-    dynamo.reset()
-    yield
-    dynamo.reset()
+pytestmark = pytest.mark.usefixtures('fresh_dynamo')
 
 
 def _losses(work):
