@@ -59,8 +59,7 @@ def parse_candidate(name: str) -> Tuple[str, str, List[str]]:
     if unknown:
         raise ValueError(f'candidate {name!r}: unknown options {unknown}; valid: '
                          f'{", ".join(OPTIONS)}, mbNN (compiled memory budget NN %)')
-    budgets = [int(_MEMORY_BUDGET.match(option).group(1)) for option in options
-               if _MEMORY_BUDGET.match(option)]
+    budgets = _budget_percents(options)
     if len(budgets) > 1 or any(budget > 100 for budget in budgets):
         raise ValueError(f'candidate {name!r}: at most one +mbNN option, NN a percentage 0-100')
     return family, arch, options
@@ -69,11 +68,14 @@ def parse_candidate(name: str) -> Tuple[str, str, List[str]]:
 def memory_budget_of(name: str) -> Optional[float]:
     """The compiled activation-memory budget a candidate's ``+mbNN`` option asks for (None if
     it has none)."""
-    for option in parse_candidate(name)[2]:
-        match = _MEMORY_BUDGET.match(option)
-        if match:
-            return int(match.group(1)) / 100
-    return None
+    budgets = _budget_percents(parse_candidate(name)[2])
+    return budgets[0] / 100 if budgets else None
+
+
+def _budget_percents(options: List[str]) -> List[int]:
+    """The NN of every ``mbNN`` option."""
+    matches = (_MEMORY_BUDGET.match(option) for option in options)
+    return [int(match.group(1)) for match in matches if match]
 
 
 def build_candidate(name: str, resolution: Optional[int] = None) -> nn.Module:
