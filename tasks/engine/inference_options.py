@@ -13,7 +13,8 @@ from typing import Any, Dict, Optional
 from mmengine.config import Config, ConfigDict
 from mmengine.logging import print_log
 
-__all__ = ['add_inference_arguments', 'apply_inference_options', 'DEFAULT_TTA_FLIPS']
+__all__ = ['add_inference_arguments', 'apply_inference_options', 'fill_slide_window',
+           'DEFAULT_TTA_FLIPS']
 
 #: The flips ``--tta`` averages over when the config's ``model.test_cfg.tta`` names none.
 DEFAULT_TTA_FLIPS = ('h', 'v')
@@ -31,6 +32,33 @@ def _evaluators(cfg: Config):
 def _volume_metrics(cfg: Config):
     """The test evaluator's volume metrics, which post-process whole volumes themselves."""
     return [entry for entry in _evaluators(cfg) if VOLUME_METRIC in str(entry.get('type', ''))]
+
+
+def _training_crop(cfg: Config, what: str) -> Any:
+    """``train_dataloader.dataset.crop_size``: the window a sliding-window prediction uses when
+    the config names none (the model then sees inputs of the size it was trained on)."""
+    crop = (cfg.get('train_dataloader') or {}).get('dataset', {}).get('crop_size')
+    if crop is None:
+        raise ValueError(f'{what} needs a window size: set model.test_cfg.window in '
+                         f'{cfg.filename or "the config"} (or --cfg-options model.test_cfg.'
+                         f'window=256); its train_dataloader.dataset has no crop_size')
+    return crop
+
+
+def fill_slide_window(cfg: Config) -> Optional[Any]:
+    """``model.test_cfg.mode='slide'`` without a ``window``: the window becomes the training
+    crop (``train_dataloader.dataset.crop_size``, after the CPU profile and command-line options
+    set it), so validation, ``tools/test.py`` and ``tools/infer.py`` predict windows of the size
+    the model trained on. Returns the window filled in (None: nothing to fill).
+
+    Args:
+        cfg: a segmentation config, changed in place.
+    """
+    test_cfg = (cfg.get('model') or {}).get('test_cfg') or {}
+    if test_cfg.get('mode') != 'slide' or test_cfg.get('window') is not None:
+        return None
+    cfg.model.test_cfg.window = window = _training_crop(cfg, "model.test_cfg.mode='slide'")
+    return window
 
 
 def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
@@ -89,12 +117,8 @@ def apply_inference_options(cfg: Config, tta: bool = False, sliding_window: bool
     if sliding_window:
         test_cfg['mode'] = changed['model.test_cfg.mode'] = 'slide'
         if test_cfg.get('window') is None:
-            crop = cfg.get('train_dataloader', {}).get('dataset', {}).get('crop_size')
-            if crop is None:
-                raise ValueError(f'--sliding-window needs a window size: set model.test_cfg.'
-                                 f'window in {source} (or --cfg-options model.test_cfg.'
-                                 f'window=256); its train_dataloader.dataset has no crop_size')
-            test_cfg['window'] = changed['model.test_cfg.window'] = crop
+            test_cfg['window'] = changed['model.test_cfg.window'] = _training_crop(
+                cfg, '--sliding-window')
     if overlap is not None:
         if test_cfg.get('mode') != 'slide':
             raise ValueError(f'--overlap {overlap} applies to sliding windows only: add '

@@ -13,6 +13,7 @@ from mmengine.logging import print_log
 from ..common.dataset_norm import resolve_dataset_normalization
 from ..common.io import DataError
 from ..engine.data import datasets_of, follow_the_data
+from ..engine.inference_options import fill_slide_window
 from .dataset_info import SegDatasetInfo, scan_folder
 from .io import pair_samples
 from .volume_config import resolve_volume_data
@@ -48,7 +49,9 @@ def resolve_segmentation_data(cfg: Config, checkpoint_meta: Optional[Mapping[str
                               ) -> None:
     """Fill ``classes``, ``in_channels`` and the model's ``num_classes``, ``in_channels`` (for
     folder datasets here, for volume datasets in :func:`~tasks.segmentation.volume_config.
-    resolve_volume_data`)."""
+    resolve_volume_data`), and a sliding-window ``model.test_cfg`` without a window (the
+    training crop, :func:`~tasks.engine.inference_options.fill_slide_window`)."""
+    fill_slide_window(cfg)
     resolve_volume_data(cfg, checkpoint_meta)
     datasets = datasets_of(cfg, (DATASET_TYPE, 'SegFolderDataset'))
     if not datasets:

@@ -12,6 +12,7 @@ from mmengine.config import Config
 from effnet_backbones.registry import MODELS
 from tasks.common.inference import Inferencer, refuse_existing
 from tasks.engine import apply_inference_options
+from tasks.engine.inference_options import fill_slide_window
 from tasks.segmentation import SegSample
 from tasks.segmentation.model import resolve_test_cfg
 from tasks.segmentation.postprocess import keep_largest_component
@@ -433,6 +434,32 @@ def test_real_config_takes_the_crop_size_and_checks():
     apply_inference_options(cfg, sliding_window=True, tta=True)
     assert cfg.model.test_cfg.window == 128 and cfg.model.test_cfg.mode == 'slide'
     check_config(cfg)  # model.test_cfg is a key SegmentationModel accepts
+
+
+def test_slide_mode_without_a_window_predicts_windows_of_the_training_crop():
+    cfg = seg_config(test_cfg=dict(mode='slide', overlap=0.25))
+    assert fill_slide_window(cfg) == 96 and cfg.model.test_cfg.window == 96
+    assert resolve_test_cfg(cfg.model.test_cfg)['window'] == (96, 96)
+    named = seg_config(test_cfg=dict(mode='slide', window=(64, 80)))
+    assert fill_slide_window(named) is None and named.model.test_cfg.window == (64, 80)
+    whole = seg_config(test_cfg=dict(mode='whole'))
+    assert fill_slide_window(whole) is None and whole.model.test_cfg.get('window') is None
+    assert fill_slide_window(seg_config()) is None and 'test_cfg' not in seg_config().model
+    no_crop = seg_config(test_cfg=dict(mode='slide'))
+    no_crop.train_dataloader.dataset.crop_size = None
+    with pytest.raises(ValueError, match=r"model.test_cfg.mode='slide' needs a window size.*"
+                                         r"model.test_cfg.window"):
+        fill_slide_window(no_crop)
+
+
+def test_training_configs_slide_at_the_crop_the_run_trains_on(monkeypatch):
+    from tasks.engine import prepare_train_config
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    cpu = prepare_train_config(QUICK, cfg_options={'model.test_cfg': dict(mode='slide')})
+    assert cpu.model.test_cfg.window == cpu.train_dataloader.dataset.crop_size == 128
+    larger = prepare_train_config(QUICK, cfg_options={
+        'model.test_cfg': dict(mode='slide'), 'train_dataloader.dataset.crop_size': 160})
+    assert larger.model.test_cfg.window == 160
 
 
 def test_volume_metrics_take_the_largest_component_in_3d():
