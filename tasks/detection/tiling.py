@@ -8,7 +8,7 @@ input size" (docs/detection.md, section 9). Tiles also make large images (slides
 trainable at a fixed size.
 
 Tiles are placed as the sliding windows of the segmentation task
-(:func:`tasks.segmentation.sliding_window.window_starts` with no overlap: from the first pixel,
+(:func:`tasks.common.windows.window_starts` with no overlap: from the first pixel,
 the last one ending on the image's edge, so every tile has the full size unless the image is
 smaller). A box goes into each tile that holds at least ``min_visible`` of its area, clipped to
 the tile; its COCO ``area`` scales with the clipped share.
@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from ..common.io import DataError
-from ..segmentation.sliding_window import as_window, window_starts
+from ..common.windows import as_window, window_starts
 from .coco import check_coco, read_coco_json
 
 __all__ = ['tile_boxes', 'tile_coco_split', 'tile_coco']
