@@ -6,7 +6,8 @@ import math
 import numbers
 from typing import List, Sequence, Tuple, Union
 
-__all__ = ['Window', 'is_int', 'as_window', 'check_overlap', 'window_starts']
+__all__ = ['Window', 'is_int', 'as_window', 'check_overlap', 'window_starts', 'fitted_window',
+           'window_slices']
 
 Window = Union[int, Sequence[int]]
 
@@ -71,3 +72,28 @@ def window_starts(size: int, window: int, overlap: float) -> List[int]:
     count = math.ceil((size - window) / step) + 1
     spacing = (size - window) / (count - 1)
     return [int(round(spacing * index)) for index in range(count)]
+
+
+def fitted_window(size: Sequence[int], window: Window) -> Tuple[int, int]:
+    """The window ``(h, w)``, shrunk to the image side along any axis where the image is smaller.
+
+    Args:
+        size: the image's ``(H, W)``.
+        window: the window's ``(h, w)`` or one int.
+    """
+    sides = as_window(window)
+    return min(sides[0], int(size[0])), min(sides[1], int(size[1]))
+
+
+def window_slices(size: Sequence[int], window: Tuple[int, int],
+                  overlap: float) -> List[Tuple[slice, slice]]:
+    """Every window's ``(rows, columns)`` over an image of ``size``, row by row.
+
+    Args:
+        size: the image's ``(H, W)``.
+        window: the window's ``(h, w)``, at most the image's sides (see :func:`fitted_window`).
+        overlap: the fraction of a window its neighbour shares, in [0, 1).
+    """
+    rows = window_starts(int(size[0]), window[0], overlap)
+    columns = window_starts(int(size[1]), window[1], overlap)
+    return [(slice(y, y + window[0]), slice(x, x + window[1])) for y in rows for x in columns]

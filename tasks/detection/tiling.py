@@ -8,7 +8,7 @@ input size" (docs/detection.md, section 9). Tiles also make large images (slides
 trainable at a fixed size.
 
 Tiles are placed as the sliding windows of the segmentation task
-(:func:`tasks.common.windows.window_starts` with no overlap: from the first pixel,
+(:func:`tasks.common.windows.window_slices` with no overlap: from the first pixel,
 the last one ending on the image's edge, so every tile has the full size unless the image is
 smaller). A box goes into each tile that holds at least ``min_visible`` of its area, clipped to
 the tile; its COCO ``area`` scales with the clipped share.
@@ -19,11 +19,10 @@ import json
 from pathlib import Path
 from typing import Any, Dict, List, Sequence, Tuple, Union
 
-import numpy as np
 from PIL import Image
 
-from ..common.io import DataError
-from ..common.windows import as_window, window_starts
+from ..common.io import DataError, read_image
+from ..common.windows import as_window, fitted_window, window_slices
 from .coco import check_coco, read_coco_json
 
 __all__ = ['tile_boxes', 'tile_coco_split', 'tile_coco']
@@ -55,12 +54,6 @@ def tile_boxes(boxes: Sequence[Box], tile: Tuple[int, int, int, int],
     return kept
 
 
-def _tiles(width: int, height: int, tile: Tuple[int, int]) -> List[Tuple[int, int, int, int]]:
-    tile_h, tile_w = min(tile[0], height), min(tile[1], width)
-    return [(x, y, tile_w, tile_h) for y in window_starts(height, tile_h, 0.0)
-            for x in window_starts(width, tile_w, 0.0)]
-
-
 def tile_coco_split(src: Union[str, Path], out: Union[str, Path], ann_file: str,
                     tile: Union[int, Sequence[int]], min_visible: float = 0.5,
                     img_dir: str = 'images') -> Dict[str, int]:
@@ -90,15 +83,19 @@ def tile_coco_split(src: Union[str, Path], out: Union[str, Path], ann_file: str,
         if not file.is_file():
             raise DataError(f'{path}: image id {image["id"]} names {image["file_name"]!r}, '
                             f'which is not in {src / img_dir}')
-        pixels = np.asarray(Image.open(file))
+        pixels = read_image(file)
         height, width = pixels.shape[:2]
         if (height, width) != (image['height'], image['width']):
             raise DataError(f'{file} is {width} x {height} px but {path} says '
                             f'{image["width"]} x {image["height"]} (image id {image["id"]})')
         anns = by_image.get(image['id'], [])
-        for x0, y0, tile_w, tile_h in _tiles(width, height, tile_hw):
+        tile_h, tile_w = fitted_window((height, width), tile_hw)
+        for rows, columns in window_slices((height, width), (tile_h, tile_w), 0.0):
+            x0, y0 = columns.start, rows.start
             name = f'{Path(image["file_name"]).stem}_x{x0}_y{y0}.png'
-            Image.fromarray(pixels[y0:y0 + tile_h, x0:x0 + tile_w]).save(out / img_dir / name)
+            piece = pixels[rows, columns]
+            Image.fromarray(piece[:, :, 0] if piece.shape[2] == 1 else piece).save(
+                out / img_dir / name)
             tile_id = len(images) + 1
             images.append(dict(id=tile_id, file_name=name, width=tile_w, height=tile_h,
                                source_image_id=image['id'], source_offset=[x0, y0]))

@@ -10,11 +10,12 @@ with little context (its border) count less than those it saw in its centre.
 from __future__ import annotations
 
 import numbers
-from typing import Callable, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Optional, Sequence, Tuple, Union
 
 import torch
 
-from ..common.windows import Window, is_int, as_window, check_overlap, window_starts
+from ..common.windows import (Window, as_window, check_overlap, fitted_window, is_int,
+                              window_slices, window_starts)
 
 __all__ = ['gaussian_importance_map', 'window_starts', 'window_weight_sum',
            'sliding_window_logits', 'as_window', 'check_overlap']
@@ -52,20 +53,6 @@ def gaussian_importance_map(window: Window, sigma_scale: float = 0.125,
     return weights.to(device)
 
 
-def _windows(size: Sequence[int], window: Tuple[int, int],
-             overlap: float) -> List[Tuple[slice, slice]]:
-    """Every window's ``(rows, columns)`` over an image of ``size``."""
-    rows = window_starts(size[0], window[0], overlap)
-    columns = window_starts(size[1], window[1], overlap)
-    return [(slice(y, y + window[0]), slice(x, x + window[1])) for y in rows for x in columns]
-
-
-def _fitted(size: Sequence[int], window: Window) -> Tuple[int, int]:
-    """The window, shrunk to the image side along any axis where the image is smaller."""
-    sides = as_window(window)
-    return min(sides[0], int(size[0])), min(sides[1], int(size[1]))
-
-
 def _weight_map(window: Tuple[int, int], gaussian: bool, dtype: torch.dtype,
                 device: torch.device) -> torch.Tensor:
     if gaussian:
@@ -87,10 +74,10 @@ def window_weight_sum(size: Sequence[int], window: Window, overlap: float = 0.5,
         dtype: the result's dtype.
         device: the result's device.
     """
-    window = _fitted(size, window)
+    window = fitted_window(size, window)
     weight = _weight_map(window, gaussian, dtype, torch.device(device or 'cpu'))
     total = torch.zeros(tuple(int(side) for side in size), dtype=dtype, device=weight.device)
-    for rows, columns in _windows(size, window, overlap):
+    for rows, columns in window_slices(size, window, overlap):
         total[rows, columns] += weight
     return total
 
@@ -121,9 +108,9 @@ def sliding_window_logits(predict_fn: PredictFn, inputs: torch.Tensor, window: W
         raise ValueError(f'window_batch_size must be a positive int, got {window_batch_size!r}')
     overlap = check_overlap(overlap)
     size = tuple(inputs.shape[-2:])
-    window = _fitted(size, window)
+    window = fitted_window(size, window)
     windows = [(index, rows, columns) for index in range(len(inputs))
-               for rows, columns in _windows(size, window, overlap)]
+               for rows, columns in window_slices(size, window, overlap)]
     summed: Optional[torch.Tensor] = None
     weight: Optional[torch.Tensor] = None
     for first in range(0, len(windows), window_batch_size):
