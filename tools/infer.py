@@ -40,8 +40,7 @@ def main(argv=None):
     merge_options(cfg, args.cfg_options)
     apply_inference_options(cfg, tta=args.tta, sliding_window=args.sliding_window,
                             overlap=args.overlap, largest_component=args.largest_component)
-    if cfg.get('task', 'segmentation') == 'segmentation':
-        fill_slide_window(cfg)  # test_cfg mode='slide' without a window: the training crop
+    fill_slide_window(cfg)  # test_cfg mode='slide' without a window: the training crop
     # the config's task names the package whose inference module knows its outputs
     task = import_module(f'tasks.{cfg.get("task", "segmentation")}.inference')
     written = task.run_inference(cfg, args.checkpoint, args.inputs, args.out_dir,

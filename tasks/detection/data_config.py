@@ -14,6 +14,7 @@ from mmengine.logging import print_log
 from ..common.dataset_norm import resolve_dataset_normalization
 from ..common.io import DataError
 from ..engine.data import datasets_of, follow_the_data
+from ..engine.inference_options import fill_slide_window
 from .coco import read_coco_json, select_categories
 
 __all__ = ['resolve_detection_data', 'image_channels']
@@ -53,7 +54,10 @@ def _categories(dataset: ConfigDict) -> Tuple[Tuple[str, ...], Path]:
 
 def resolve_detection_data(cfg: Config, checkpoint_meta: Optional[Mapping[str, Any]] = None
                            ) -> None:
-    """Fill ``classes``, ``in_channels``, ``model.num_classes`` and ``model.backbone.in_chans``."""
+    """Fill ``classes``, ``in_channels``, ``model.num_classes`` and ``model.backbone.in_chans``,
+    and a sliced-prediction ``model.test_cfg`` without a window (the training pipeline's
+    ``RandomCrop``, :func:`~tasks.engine.inference_options.fill_slide_window`)."""
+    fill_slide_window(cfg)
     datasets = datasets_of(cfg, DATASET_TYPES)
     if not datasets:
         return

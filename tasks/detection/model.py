@@ -23,6 +23,7 @@ from effnet_backbones import EffNetFPN, EfficientNet
 from .heads import (OCTAVE_SCALES, DetectorSpec, FasterRCNNSpec, FCOSSpec, RetinaNetSpec,
                     Thresholds)
 from .sample import DetSample
+from .sliced import predict_sliced, resolve_det_test_cfg
 
 __all__ = ['TorchvisionDetector', 'RetinaNet', 'FCOS', 'FasterRCNN', 'EfficientDet',
            'BatchOnlyTransform']
@@ -79,6 +80,10 @@ class TorchvisionDetector(BaseModel):
         detections_per_img: most detections kept per image (COCO evaluation counts 100).
         detector_options: further keyword arguments of the torchvision detector
             (``fg_iou_thresh``, ``topk_candidates``, ``rpn_batch_size_per_image`` ...).
+        test_cfg: how 'predict' mode predicts: ``dict(mode='whole')`` (default) the whole image
+            at once; ``dict(mode='slide', window=128)`` overlapping windows of the training crop
+            (network-input pixels), merged (``overlap`` 0.25, ``match_thresh``, ``edge_margin``,
+            ``batch_size``: :func:`~tasks.detection.sliced.resolve_det_test_cfg`).
         data_preprocessor: batching config, see :class:`DetDataPreprocessor`.
     """
 
@@ -86,10 +91,12 @@ class TorchvisionDetector(BaseModel):
                  fpn: Optional[Dict[str, Any]] = None, score_thresh: float = 0.05,
                  nms_thresh: float = 0.5, detections_per_img: int = 100,
                  detector_options: Optional[Dict[str, Any]] = None,
+                 test_cfg: Optional[Dict[str, Any]] = None,
                  data_preprocessor: Optional[Dict[str, Any]] = None,
                  init_cfg: Optional[Dict[str, Any]] = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor or DEFAULT_PREPROCESSOR,
                          init_cfg=init_cfg)
+        self.test_cfg = resolve_det_test_cfg(test_cfg)
         if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
             raise ValueError(f'num_classes counts object classes without background (>= 1), '
                              f'got {num_classes!r}')
@@ -100,7 +107,7 @@ class TorchvisionDetector(BaseModel):
         self.num_classes = num_classes
         self.label_offset = spec.label_offset
         neck = self.build_neck(backbone, spec, dict(fpn or {}))
-        thresholds = Thresholds(score_thresh, nms_thresh, detections_per_img)
+        self.thresholds = thresholds = Thresholds(score_thresh, nms_thresh, detections_per_img)
         self.detector = spec.build(neck, num_classes, thresholds, dict(detector_options or {}))
         self.detector.transform = BatchOnlyTransform(size_divisible=max(neck.strides))
 
@@ -150,10 +157,17 @@ class TorchvisionDetector(BaseModel):
     @torch.no_grad()
     def predict(self, inputs: Sequence[torch.Tensor],
                 data_samples: Optional[List[DetSample]] = None) -> List[DetSample]:
-        """Samples with ``pred_boxes`` (original pixels), ``pred_scores`` and ``pred_labels``."""
+        """Samples with ``pred_boxes`` (original pixels), ``pred_scores`` and ``pred_labels``;
+        whole images or windows merged, as ``test_cfg`` says."""
         images = list(inputs)
         with _eval_mode(self.detector):
-            outputs = self.detector(images)
+            if self.test_cfg['mode'] == 'slide':
+                outputs = [predict_sliced(self.detector, image, self.test_cfg,
+                                          self.thresholds.nms_thresh,
+                                          self.thresholds.detections_per_img)
+                           for image in images]
+            else:
+                outputs = self.detector(images)
         if data_samples is None:
             data_samples = [DetSample(img_path='', img_id=index, ori_shape=tuple(image.shape[-2:]),
                                       img_shape=tuple(image.shape[-2:]))

@@ -3,6 +3,8 @@
 
 They set the segmentation model's ``test_cfg`` (see ``tasks.segmentation.SegmentationModel``);
 for volume metrics the largest component is taken in 3D by the metric instead of per slice.
+Detectors take ``--sliding-window`` and ``--overlap`` (sliced prediction,
+``tasks.detection.sliced``).
 """
 from __future__ import annotations
 
@@ -35,24 +37,34 @@ def _volume_metrics(cfg: Config):
 
 
 def _training_crop(cfg: Config, what: str) -> Any:
-    """``train_dataloader.dataset.crop_size``: the window a sliding-window prediction uses when
-    the config names none (the model then sees inputs of the size it was trained on)."""
-    crop = (cfg.get('train_dataloader') or {}).get('dataset', {}).get('crop_size')
+    """The window a sliding-window prediction uses when the config names none, so the model sees
+    inputs of the size it was trained on: ``train_dataloader.dataset.crop_size``
+    (segmentation), else the ``(height, width)`` of a ``RandomCrop`` in the training pipeline
+    (detection)."""
+    dataset = (cfg.get('train_dataloader') or {}).get('dataset') or {}
+    crop = dataset.get('crop_size')
+    if crop is None:
+        crops = [(step['height'], step['width']) for step in dataset.get('pipeline') or []
+                 if isinstance(step, dict) and step.get('type') == 'RandomCrop'
+                 and 'height' in step and 'width' in step]
+        crop = crops[-1] if crops else None
     if crop is None:
         raise ValueError(f'{what} needs a window size: set model.test_cfg.window in '
                          f'{cfg.filename or "the config"} (or --cfg-options model.test_cfg.'
-                         f'window=256); its train_dataloader.dataset has no crop_size')
+                         f'window=256); its train_dataloader.dataset has no crop_size and its '
+                         f'pipeline no RandomCrop')
     return crop
 
 
 def fill_slide_window(cfg: Config) -> Optional[Any]:
     """``model.test_cfg.mode='slide'`` without a ``window``: the window becomes the training
     crop (``train_dataloader.dataset.crop_size``, after the CPU profile and command-line options
-    set it), so validation, ``tools/test.py`` and ``tools/infer.py`` predict windows of the size
-    the model trained on. Returns the window filled in (None: nothing to fill).
+    set it; for detectors the training pipeline's ``RandomCrop``), so validation,
+    ``tools/test.py`` and ``tools/infer.py`` predict windows of the size the model trained on.
+    Returns the window filled in (None: nothing to fill).
 
     Args:
-        cfg: a segmentation config, changed in place.
+        cfg: a segmentation or detection config, changed in place.
     """
     test_cfg = (cfg.get('model') or {}).get('test_cfg') or {}
     if test_cfg.get('mode') != 'slide' or test_cfg.get('window') is not None:
@@ -68,16 +80,18 @@ def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
     Args:
         parser: the tool's argument parser.
     """
-    group = parser.add_argument_group('prediction (segmentation)')
+    group = parser.add_argument_group('prediction (--sliding-window and --overlap also for '
+                                      'detectors)')
     group.add_argument('--tta', action='store_true',
                        help="average the logits over flips h, v and hv (and 90/180/270 degree "
                             "rotations only if the config's model.test_cfg.tta has rot90=True)")
     group.add_argument('--sliding-window', action='store_true',
-                       help='predict in Gaussian-weighted windows of model.test_cfg.window '
-                            '(default: the training crop_size)')
+                       help='predict in windows of model.test_cfg.window (default: the training '
+                            'crop): Gaussian-weighted logits (segmentation), detections merged '
+                            'across windows (detection)')
     group.add_argument('--overlap', type=float,
                        help='sliding windows: the fraction a window shares with its neighbour, '
-                            'in [0, 1) (default 0.5)')
+                            'in [0, 1) (default 0.5 segmentation, 0.25 detection)')
     group.add_argument('--largest-component', action='store_true',
                        help="keep only each class's largest connected component (per volume "
                             "in 3D for volume metrics)")
@@ -86,7 +100,8 @@ def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
 def apply_inference_options(cfg: Config, tta: bool = False, sliding_window: bool = False,
                             overlap: Optional[float] = None,
                             largest_component: bool = False) -> Dict[str, Any]:
-    """Turn prediction tricks on in ``cfg`` (segmentation configs); returns what changed.
+    """Turn prediction tricks on in ``cfg``; returns what changed. Segmentation configs take
+    all; detection configs ``sliding_window`` and ``overlap``.
 
     Args:
         cfg: the config to change in place.
@@ -104,9 +119,13 @@ def apply_inference_options(cfg: Config, tta: bool = False, sliding_window: bool
         return {}
     source = cfg.filename or 'the config'
     task = cfg.get('task', 'segmentation')
-    if task != 'segmentation':
+    if task == 'detection' and (tta or largest_component):
+        raise ValueError(f'--tta and --largest-component apply to segmentation configs; '
+                         f"{source} has task='detection' (detectors take --sliding-window and "
+                         f'--overlap)')
+    if task not in ('segmentation', 'detection'):
         raise ValueError(f'--tta, --sliding-window, --overlap and --largest-component apply to '
-                         f"segmentation configs; {source} has task={task!r}")
+                         f"segmentation and detection configs; {source} has task={task!r}")
     test_cfg = dict(cfg.model.get('test_cfg') or {})
     changed: Dict[str, Any] = {}
     if tta:
