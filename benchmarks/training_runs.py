@@ -188,13 +188,16 @@ def summarize_runs(results: Sequence[Mapping[str, Any]], metric: str,
                    per_class_prefix: Optional[str] = None,
                    reference: Optional[str] = None) -> List[Dict[str, Any]]:
     """One row per variant: metric mean (min-max over seeds), per-class values, training
-    seconds, peak memory, parameters, and (with ``reference``) the seconds and iterations to
-    reach the reference variant's mean final metric."""
+    seconds (and, where the runs had a PreciseBN hook, the part of them it took), peak memory,
+    parameters, and (with ``reference``) the seconds and iterations to reach the reference
+    variant's mean final metric."""
     names = list(dict.fromkeys(result['name'] for result in results))
     by_name = {name: [r for r in results if r['name'] == name and r['status'] == 0] for name in names}
     target = None
     if reference is not None and by_name.get(reference):
         target = statistics.mean(final_metrics(r)[metric] for r in by_name[reference])
+    with_precise_bn = any('precise_bn_seconds' in e for r in results
+                          for e in r.get('evaluations') or [])
     rows = []
     for name in names:
         runs = by_name[name]
@@ -209,6 +212,11 @@ def summarize_runs(results: Sequence[Mapping[str, Any]], metric: str,
                 row[key] = round(statistics.mean(f[key] for f in finals if key in f), 3)
         row['train_s'] = (round(statistics.mean(r['training_seconds'] for r in runs), 1)
                           if runs else None)
+        if with_precise_bn:  # part of train_s; apart, since it scales with validations
+            spent = [r['evaluations'][-1].get('precise_bn_seconds') for r in runs
+                     if r.get('evaluations')]
+            row['precise_bn_s'] = (round(statistics.mean(spent), 1)
+                                   if spent and None not in spent else None)
         row['peak_rss_mb'] = max((r.get('peak_rss_mb', 0) for r in runs), default=None)
         row['params'] = runs[0].get('parameters') if runs else None
         if target is not None:

@@ -13,6 +13,7 @@ from mmengine.dist import master_only
 from mmengine.hooks import Hook
 
 from .flops import TRAIN_FLOPS_KEY
+from .precise_bn import PRECISE_BN_SECONDS_KEY
 
 __all__ = ['NonFiniteLossError', 'NanLossGuardHook', 'TrainingCurvesHook', 'plot_curves',
            'peak_memory_mb']
@@ -135,8 +136,9 @@ class TrainingCurvesHook(Hook):
 
     Writes ``training_curves.png`` and ``training_curves.json`` to the work dir. The JSON also
     holds, for every validation, all metrics and the training seconds spent until then
-    (wall-clock time less the time spent validating), plus the model's parameter count and the
-    process's peak memory: what a benchmark compares. The history travels in checkpoints, so a
+    (wall-clock time less the time spent validating; with a :class:`PreciseBNHook` its
+    recomputations count as training and are also given apart, ``precise_bn_seconds``), plus the
+    model's parameter count and the process's peak memory: what a benchmark compares. The history travels in checkpoints, so a
     resumed run plots (and times) the whole run.
 
     Args:
@@ -185,6 +187,9 @@ class TrainingCurvesHook(Hook):
         flops = runner.message_hub.get_info(TRAIN_FLOPS_KEY)  # with a TrainingFlopsHook
         if flops is not None:
             evaluation['train_flops'] = float(flops)
+        precise_bn = runner.message_hub.get_info(PRECISE_BN_SECONDS_KEY)  # with a PreciseBNHook
+        if precise_bn is not None:  # counted in `seconds` too: it runs before validation starts
+            evaluation['precise_bn_seconds'] = round(float(precise_bn), 2)
         self.history['evaluations'].append(evaluation)
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:

@@ -35,7 +35,11 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.data import DataLoader, DistributedSampler
 
 __all__ = ['PreciseBNHook', 'RecomputeBNHook', 'BNMomentumHook', 'batch_norms',
-           'training_batches', 'update_bn_stats']
+           'training_batches', 'update_bn_stats', 'PRECISE_BN_SECONDS_KEY']
+
+#: Message-hub key of the seconds :class:`PreciseBNHook` has spent in this run so far (the
+#: training curves record it at every validation, so benchmarks can tell it from training).
+PRECISE_BN_SECONDS_KEY = 'precise_bn_seconds'
 
 _BUFFERS = ('running_mean', 'running_var')
 
@@ -258,6 +262,11 @@ class PreciseBNHook(Hook):
         start = time.time()
         with _rng_preserved():
             done = update_bn_stats(model, self._batches(runner), self.num_iters)
+        hub = getattr(runner, 'message_hub', None)  # every Runner has one
+        if hub is not None:
+            spent = time.time() - start
+            hub.update_info(PRECISE_BN_SECONDS_KEY,
+                            float(hub.get_info(PRECISE_BN_SECONDS_KEY) or 0.0) + spent)
         world_size = get_dist_info()[1]
         layers = dict(batch_norms(model))
         stats = {}

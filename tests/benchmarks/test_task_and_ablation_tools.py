@@ -158,3 +158,9 @@ def test_summary_spread_and_time_to_reach_the_reference():
     assert rows['broken']['failed'] == 1 and rows['broken']['seeds'] == 0
     assert reach_time(results[0], 'm', 0.9) is None
     assert final_metrics(results[2]) == {'m': 0.8}
+    assert 'precise_bn_s' not in rows['ref']  # no run recorded PreciseBN
+    for result, spent in zip(results[:4], (3.0, 5.0, 1.0, 2.0)):
+        result['evaluations'][-1]['precise_bn_seconds'] = spent
+    rows = {row['name']: row for row in summarize_runs(results, 'm', reference='ref')}
+    assert rows['ref']['precise_bn_s'] == 4.0 and rows['fast']['precise_bn_s'] == 1.5
+    assert rows['broken']['precise_bn_s'] is None

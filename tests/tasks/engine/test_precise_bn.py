@@ -385,6 +385,20 @@ def test_statistics_are_computed_once_per_iteration(runs):
         assert Path(runs[name].work / f'iter_{ITERS}.pth').is_file()
 
 
+def test_training_curves_give_the_precise_bn_seconds_apart(runs):
+    import json
+    curves = json.loads((runs['precise'].work / 'training_curves.json').read_text())
+    spent = [evaluation['precise_bn_seconds'] for evaluation in curves['evaluations']]
+    assert len(spent) == 2 and 0 < spent[0] <= spent[1]  # cumulative, validations 2 and 4
+    assert spent[1] <= curves['evaluations'][1]['seconds']  # a part of the training seconds
+    timed = [float(line.rsplit(' in ', 1)[1].split(' s')[0]) for line in _log(runs['precise'])
+             .splitlines() if 'PreciseBN: recomputed' in line]
+    # the validation after iteration 4 comes after the checkpoint's recomputation (iteration 3)
+    assert spent[1] == pytest.approx(sum(timed), abs=0.05 * len(timed))
+    plain = json.loads((runs['plain'].work / 'training_curves.json').read_text())
+    assert all('precise_bn_seconds' not in e for e in plain['evaluations'])
+
+
 def test_resuming_with_ema_and_precise_bn(runs, tmp_path):
     run = runs['ema']
     config = next(run.work.parent.glob('precise_bn_ema.py'))
