@@ -20,9 +20,9 @@ import numbers
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
-from torchvision.ops import batched_nms, box_area
+from torchvision.ops import batched_nms
 
-from ..common.windows import as_window, check_overlap, fitted_window, window_slices
+from ..common.windows import as_window, check_overlap, fitted_window, is_int, window_slices
 
 __all__ = ['DEFAULT_DET_TEST_CFG', 'resolve_det_test_cfg', 'cut_at_inner_edges',
            'intersection_over_smaller', 'suppress_covered', 'join_continued_pieces',
@@ -75,7 +75,7 @@ def resolve_det_test_cfg(test_cfg: Optional[Dict[str, Any]],
         raise ValueError(f'{name}.edge_margin must be a number of pixels >= 0, got {margin!r}')
     cfg['edge_margin'] = float(margin)
     batch = cfg['batch_size']
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+    if not is_int(batch) or batch < 1:
         raise ValueError(f'{name}.batch_size must be a positive int, got {batch!r}')
     return cfg
 
@@ -105,13 +105,22 @@ def cut_at_inner_edges(boxes: torch.Tensor, window: Tuple[int, int, int, int],
     return cut
 
 
+def _overlap(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
+    """Element-wise (broadcast) intersection boxes of x1 y1 x2 y2 boxes; empty ones come out
+    with x2 < x1 or y2 < y1, which :func:`_area` counts as 0."""
+    return torch.cat([torch.max(boxes1[..., :2], boxes2[..., :2]),
+                      torch.min(boxes1[..., 2:], boxes2[..., 2:])], dim=-1)
+
+
+def _area(boxes: torch.Tensor) -> torch.Tensor:
+    return (boxes[..., 2:] - boxes[..., :2]).clamp(min=0).prod(dim=-1)
+
+
 def intersection_over_smaller(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
     """``(N, M)`` intersection area over the smaller box's area (1 where one box holds the
     other); 0 for empty boxes."""
-    top_left = torch.max(boxes1[:, None, :2], boxes2[None, :, :2])
-    bottom_right = torch.min(boxes1[:, None, 2:], boxes2[None, :, 2:])
-    inter = (bottom_right - top_left).clamp(min=0).prod(dim=2)
-    smaller = torch.min(box_area(boxes1)[:, None], box_area(boxes2)[None, :])
+    inter = _area(_overlap(boxes1[:, None], boxes2[None]))
+    smaller = torch.min(_area(boxes1)[:, None], _area(boxes2)[None, :])
     return torch.where(smaller > 0, inter / smaller.clamp(min=1e-12), torch.zeros_like(inter))
 
 
@@ -166,19 +175,10 @@ def join_continued_pieces(boxes: torch.Tensor, scores: torch.Tensor, labels: tor
     count = len(boxes)
     if count < 2:
         return dict(boxes=boxes, scores=scores, labels=labels)
-    shared = torch.cat([torch.max(windows[:, None, :2], windows[None, :, :2]),
-                        torch.min(windows[:, None, 2:], windows[None, :, 2:])], dim=2)
-
-    def clipped(piece: torch.Tensor) -> torch.Tensor:
-        return torch.cat([torch.max(piece[..., :2], shared[..., :2]),
-                          torch.min(piece[..., 2:], shared[..., 2:])], dim=2)
-
-    first = clipped(boxes[:, None, :].expand(count, count, 4))
-    second = clipped(boxes[None, :, :].expand(count, count, 4))
-    inter = (torch.min(first[..., 2:], second[..., 2:]) -
-             torch.max(first[..., :2], second[..., :2])).clamp(min=0).prod(dim=2)
-    areas = [(side[..., 2:] - side[..., :2]).clamp(min=0).prod(dim=2) for side in (first, second)]
-    union = areas[0] + areas[1] - inter
+    shared = _overlap(windows[:, None], windows[None])  # (K, K, 4) region both windows saw
+    first, second = _overlap(boxes[:, None], shared), _overlap(boxes[None], shared)
+    inter = _area(_overlap(first, second))
+    union = _area(first) + _area(second) - inter
     iou = torch.where(union > 0, inter / union.clamp(min=1e-12), torch.zeros_like(inter))
     other_window = (windows[:, None, :] != windows[None, :, :]).any(dim=2)
     linked = (iou >= thresh) & other_window & (labels[:, None] == labels[None, :])

@@ -138,8 +138,8 @@ class TrainingCurvesHook(Hook):
     holds, for every validation, all metrics and the training seconds spent until then
     (wall-clock time less the time spent validating; with a :class:`PreciseBNHook` its
     recomputations count as training and are also given apart, ``precise_bn_seconds``), plus the
-    model's parameter count and the process's peak memory: what a benchmark compares. The history travels in checkpoints, so a
-    resumed run plots (and times) the whole run.
+    model's parameter count and the process's peak memory: what a benchmark compares. The
+    history travels in checkpoints, so a resumed run plots (and times) the whole run.
 
     Args:
         metric_key: validation metric to plot, e.g. 'mDice' or 'coco/bbox_mAP'; default: the one
