@@ -4,6 +4,10 @@
   checkpointing), ``+cpb`` (per-block), ``+scse``, ``+same`` (TF padding), ``+atendw`` (PyTorch's
   own depthwise weight gradient instead of the fast CPU path of
   ``effnet_backbones.layers.depthwise``; also for ``unet`` and ``det``)
+- ``+adamw`` / ``+adamwfast`` on any family: each training step also clips the gradient norm (5)
+  and takes an AdamW step, built by MMEngine's default optimiser constructor (PyTorch's default
+  implementation for the device) or by ``effnet_backbones.FastOptimWrapperConstructor`` (fused
+  or multi-tensor), as the shipped schedules do (:func:`optimizer_of`)
 - ``+mbNN`` on any family, with ``--compile``: compiled with an activation-memory budget of NN %
   (:func:`effnet_backbones.compile_model`; ``+mb50`` keeps half the compiler's saved activations)
 - ``timm:b4`` / ``timm_tf:b4``: timm ``efficientnet_b4`` / ``tf_efficientnet_b4``, ``features_only``
@@ -22,10 +26,14 @@ from typing import List, Optional, Tuple
 import torch
 import torch.nn as nn
 
-__all__ = ['FAMILIES', 'OPTIONS', 'parse_candidate', 'build_candidate', 'memory_budget_of']
+__all__ = ['FAMILIES', 'OPTIONS', 'OPTIMIZER_OPTIONS', 'parse_candidate', 'build_candidate',
+           'memory_budget_of', 'optimizer_of']
 
 FAMILIES = ('ours', 'timm', 'timm_tf', 'tv', 'unet', 'unet_smp', 'unet_timm', 'det', 'effdet')
-OPTIONS = ('me', 'cp', 'cpb', 'scse', 'same', 'atendw')
+#: optimiser-step options -> the MMEngine optimiser constructor that builds the step
+OPTIMIZER_OPTIONS = {'adamw': 'DefaultOptimWrapperConstructor',
+                     'adamwfast': 'effnet_backbones.FastOptimWrapperConstructor'}
+OPTIONS = ('me', 'cp', 'cpb', 'scse', 'same', 'atendw', *OPTIMIZER_OPTIONS)
 _TV_TAPS = (2, 3, 5, 7)
 _MEMORY_BUDGET = re.compile(r'^mb(\d{1,3})$')
 
@@ -59,6 +67,8 @@ def parse_candidate(name: str) -> Tuple[str, str, List[str]]:
     if unknown:
         raise ValueError(f'candidate {name!r}: unknown options {unknown}; valid: '
                          f'{", ".join(OPTIONS)}, mbNN (compiled memory budget NN %)')
+    if len(set(options) & set(OPTIMIZER_OPTIONS)) > 1:
+        raise ValueError(f'candidate {name!r}: at most one of {", ".join(OPTIMIZER_OPTIONS)}')
     budgets = _budget_percents(options)
     if len(budgets) > 1 or any(budget > 100 for budget in budgets):
         raise ValueError(f'candidate {name!r}: at most one +mbNN option, NN a percentage 0-100')
@@ -70,6 +80,14 @@ def memory_budget_of(name: str) -> Optional[float]:
     it has none)."""
     budgets = _budget_percents(parse_candidate(name)[2])
     return budgets[0] / 100 if budgets else None
+
+
+def optimizer_of(name: str) -> Optional[str]:
+    """The optimiser constructor a candidate's ``+adamw`` / ``+adamwfast`` option asks for (None:
+    the step is forward and backward only)."""
+    chosen = [OPTIMIZER_OPTIONS[option] for option in parse_candidate(name)[2]
+              if option in OPTIMIZER_OPTIONS]
+    return chosen[0] if chosen else None
 
 
 def _budget_percents(options: List[str]) -> List[int]:

@@ -3,7 +3,8 @@
 
 Each measurement runs in a fresh subprocess (so CPU peak RSS belongs to one configuration), and
 candidates alternate round by round (A B C A B C ...) so drifts of a noisy machine hit all alike.
-A training step is forward, a loss over all outputs (sum of mean squares) and backward.
+A training step is forward, a loss over all outputs (sum of mean squares) and backward (and, with
+a candidate's ``+adamw`` / ``+adamwfast``, gradient clipping and an AdamW step).
 
 Memory comes in two kinds. :func:`saved_activation_bytes` counts what autograd keeps for backward:
 deterministic, independent of the allocator, the figure to compare and test. Peak RSS (CPU) or
@@ -33,7 +34,7 @@ from effnet_backbones.allocator import (CPU_ALLOCATORS, GLIBC_MALLOC_VARIABLES,
                                         tune_cpu_allocator)
 from effnet_backbones.compiling import compile_model
 
-from .candidates import build_candidate, memory_budget_of, parse_candidate
+from .candidates import build_candidate, memory_budget_of, optimizer_of, parse_candidate
 from .report import summarize
 
 __all__ = ['BenchSettings', 'ALLOCATORS', 'split_allocator', 'saved_activation_bytes', 'measure',
@@ -122,12 +123,16 @@ def measure(name: str, settings: BenchSettings) -> Dict[str, Any]:
     dtype = getattr(torch, settings.dtype)
     autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
 
+    optim_wrapper = _optim_wrapper(model, optimizer_of(name)) if training else None
+
     def step() -> None:
         with autocast, torch.set_grad_enabled(training):
             outs = _outputs(run(x))
             if training:
                 loss = sum(out.float().pow(2).mean() for out in outs)
-        if training:
+        if optim_wrapper is not None:  # backward, clipping, the step, zero_grad
+            optim_wrapper.update_params(loss)
+        elif training:
             loss.backward()
             model.zero_grad(set_to_none=True)
 
@@ -153,6 +158,18 @@ def measure(name: str, settings: BenchSettings) -> Dict[str, Any]:
     peak = (torch.cuda.max_memory_allocated() if device.type == 'cuda' else _peak_rss_bytes())
     return dict(name=name, params=params, gmacs=round(gmacs, 3), times=times, peak_bytes=peak,
                 base_rss_bytes=base_rss if device.type == 'cpu' else None, saved_bytes=saved)
+
+
+def _optim_wrapper(model: nn.Module, constructor: Optional[str]):
+    """AdamW (lr 1e-3, weight decay 1e-4, gradient norm clipped at 5: adamw_cosine_4k.py's)
+    built by ``constructor``; None for no optimiser step."""
+    if constructor is None:
+        return None
+    import tasks.engine  # noqa: F401  (registers effnet_backbones.FastOptimWrapperConstructor)
+    from mmengine.optim import build_optim_wrapper
+    return build_optim_wrapper(model, dict(
+        type='OptimWrapper', constructor=constructor, clip_grad=dict(max_norm=5.0),
+        optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.999), weight_decay=1e-4)))
 
 
 #: the worker name that measures the machine's matmul peak instead of a candidate

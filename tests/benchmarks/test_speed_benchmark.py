@@ -10,6 +10,7 @@ import benchmark as benchmark_tool  # tools/benchmark.py
 from benchmarks.candidates import build_candidate, parse_candidate
 from benchmarks.report import add_hardware_share, add_ratios, summarize
 from benchmarks.speed import BenchSettings, measure, saved_activation_bytes, split_allocator
+from benchmarks import speed
 
 
 @pytest.mark.parametrize('name,taps', [('ours:b0+me+cp', 4), ('timm:b0', 4), ('tv:b0', 4)])
@@ -120,3 +121,24 @@ def test_memory_budget_option_parses_and_needs_compile():
             parse_candidate(bad)
     with pytest.raises(ValueError, match=r'\+mbNN .* needs --compile'):
         measure('ours:b0+mb50', BenchSettings(batch=1, resolution=32, warmup=0, steps=1))
+
+
+def test_optimizer_options_add_a_real_adamw_step_to_the_measured_step():
+    from benchmarks.candidates import optimizer_of
+    assert optimizer_of('ours:b0') is None
+    assert optimizer_of('unet:b0+me+adamw') == 'DefaultOptimWrapperConstructor'
+    assert optimizer_of('det:d0+adamwfast') == 'effnet_backbones.FastOptimWrapperConstructor'
+    with pytest.raises(ValueError, match='at most one of adamw, adamwfast'):
+        parse_candidate('ours:b0+adamw+adamwfast')
+    model = build_candidate('ours:b0+adamwfast')
+    for option in ('adamw', 'adamwfast'):
+        wrapper = speed._optim_wrapper(model, optimizer_of(f'ours:b0+{option}'))
+        before = [param.detach().clone() for param in model.parameters()]
+        loss = sum(out.square().mean() for out in model(torch.randn(2, 3, 64, 64)))
+        wrapper.update_params(loss)
+        assert sum(not torch.equal(a, b) for a, b in zip(before, model.parameters())) > 100
+        assert all(param.grad is None for param in model.parameters())  # zeroed, as each step
+        assert wrapper.clip_grad_kwargs['max_norm'] == 5.0
+        assert wrapper.optimizer.defaults['weight_decay'] == 1e-4
+    measured = measure('ours:b0+adamw', BenchSettings(batch=2, resolution=64, warmup=0, steps=1))
+    assert len(measured['times']) == 1

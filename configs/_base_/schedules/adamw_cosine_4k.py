@@ -2,6 +2,8 @@
 # --max-iters N stretches every iteration count here (and the val/checkpoint intervals) to N.
 optim_wrapper = dict(
     type='OptimWrapper',
+    # fused (or multi-tensor) steps and clipping, equal paramwise groups merged: same updates
+    constructor='effnet_backbones.FastOptimWrapperConstructor',
     optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.999), weight_decay=1e-4),
     clip_grad=dict(max_norm=5.0),
 )

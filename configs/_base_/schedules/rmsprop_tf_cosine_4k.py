@@ -11,6 +11,8 @@ _base_ = ['./adamw_cosine_4k.py']
 optim_wrapper = dict(
     _delete_=True,  # replace AdamW's optimiser dict instead of merging into its keys
     type='OptimWrapper',
+    # fused (or multi-tensor) steps and clipping, equal paramwise groups merged: same updates
+    constructor='effnet_backbones.FastOptimWrapperConstructor',
     optimizer=dict(type='effnet_backbones.RMSpropTF', lr=5e-4, alpha=0.9, eps=1e-3, momentum=0.9,
                    weight_decay=1e-5),
     paramwise_cfg=dict(norm_decay_mult=0.0),

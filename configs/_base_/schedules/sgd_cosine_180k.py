@@ -3,6 +3,8 @@
 # stretches the whole schedule. Norm layers get no weight decay.
 optim_wrapper = dict(
     type='OptimWrapper',
+    # fused (or multi-tensor) steps and clipping, equal paramwise groups merged: same updates
+    constructor='effnet_backbones.FastOptimWrapperConstructor',
     optimizer=dict(type='SGD', lr=0.01, momentum=0.9, weight_decay=1e-4),
     paramwise_cfg=dict(norm_decay_mult=0.0),
     clip_grad=dict(max_norm=35.0),

@@ -1,5 +1,7 @@
 """Optimiser recipes: which tensors of a real U-Net get weight decay under no_decay_paramwise_cfg,
 the TF-style RMSprop schedule, and the EMA / PreciseBN switches composed onto a shipped recipe."""
+import copy
+
 import pytest
 import torch
 import torch.nn as nn
@@ -14,7 +16,7 @@ import tasks.engine  # noqa: F401  (registers the hooks and effnet_backbones.RMS
 import tasks.segmentation  # noqa: F401
 from effnet_backbones.layers import attention
 from tasks.engine.config_check import check_config
-from tasks.engine.optim import no_decay_paramwise_cfg
+from tasks.engine.optim import fastest_implementation, no_decay_paramwise_cfg
 from tasks.engine.precise_bn import PreciseBNHook
 from tasks.segmentation.model import SegmentationModel
 from tool_loader import ROOT
@@ -186,3 +188,104 @@ default_hooks = dict(checkpoint=dict(save_last=False), logger=dict(interval=1))
     runner = run_train_tool(config, data, tmp_path / 'work', 2,
                             *cfg_options({'train_cfg.val_interval': 10}, 'optim_rmsprop'))
     assert runner.iter == 2 and isinstance(runner.optim_wrapper.optimizer, RMSpropTF)
+
+
+# ------------------------------------------------------------- FastOptimWrapperConstructor
+FAST = 'effnet_backbones.FastOptimWrapperConstructor'
+FUSED_ON_CPU = tuple(int(part) for part in torch.__version__.split('.')[:2]) >= (2, 4)
+
+
+def _small_model(seed=0):
+    # no conv bias before a norm: its gradient is rounding noise, which Adam scales up to lr-sized
+    # steps, so two implementations would differ there by noise, not by their updates
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.SiLU(),
+                         nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False), nn.BatchNorm2d(8),
+                         nn.SiLU(), nn.Conv2d(8, 2, 1))
+
+
+def _train(wrapper, model, steps, seed=1):
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        image = torch.randn(2, 1, 12, 12, generator=generator)
+        wrapper.update_params((model(image) - 0.3).square().mean())
+
+
+def _assert_same_weights(model_a, model_b):
+    for (name, a), b in zip(model_a.named_parameters(), model_b.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7, msg=name)
+
+
+def _wrapper_cfg(optimizer, constructor=None, **extra):
+    cfg = dict(dict(type='OptimWrapper', optimizer=optimizer, clip_grad=dict(max_norm=0.5)),
+               **extra)
+    if constructor:
+        cfg['constructor'] = constructor
+    return cfg
+
+
+@pytest.mark.parametrize('optimizer, paramwise', [
+    (dict(type='AdamW', lr=1e-2, weight_decay=0.05), None),
+    (dict(type='AdamW', lr=1e-2, weight_decay=0.05), no_decay_paramwise_cfg()),
+    (dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=1e-3), dict(norm_decay_mult=0.0)),
+    (dict(type='effnet_backbones.RMSpropTF', lr=1e-3, momentum=0.9, weight_decay=1e-3),
+     dict(norm_decay_mult=0.0)),
+])
+def test_fast_constructor_gives_the_default_updates(optimizer, paramwise):
+    extra = dict(paramwise_cfg=paramwise) if paramwise else {}
+    plain, fast = _small_model(), _small_model()
+    plain_wrapper = build_optim_wrapper(plain, _wrapper_cfg(dict(optimizer), **extra))
+    fast_wrapper = build_optim_wrapper(fast, _wrapper_cfg(dict(optimizer), FAST, **extra))
+    _train(plain_wrapper, plain, 4)
+    _train(fast_wrapper, fast, 4)
+    _assert_same_weights(plain, fast)
+    assert not torch.equal(_small_model()[0].weight, fast[0].weight)  # it did train
+    defaults = fast_wrapper.optimizer.defaults
+    if optimizer['type'] in ('AdamW', 'SGD'):
+        assert defaults['fused'] is True if FUSED_ON_CPU else defaults['foreach'] is True
+    else:  # timm's RMSpropTF: multi-tensor where the installed timm has it
+        chosen = fastest_implementation(type(fast_wrapper.optimizer), torch.device('cpu'))
+        assert chosen.items() <= defaults.items() and 'fused' not in chosen
+    assert fast_wrapper.clip_grad_kwargs == dict(max_norm=0.5, foreach=True)
+    if paramwise:  # one group per parameter by default, merged per setting here
+        assert len(plain_wrapper.optimizer.param_groups) == len(list(plain.parameters()))
+        decays = {group['weight_decay'] for group in fast_wrapper.optimizer.param_groups}
+        assert len(fast_wrapper.optimizer.param_groups) == len(decays) == 2
+        assert _decay_of(fast_wrapper.optimizer) == {
+            id(fast_param): plain_decay for fast_param, plain_decay in
+            zip(fast.parameters(), _decay_of(plain_wrapper.optimizer).values())}
+
+
+def test_fast_constructor_keeps_an_implementation_the_config_sets():
+    wrapper = build_optim_wrapper(_small_model(), _wrapper_cfg(
+        dict(type='AdamW', lr=1e-3, foreach=False), FAST, clip_grad=None))
+    assert wrapper.optimizer.defaults['foreach'] is False
+    assert wrapper.optimizer.defaults['fused'] is None
+    clipped = build_optim_wrapper(_small_model(), _wrapper_cfg(
+        dict(type='AdamW', lr=1e-3), FAST, clip_grad=dict(max_norm=1.0, foreach=False)))
+    assert clipped.clip_grad_kwargs['foreach'] is False
+
+
+def test_a_checkpoint_with_one_group_per_parameter_resumes_into_merged_groups():
+    paramwise = dict(paramwise_cfg=no_decay_paramwise_cfg())
+    optimizer = dict(type='AdamW', lr=1e-2, weight_decay=0.05)
+    older = _small_model()
+    older_wrapper = build_optim_wrapper(older, _wrapper_cfg(dict(optimizer), **paramwise))
+    _train(older_wrapper, older, 3)
+    state = copy.deepcopy(older_wrapper.state_dict())  # as from a file: shares no tensor
+    resumed = _small_model()
+    resumed.load_state_dict(older.state_dict())
+    resumed_wrapper = build_optim_wrapper(resumed, _wrapper_cfg(dict(optimizer), FAST,
+                                                                **paramwise))
+    resumed_wrapper.load_state_dict(state)
+    groups = resumed_wrapper.optimizer.param_groups
+    assert len(groups) == 2 and all(group['fused' if FUSED_ON_CPU else 'foreach'] for group in groups)
+    _train(older_wrapper, older, 3, seed=2)
+    _train(resumed_wrapper, resumed, 3, seed=2)
+    _assert_same_weights(older, resumed)
+
+
+def test_the_shipped_schedules_use_the_fast_constructor():
+    for name in ('adamw_cosine_4k.py', 'sgd_cosine_180k.py', 'rmsprop_tf_cosine_4k.py',
+                 'adamw_cosine_4k_nodecay.py'):
+        assert Config.fromfile(str(SCHEDULES / name)).optim_wrapper.constructor == FAST, name
