@@ -209,8 +209,8 @@ def _measure_in_subprocess(name: str, settings: BenchSettings) -> Dict[str, Any]
     # the checkout on the path: `benchmarks` is not installed, and the caller's cwd may be anywhere
     python_path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get('PYTHONPATH')]))
     result = subprocess.run(command, capture_output=True, text=True,
-                            env={**_openmp_wait_settings(),
-                                 **_without_malloc_settings(os.environ),
+                            # OpenMP waiting as the caller's (tools/_bootstrap.py sets the tools')
+                            env={**_without_malloc_settings(os.environ),
                                  'PYTHONPATH': python_path})
     if result.returncode != 0:
         raise RuntimeError(f'benchmark of {name!r} failed:\n{result.stderr[-4000:]}')
@@ -227,12 +227,6 @@ def split_allocator(name: str) -> Tuple[str, str]:
     if allocator not in ALLOCATORS:
         raise ValueError(f'{name!r}: the allocator after "@" must be one of {ALLOCATORS}')
     return candidate, allocator
-
-
-def _openmp_wait_settings() -> Dict[str, str]:
-    """The tools' OpenMP waiting (tools/_bootstrap.py: a short spin, then sleep) for a worker,
-    unless the caller's environment chooses its own (its variables override these)."""
-    return {} if 'OMP_WAIT_POLICY' in os.environ else {'GOMP_SPINCOUNT': '10000'}
 
 
 def _without_malloc_settings(environ: Dict[str, str]) -> Dict[str, str]:
