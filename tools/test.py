@@ -2,7 +2,7 @@
 
     python tools/test.py CONFIG CHECKPOINT [--data-root DIR] [--out metrics.json]
         [--tta] [--sliding-window [--overlap 0.5]] [--largest-component]
-        [--recompute-bn N [--bn-seed S]]
+        [--recompute-bn N [--bn-seed S] [--bn-deterministic]]
 """
 import _bootstrap  # noqa: F401,I001  (first: sets sys.path and OpenMP up before torch loads)
 
@@ -33,6 +33,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                              'config before testing (PreciseBN for a saved checkpoint)')
     parser.add_argument('--bn-seed', type=int, default=0,
                         help='seed of the --recompute-bn batch draw (default 0)')
+    parser.add_argument('--bn-deterministic', action='store_true',
+                        help='--recompute-bn with dropout and drop path off (the statistics of '
+                             'the network that is evaluated)')
     add_inference_arguments(parser)
     return parser.parse_args(argv)
 
@@ -43,7 +46,7 @@ def main(argv=None):
     cfg = prepare_test_config(args.config, args.checkpoint, work_dir=args.work_dir,
                               data_root=args.data_root, cfg_options=args.cfg_options,
                               launcher=args.launcher, recompute_bn=args.recompute_bn,
-                              bn_seed=args.bn_seed)
+                              bn_seed=args.bn_seed, bn_deterministic=args.bn_deterministic)
     apply_inference_options(cfg, tta=args.tta, sliding_window=args.sliding_window,
                             overlap=args.overlap, largest_component=args.largest_component)
     metrics = test(cfg)

@@ -13,3 +13,8 @@ precise_bn_hook = dict(type='effnet_backbones.PreciseBNHook', num_iters=20)
 # bn_momentum_hook: BN momentum 0.5 early, falling linearly to each layer's own (0.1) over the
 # first quarter of the run (iters: an int counts iterations, a float < 1 is a fraction of it).
 bn_momentum_hook = dict(type='effnet_backbones.BNMomentumHook', start=0.5, end=None, iters=0.25)
+# window_bn_hook: PreciseBN without extra forward passes: before every validation and checkpoint,
+# each BN's running mean/var is the plain average of the batch statistics of the last `window`
+# training iterations (training itself unchanged; not with EMA, whose weights those batches did
+# not see).
+window_bn_hook = dict(type='effnet_backbones.WindowBNHook', window=25)

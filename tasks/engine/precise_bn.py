@@ -12,6 +12,9 @@ them than with batch statistics. Two remedies:
   weights.
 - :class:`BNMomentumHook`: a higher BN momentum early in training (fast tracking), decaying
   linearly to the model's own value.
+- :class:`WindowBNHook`: PreciseBN without its forward passes: before each validation and
+  checkpoint the running statistics are the plain average of the batch statistics of the last
+  ``window`` training iterations, which the training forward passes compute anyway.
 
 :class:`RecomputeBNHook` recomputes a saved checkpoint's statistics before testing
 (``tools/test.py --recompute-bn N``). All three are registered as ``effnet_backbones.<name>``
@@ -29,19 +32,23 @@ import numpy as np
 import torch
 import torch.nn as nn
 from mmengine.dist import all_reduce, get_dist_info
-from mmengine.hooks import EMAHook, Hook
+from mmengine.hooks import CheckpointHook, EMAHook, Hook
 from mmengine.model import is_model_wrapper
+from mmengine.runner import IterBasedTrainLoop
 from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.modules.dropout import _DropoutNd
 from torch.utils.data import DataLoader, DistributedSampler
 
-__all__ = ['PreciseBNHook', 'RecomputeBNHook', 'BNMomentumHook', 'batch_norms',
-           'training_batches', 'update_bn_stats', 'PRECISE_BN_SECONDS_KEY']
+__all__ = ['PreciseBNHook', 'RecomputeBNHook', 'BNMomentumHook', 'WindowBNHook', 'batch_norms',
+           'training_batches', 'update_bn_stats', 'stochastic_layers', 'PRECISE_BN_SECONDS_KEY']
 
 #: Message-hub key of the seconds :class:`PreciseBNHook` has spent in this run so far (the
 #: training curves record it at every validation, so benchmarks can tell it from training).
 PRECISE_BN_SECONDS_KEY = 'precise_bn_seconds'
 
 _BUFFERS = ('running_mean', 'running_var')
+#: class names of the stochastic-depth modules of timm, torchvision and this library
+_STOCHASTIC_NAMES = frozenset({'DropPath', 'DropBlock2d', 'StochasticDepth'})
 
 
 def batch_norms(model: nn.Module) -> List[Tuple[str, _BatchNorm]]:
@@ -85,9 +92,16 @@ def _rng_preserved() -> Iterator[None]:
             torch.cuda.set_rng_state_all(cuda)
 
 
+def stochastic_layers(model: nn.Module) -> List[nn.Module]:
+    """Every dropout and drop-path module of ``model``: ``nn.Dropout*``, and modules named like
+    timm's ``DropPath`` / ``DropBlock2d``, torchvision's ``StochasticDepth`` and ours."""
+    return [module for module in model.modules()
+            if isinstance(module, _DropoutNd) or type(module).__name__ in _STOCHASTIC_NAMES]
+
+
 @torch.no_grad()
 def update_bn_stats(model: nn.Module, batches: Iterable[Any], num_iters: int = 20,
-                    forward=_forward_tensor) -> Dict[str, Any]:
+                    forward=_forward_tensor, deterministic: bool = False) -> Dict[str, Any]:
     """Recompute the running mean/var of ``model``'s BatchNorms over ``num_iters`` batches.
 
     The model runs in train mode (``model.train()``, so a backbone's ``norm_eval`` or frozen
@@ -103,6 +117,9 @@ def update_bn_stats(model: nn.Module, batches: Iterable[Any], num_iters: int = 2
         num_iters: batches to average over.
         forward: ``forward(model, batch)`` runs one batch; default: the data preprocessor with
             ``training=True``, then ``model(**data, mode='tensor')``.
+        deterministic: dropout and drop path in eval mode while the statistics are gathered,
+            so that they describe the network that is evaluated (all paths kept) rather than
+            the thinned networks training samples; BatchNorm still in train mode.
 
     Returns:
         ``dict(layers=..., batches=..., samples=...)``: layers recomputed, batches and samples
@@ -111,6 +128,9 @@ def update_bn_stats(model: nn.Module, batches: Iterable[Any], num_iters: int = 2
     """
     modes = {module: module.training for module in model.modules()}
     model.train()
+    if deterministic:
+        for module in stochastic_layers(model):
+            module.eval()
     layers = [(name, bn) for name, bn in batch_norms(model) if bn.training]
     if not layers:
         for module, mode in modes.items():
@@ -188,14 +208,17 @@ class PreciseBNHook(Hook):
             four 128 px crops of a 10-class MRI set, one checkpoint validated at 0.165-0.234
             mean foreground Dice over four draws of 20 batches, at 0.220-0.233 over three
             draws of 100 (docs/quality.md, section 1f); the medical recipe uses 100.
+        deterministic: dropout and drop path off while recomputing (:func:`update_bn_stats`).
     """
 
     priority = 'BELOW_NORMAL'  # after EMAHook (NORMAL): see the class docstring
 
-    def __init__(self, num_iters: int = 20) -> None:
+    def __init__(self, num_iters: int = 20, deterministic: bool = False) -> None:
         if not isinstance(num_iters, int) or isinstance(num_iters, bool) or num_iters < 1:
             raise ValueError(f'num_iters must be a positive int, got {num_iters!r}')
-        self.num_iters = num_iters
+        if not isinstance(deterministic, bool):
+            raise ValueError(f'deterministic must be True or False, got {deterministic!r}')
+        self.num_iters, self.deterministic = num_iters, deterministic
         self._training = False
         self._done_iters = 0  # training iterations the weights have been through
         # statistics computed for the current weights; dropped when the next iteration starts
@@ -261,7 +284,8 @@ class PreciseBNHook(Hook):
             return
         start = time.time()
         with _rng_preserved():
-            done = update_bn_stats(model, self._batches(runner), self.num_iters)
+            done = update_bn_stats(model, self._batches(runner), self.num_iters,
+                                   deterministic=self.deterministic)
         hub = getattr(runner, 'message_hub', None)  # every Runner has one
         if hub is not None:
             spent = time.time() - start
@@ -342,16 +366,19 @@ class RecomputeBNHook(Hook):
     Args:
         num_iters: training batches to average over.
         seed: seed of the batch draw.
+        deterministic: dropout and drop path off while recomputing (:func:`update_bn_stats`).
     """
 
     priority = 'BELOW_NORMAL'
 
-    def __init__(self, num_iters: int = 100, seed: int = 0) -> None:
+    def __init__(self, num_iters: int = 100, seed: int = 0, deterministic: bool = False) -> None:
         if not isinstance(num_iters, int) or isinstance(num_iters, bool) or num_iters < 1:
             raise ValueError(f'num_iters must be a positive int, got {num_iters!r}')
         if not isinstance(seed, int) or isinstance(seed, bool):
             raise ValueError(f'seed must be an int, got {seed!r}')
-        self.num_iters, self.seed = num_iters, seed
+        if not isinstance(deterministic, bool):
+            raise ValueError(f'deterministic must be True or False, got {deterministic!r}')
+        self.num_iters, self.seed, self.deterministic = num_iters, seed, deterministic
         self._training = False
 
     def before_train(self, runner) -> None:
@@ -377,7 +404,7 @@ class RecomputeBNHook(Hook):
         start = time.time()
         with _rng_preserved():
             done = update_bn_stats(model, training_batches(loader, self.num_iters, self.seed),
-                                   self.num_iters)
+                                   self.num_iters, deterministic=self.deterministic)
         if get_dist_info()[1] > 1 and done['layers']:
             for _, bn in batch_norms(model):
                 for key in _BUFFERS:
@@ -453,3 +480,115 @@ class BNMomentumHook(Hook):
     def after_train(self, runner) -> None:
         for bn, final in self._layers:  # the model leaves training with its final momentum
             bn.momentum = final
+
+
+class WindowBNHook(Hook):
+    """Running BatchNorm statistics averaged over the last ``window`` training iterations.
+
+    PreciseBN (:class:`PreciseBNHook`) pays ``num_iters`` extra forward passes per validation:
+    with the medical recipe on a CPU, more time than the training iterations between two
+    validations. This hook gets statistics of the same kind for free: ``window`` iterations
+    before every validation and checkpoint of the training loop, each BatchNorm in train mode
+    has its running statistics reset and switched to a cumulative average (``momentum=None``),
+    so when the event comes they hold the plain average of the batch statistics of the last
+    ``window`` iterations (every forward call counts once: a layer called per pyramid level
+    averages over its calls). Then each layer gets its momentum back and the exponential
+    average goes on from there. In train mode a BatchNorm normalises with batch statistics,
+    so the training steps are exactly those of a run without this hook.
+
+    The difference from PreciseBN: the statistics come from the weights of the last ``window``
+    iterations, not only the current ones, and from ``window`` batches rather than
+    ``num_iters``; how much that costs in validation metric is measured in docs/ablations.md.
+
+    Events are the train loop's validations (every ``val_interval`` iterations from
+    ``val_begin``, and the last iteration) and the ``CheckpointHook``'s saves (every
+    ``interval`` iterations from ``save_begin``, and the last with ``save_last``); when two
+    events are closer than ``window`` the second window starts at the first event. Iteration-
+    based training only. In a distributed run the statistics are averaged across ranks at
+    each event. With ``EMAHook`` the evaluated weights are the EMA ones, whose statistics the
+    training batches do not give: the run stops in ``before_run`` (use :class:`PreciseBNHook`).
+
+    Args:
+        window: training iterations the statistics average over (the batches of the
+            ``window`` iterations before each event).
+    """
+
+    priority = 'BELOW_NORMAL'
+
+    def __init__(self, window: int = 25) -> None:
+        if not isinstance(window, int) or isinstance(window, bool) or window < 1:
+            raise ValueError(f'window must be a positive int, got {window!r}')
+        self.window = window
+        self._events: List[int] = []
+        # layer -> (momentum, num_batches_tracked) while a window is open, else empty
+        self._open: Dict[_BatchNorm, Tuple[Optional[float], torch.Tensor]] = {}
+
+    def before_run(self, runner) -> None:
+        if any(isinstance(hook, EMAHook) for hook in runner.hooks):
+            raise ValueError('WindowBNHook averages the batch statistics of the training '
+                             'weights, but EMAHook evaluates and saves the EMA weights; use '
+                             'effnet_backbones.PreciseBNHook with EMAHook')
+
+    def before_train(self, runner) -> None:
+        self._events = self._event_iters(runner)
+
+    @staticmethod
+    def _event_iters(runner) -> List[int]:
+        """Iterations (counted after they are done) at which a validation or checkpoint comes."""
+        loop = runner.train_loop
+        if not isinstance(loop, IterBasedTrainLoop):
+            raise ValueError('WindowBNHook needs an iteration-based train loop '
+                             "(train_cfg=dict(by_epoch=False, ...)), got "
+                             f'{type(loop).__name__}')
+        max_iters = loop.max_iters
+        events = {max_iters}
+        if runner.val_loop is not None:
+            interval, begin = loop.val_interval, loop.val_begin
+            events.update(i for i in range(interval, max_iters + 1, interval) if i >= begin)
+        for hook in runner.hooks:
+            if isinstance(hook, CheckpointHook) and not hook.by_epoch and hook.interval > 0:
+                events.update(i for i in range(hook.save_begin + hook.interval, max_iters + 1,
+                                               hook.interval))
+        return sorted(events)
+
+    def _window_start(self, done: int) -> Optional[int]:
+        """The first iteration of the window of the next event after ``done`` iterations."""
+        previous = 0
+        for event in self._events:
+            if event > done:
+                return max(event - self.window, previous)
+            previous = event
+        return None
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch: Any = None) -> None:
+        if self._open:
+            return
+        start = self._window_start(runner.iter)
+        if start is None or runner.iter < start:
+            return
+        # a resumed run may start inside a window: it averages over what is left of it
+        for _, bn in batch_norms(_unwrap(runner.model)):
+            if bn.training:
+                self._open[bn] = (bn.momentum, bn.num_batches_tracked.clone())
+                bn.reset_running_stats()
+                bn.momentum = None  # cumulative average: every batch counts the same
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch: Any = None,
+                         outputs: Optional[dict] = None) -> None:
+        # runner.iter counts this iteration only after the hooks; the checkpoint hook
+        # (priority VERY_LOW) saves after this one, the validation comes after all of them
+        if self._open and runner.iter + 1 in self._events:
+            self._close()
+
+    def after_train(self, runner) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        world_size = get_dist_info()[1]
+        for bn, (momentum, tracked) in self._open.items():
+            if world_size > 1:
+                for key in _BUFFERS:
+                    all_reduce(getattr(bn, key), op='mean')
+            bn.momentum = momentum
+            bn.num_batches_tracked.add_(tracked)
+        self._open = {}

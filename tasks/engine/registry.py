@@ -18,7 +18,7 @@ from .crash_safety import SafeCheckpointHook
 from .hooks import NanLossGuardHook, TrainingCurvesHook
 from .optim import FastOptimWrapperConstructor
 from .flops import TrainingFlopsHook
-from .precise_bn import BNMomentumHook, PreciseBNHook, RecomputeBNHook
+from .precise_bn import BNMomentumHook, PreciseBNHook, RecomputeBNHook, WindowBNHook
 from .progressive import ProgressiveGrowthHook
 from .transplant import TransplantInitHook
 
@@ -36,6 +36,7 @@ HOOKS.register_module(module=SafeCheckpointHook)
 HOOKS.register_module(module=TransplantInitHook)
 HOOKS.register_module(module=PreciseBNHook)
 HOOKS.register_module(module=BNMomentumHook)
+HOOKS.register_module(module=WindowBNHook)
 HOOKS.register_module(module=RecomputeBNHook)
 HOOKS.register_module(module=TrainingFlopsHook)
 HOOKS.register_module(module=ProgressiveGrowthHook)

@@ -71,11 +71,12 @@ def prepare_test_config(config: str, checkpoint: str, work_dir: Optional[str] = 
                         data_root: Optional[str] = None,
                         cfg_options: Optional[Dict[str, Any]] = None,
                         launcher: str = 'none', recompute_bn: Optional[int] = None,
-                        bn_seed: int = 0) -> Config:
+                        bn_seed: int = 0, bn_deterministic: bool = False) -> Config:
     """The evaluation config: weights from ``checkpoint``, data from ``data_root``.
 
     ``recompute_bn=N``: before testing, the BatchNorm statistics are recomputed over N batches
-    of the config's ``train_dataloader`` drawn with ``bn_seed``
+    of the config's ``train_dataloader`` drawn with ``bn_seed`` (with dropout and drop path off
+    if ``bn_deterministic``)
     (:class:`~tasks.engine.precise_bn.RecomputeBNHook`); without CUDA the ``cpu_profile``'s
     ``train_dataloader`` options apply first, so the batches are the crops a CPU run trained on.
     """
@@ -95,7 +96,7 @@ def prepare_test_config(config: str, checkpoint: str, work_dir: Optional[str] = 
     if recompute_bn is not None:
         cfg.custom_hooks = [*cfg.get('custom_hooks', []),
                             dict(type='effnet_backbones.RecomputeBNHook', num_iters=recompute_bn,
-                                 seed=bn_seed)]
+                                 seed=bn_seed, deterministic=bn_deterministic)]
     resolve_from_data(cfg, checkpoint_meta(checkpoint))  # the classes it was trained with
     cfg.work_dir = work_dir or cfg.get('work_dir') or default_work_dir(cfg)
     _per_case_metrics(cfg)

@@ -24,7 +24,8 @@ from tool_loader import (ROOT, TINY_UNET_LINES, cfg_options, free_port, run_trai
                          tiny_unet_model_line)
 from tasks.engine import build_runner, load_from_local, prepare_test_config
 from tasks.engine.precise_bn import (BNMomentumHook, PreciseBNHook, RecomputeBNHook,
-                                     update_bn_stats)
+                                     WindowBNHook, stochastic_layers, update_bn_stats)
+from effnet_backbones.layers import DropPath
 
 QUICK = ROOT / 'configs' / 'unet_effb0_quick.py'
 STEM = 'net.encoder.backbone.stem'
@@ -112,6 +113,38 @@ def test_update_bn_stats_without_batches_or_batchnorm_changes_nothing():
     assert torch.all(model.bn1.running_mean == 100) and model.bn1.momentum == 0.03
     plain = nn.Sequential(nn.Conv2d(3, 3, 1), nn.GroupNorm(1, 3))
     assert update_bn_stats(plain, _batches(2), num_iters=2, forward=lambda m, x: m(x))['layers'] == 0
+
+
+class Thinned(nn.Module):
+    """A drop-path residual and dropout in front of a BatchNorm: in train mode its input is the
+    thinned network's, in eval mode every path is kept."""
+
+    def __init__(self):
+        super().__init__()
+        self.branch = nn.Conv2d(3, 3, 1)
+        self.drop_path = DropPath(0.5)
+        self.dropout = nn.Dropout(0.3)
+        self.bn = nn.BatchNorm2d(3)
+
+    def forward(self, x):
+        return self.bn(self.dropout(x + self.drop_path(self.branch(x))))
+
+
+def test_update_bn_stats_deterministic_gives_the_statistics_of_the_evaluated_network():
+    torch.manual_seed(0)
+    model = Thinned().train()
+    batches = _batches(4)
+    with torch.no_grad():
+        kept = [x + model.branch(x) for x in batches]  # all paths, no dropout
+    expected_var = torch.stack([f.var((0, 2, 3), unbiased=True) for f in kept]).mean(0)
+    assert [type(m).__name__ for m in stochastic_layers(model)] == ['DropPath', 'Dropout']
+    update_bn_stats(model, batches, num_iters=4, forward=lambda m, x: m(x), deterministic=True)
+    torch.testing.assert_close(model.bn.running_mean, torch.cat(kept).mean((0, 2, 3)),
+                               rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(model.bn.running_var, expected_var, rtol=1e-5, atol=1e-5)
+    assert model.drop_path.training and model.dropout.training  # modes restored
+    update_bn_stats(model, batches, num_iters=4, forward=lambda m, x: m(x))  # thinned: inflated
+    assert (model.bn.running_var / expected_var).min() > 1.2
 
 
 class TensorModel(BaseModel):
@@ -253,7 +286,21 @@ class CopiedCheckpointState(Hook):
             state[key] = state[key].clone()
 
 
+class BatchStatsProbe(Hook):
+    """Records the per-channel mean of the stem BN's input in every training forward pass."""
+
+    def __init__(self):
+        self.means = []
+
+    def before_train(self, runner):
+        model = runner.model.module if hasattr(runner.model, 'module') else runner.model
+        norm = model.get_submodule(f'{STEM}.norm')
+        norm.register_forward_hook(lambda module, args, out: self.means.append(
+            args[0].detach().mean((0, 2, 3))) if module.training else None)
+
+
 ROOT_HOOKS.register_module(name='PreciseBNProbe', module=PreciseBNProbe, force=True)
+ROOT_HOOKS.register_module(name='BatchStatsProbe', module=BatchStatsProbe, force=True)
 ROOT_HOOKS.register_module(name='CopiedCheckpointState', module=CopiedCheckpointState, force=True)
 
 # deterministic data (crops the size of the images, no augmentation), drop path on: a hook that
@@ -273,6 +320,10 @@ RUNS = {
     # 4 train images, batches of 2, num_iters 4: every image twice in the statistics
     'precise': ("dict(_base_.precise_bn_hook, num_iters=4)", ''),
     'plain': ('', ''),
+    # events after iterations 2 (validation), 3 (checkpoint), 4 (both): windows of iterations
+    # 1-2, 3 (cut at the event before) and 4
+    'window': ("dict(type='effnet_backbones.WindowBNHook', window=2), dict(type='BatchStatsProbe')",
+               ''),
     # EMA averaging every step so far (gamma=1), a high lr: EMA weights far from the raw ones
     'ema': ("dict(_base_.ema_hook, gamma=1), dict(_base_.precise_bn_hook, num_iters=4), "
             "_base_.bn_momentum_hook",
@@ -360,20 +411,53 @@ def test_with_ema_the_ema_weights_are_evaluated_and_saved(runs):
     assert momenta[0] == pytest.approx(0.5) and momenta[-1] == pytest.approx(0.1)
 
 
-def test_training_is_exactly_as_without_the_hook(runs):
-    precise = load_from_local(str(runs['precise'].work / f'iter_{ITERS}.pth'))['state_dict']
+@pytest.mark.parametrize('name', ['precise', 'window'])
+def test_training_is_exactly_as_without_the_hook(runs, name):
+    hooked = load_from_local(str(runs[name].work / f'iter_{ITERS}.pth'))['state_dict']
     plain = load_from_local(str(runs['plain'].work / f'iter_{ITERS}.pth'))['state_dict']
     names = {name for name, _ in runs['plain'].runner.model.named_parameters()}
     assert names and names <= plain.keys()
-    for name in names:  # same batches, same drop-path masks: the same weights
-        torch.testing.assert_close(precise[name], plain[name], rtol=0, atol=0, msg=name)
-    for name, value in plain.items():
-        if name.endswith('num_batches_tracked'):
-            assert torch.equal(precise[name], value), name
+    for key in names:  # same batches, same drop-path masks: the same weights
+        torch.testing.assert_close(hooked[key], plain[key], rtol=0, atol=0, msg=key)
+    for key, value in plain.items():
+        if key.endswith('num_batches_tracked'):
+            assert torch.equal(hooked[key], value), key
+    if name == 'window':
+        return
     for run in (runs['precise'], runs['ema']):  # the random state is as it was before the hook
         before, after = run.probes['before'].records, run.probes['after'].records
         assert [r['event'] for r in before] == [r['event'] for r in after]
         assert [r['rng'] for r in before] == [r['rng'] for r in after]
+
+
+def test_window_statistics_average_the_last_training_batches(runs):
+    run = runs['window']
+    means = run.runner.hooks[[type(h).__name__ for h in run.runner.hooks].index(
+        'BatchStatsProbe')].means
+    assert len(means) == ITERS  # one training forward per iteration, none added by the hook
+    expected = {2: torch.stack(means[0:2]).mean(0), 3: means[2], 4: means[3]}
+    vals = [record for record in run.probes['after'].records if record['event'] == 'val']
+    assert len(vals) == 2
+    for iteration, record in zip((2, 4), vals):
+        torch.testing.assert_close(record['mean'], expected[iteration], rtol=1e-5, atol=1e-6)
+    for iteration in (3, 4):
+        state = load_from_local(str(run.work / f'iter_{iteration}.pth'))['state_dict']
+        torch.testing.assert_close(state[f'{STEM}.norm.running_mean'], expected[iteration],
+                                   rtol=1e-5, atol=1e-6, msg=f'iteration {iteration}')
+    # the layers leave each window with their momentum back
+    norm = run.runner.model.get_submodule(f'{STEM}.norm')
+    assert norm.momentum == 0.1
+
+
+def test_window_statistics_rules():
+    with pytest.raises(ValueError, match='window must be a positive int'):
+        WindowBNHook(window=0)
+    hook = WindowBNHook(window=2)
+    runner = SimpleNamespace(hooks=[EMAHook(), hook])
+    with pytest.raises(ValueError, match='use effnet_backbones.PreciseBNHook with EMAHook'):
+        hook.before_run(runner)
+    hook._events = [2, 3, 10]  # the window of each event, cut at the event before
+    assert [hook._window_start(done) for done in (0, 1, 2, 3, 9, 10)] == [0, 0, 2, 8, 8, None]
 
 
 def test_statistics_are_computed_once_per_iteration(runs):
@@ -454,9 +538,11 @@ def test_recompute_bn_rejects_a_count_that_is_not_positive(runs, tmp_path):
     for bad in (0, -3, 2.5, True):
         with pytest.raises(ValueError, match='--recompute-bn'):
             prepare_test_config(str(config), checkpoint, work_dir=str(tmp_path), recompute_bn=bad)
-    for bad in (dict(num_iters=0), dict(num_iters='4'), dict(seed=1.5)):
+    for bad in (dict(num_iters=0), dict(num_iters='4'), dict(seed=1.5), dict(deterministic=1)):
         with pytest.raises(ValueError):
             RecomputeBNHook(**bad)
+    with pytest.raises(ValueError, match='deterministic must be True or False'):
+        PreciseBNHook(deterministic='yes')
 
 
 def test_recompute_bn_batches_are_the_cpu_profiles_training_crops(tmp_path):
@@ -467,11 +553,12 @@ def test_recompute_bn_batches_are_the_cpu_profiles_training_crops(tmp_path):
     checkpoint = tmp_path / 'weights.pth'
     torch.save({'state_dict': {}, 'meta': {}}, checkpoint)
     cfg = prepare_test_config(str(config), str(checkpoint), work_dir=str(tmp_path / 'work'),
-                              recompute_bn=7, bn_seed=3)
+                              recompute_bn=7, bn_seed=3, bn_deterministic=True)
     if not torch.cuda.is_available():
         assert cfg.train_dataloader.batch_size == 3
         assert cfg.train_dataloader.dataset.crop_size == 48
-    assert cfg.custom_hooks[-1] == dict(type='effnet_backbones.RecomputeBNHook', num_iters=7, seed=3)
+    assert cfg.custom_hooks[-1] == dict(type='effnet_backbones.RecomputeBNHook', num_iters=7, seed=3,
+                                        deterministic=True)
     off = prepare_test_config(str(config), str(checkpoint), work_dir=str(tmp_path / 'work'),
                               recompute_bn=7, cfg_options={'cpu_profile': None})
     assert off.train_dataloader.batch_size != 3
