@@ -17,7 +17,7 @@ import tasks.segmentation  # noqa: F401
 from effnet_backbones.layers import attention
 from tasks.engine.config_check import check_config
 from tasks.engine.optim import fastest_implementation, no_decay_paramwise_cfg
-from tasks.engine.precise_bn import PreciseBNHook
+from tasks.engine.precise_bn import PreciseBNHook, WindowBNHook
 from tasks.segmentation.model import SegmentationModel
 from tool_loader import ROOT
 
@@ -160,6 +160,13 @@ def test_ema_and_precise_bn_compose_onto_a_recipe(tmp_path):
     assert recipe.custom_hooks[-1]['num_iters'] == 100
     assert recipe.model.encoder_options.shortcut == 'resnet_d'
     assert 'paramwise_cfg' not in recipe.optim_wrapper
+
+
+def test_window_bn_snippet_composes_onto_a_recipe(tmp_path):
+    cfg = _composed(tmp_path, 'precise_bn.py', hooks='_base_.window_bn_hook')
+    check_config(cfg)
+    built = ROOT_HOOKS.build(cfg.custom_hooks[-1].to_dict())
+    assert isinstance(built, WindowBNHook) and built.window == 25
 
 
 def test_switch_keys_are_checked_for_typos(tmp_path):
