@@ -511,14 +511,20 @@ class WindowBNHook(Hook):
     Args:
         window: training iterations the statistics average over (the batches of the
             ``window`` iterations before each event).
+        max_fraction: at most this fraction of the iterations done at the event: early in a
+            run, when the weights move fast, the window shrinks (0.2: 5 iterations before
+            iteration 25, the full 25 from iteration 125 on).
     """
 
     priority = 'BELOW_NORMAL'
 
-    def __init__(self, window: int = 25) -> None:
+    def __init__(self, window: int = 25, max_fraction: float = 1.0) -> None:
         if not isinstance(window, int) or isinstance(window, bool) or window < 1:
             raise ValueError(f'window must be a positive int, got {window!r}')
-        self.window = window
+        if isinstance(max_fraction, bool) or not isinstance(max_fraction, (int, float)) \
+                or not 0 < max_fraction <= 1:
+            raise ValueError(f'max_fraction must be in (0, 1], got {max_fraction!r}')
+        self.window, self.max_fraction = window, float(max_fraction)
         self._events: List[int] = []
         # layer -> (momentum, num_batches_tracked) while a window is open, else empty
         self._open: Dict[_BatchNorm, Tuple[Optional[float], torch.Tensor]] = {}
@@ -556,7 +562,8 @@ class WindowBNHook(Hook):
         previous = 0
         for event in self._events:
             if event > done:
-                return max(event - self.window, previous)
+                length = min(self.window, max(1, round(self.max_fraction * event)))
+                return max(event - length, previous)
             previous = event
         return None
 

@@ -458,6 +458,12 @@ def test_window_statistics_rules():
         hook.before_run(runner)
     hook._events = [2, 3, 10]  # the window of each event, cut at the event before
     assert [hook._window_start(done) for done in (0, 1, 2, 3, 9, 10)] == [0, 0, 2, 8, 8, None]
+    shrinking = WindowBNHook(window=25, max_fraction=0.2)
+    shrinking._events = [25, 50, 125, 200]
+    assert [shrinking._window_start(done) for done in (0, 30, 100, 150)] == [20, 40, 100, 175]
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match='max_fraction'):
+            WindowBNHook(max_fraction=bad)
 
 
 def test_statistics_are_computed_once_per_iteration(runs):
