@@ -4,7 +4,7 @@ A BatchNorm layer trains on batch statistics but evaluates with running statisti
 exponential average (``momentum`` 0.1 in PyTorch) of the batch statistics of past iterations.
 While the weights move fast (early training, from scratch, high learning rate) the running
 statistics describe weights of several iterations ago, and a model can validate far worse with
-them than with batch statistics. Two remedies:
+them than with batch statistics. Three remedies:
 
 - :class:`PreciseBNHook` (pycls / detectron2 "PreciseBN", Wu & Johnson 2021): before every
   validation and every checkpoint of a training run, recompute the running mean and variance of
@@ -17,7 +17,7 @@ them than with batch statistics. Two remedies:
   ``window`` training iterations, which the training forward passes compute anyway.
 
 :class:`RecomputeBNHook` recomputes a saved checkpoint's statistics before testing
-(``tools/test.py --recompute-bn N``). All three are registered as ``effnet_backbones.<name>``
+(``tools/test.py --recompute-bn N``). All four are registered as ``effnet_backbones.<name>``
 (:mod:`tasks.engine.registry`); ``configs/_base_/precise_bn.py`` and ``docs/training_recipes.md``
 show how to turn them on.
 """
@@ -90,6 +90,23 @@ def _rng_preserved() -> Iterator[None]:
         torch.set_rng_state(states[2])
         if cuda is not None:
             torch.cuda.set_rng_state_all(cuda)
+
+
+def _check_positive_int(name: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f'{name} must be a positive int, got {value!r}')
+
+
+def _check_flag(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f'{name} must be True or False, got {value!r}')
+
+
+def _average_across_ranks(layers: Iterable[_BatchNorm]) -> None:
+    """Replace each layer's running statistics by their mean over the ranks."""
+    for bn in layers:
+        for key in _BUFFERS:
+            all_reduce(getattr(bn, key), op='mean')
 
 
 def stochastic_layers(model: nn.Module) -> List[nn.Module]:
@@ -214,10 +231,8 @@ class PreciseBNHook(Hook):
     priority = 'BELOW_NORMAL'  # after EMAHook (NORMAL): see the class docstring
 
     def __init__(self, num_iters: int = 20, deterministic: bool = False) -> None:
-        if not isinstance(num_iters, int) or isinstance(num_iters, bool) or num_iters < 1:
-            raise ValueError(f'num_iters must be a positive int, got {num_iters!r}')
-        if not isinstance(deterministic, bool):
-            raise ValueError(f'deterministic must be True or False, got {deterministic!r}')
+        _check_positive_int('num_iters', num_iters)
+        _check_flag('deterministic', deterministic)
         self.num_iters, self.deterministic = num_iters, deterministic
         self._training = False
         self._done_iters = 0  # training iterations the weights have been through
@@ -293,13 +308,10 @@ class PreciseBNHook(Hook):
                             float(hub.get_info(PRECISE_BN_SECONDS_KEY) or 0.0) + spent)
         world_size = get_dist_info()[1]
         layers = dict(batch_norms(model))
-        stats = {}
-        for name, bn in layers.items():
-            if world_size > 1 and done['layers']:
-                for key in _BUFFERS:
-                    all_reduce(getattr(bn, key), op='mean')
-            stats[name] = [getattr(bn, key).detach().clone() for key in _BUFFERS]
-        self._stats = stats
+        if world_size > 1 and done['layers']:
+            _average_across_ranks(layers.values())
+        self._stats = {name: [getattr(bn, key).detach().clone() for key in _BUFFERS]
+                       for name, bn in layers.items()}
         runner.logger.info(
             f"PreciseBN: recomputed the running statistics of {done['layers']} BatchNorm layers "
             f"over {done['batches']} training batches ({done['samples']} samples"
@@ -372,12 +384,10 @@ class RecomputeBNHook(Hook):
     priority = 'BELOW_NORMAL'
 
     def __init__(self, num_iters: int = 100, seed: int = 0, deterministic: bool = False) -> None:
-        if not isinstance(num_iters, int) or isinstance(num_iters, bool) or num_iters < 1:
-            raise ValueError(f'num_iters must be a positive int, got {num_iters!r}')
+        _check_positive_int('num_iters', num_iters)
         if not isinstance(seed, int) or isinstance(seed, bool):
             raise ValueError(f'seed must be an int, got {seed!r}')
-        if not isinstance(deterministic, bool):
-            raise ValueError(f'deterministic must be True or False, got {deterministic!r}')
+        _check_flag('deterministic', deterministic)
         self.num_iters, self.seed, self.deterministic = num_iters, seed, deterministic
         self._training = False
 
@@ -406,9 +416,7 @@ class RecomputeBNHook(Hook):
             done = update_bn_stats(model, training_batches(loader, self.num_iters, self.seed),
                                    self.num_iters, deterministic=self.deterministic)
         if get_dist_info()[1] > 1 and done['layers']:
-            for _, bn in batch_norms(model):
-                for key in _BUFFERS:
-                    all_reduce(getattr(bn, key), op='mean')
+            _average_across_ranks(bn for _, bn in batch_norms(model))
         runner.logger.info(
             f"recompute-bn: running statistics of {done['layers']} BatchNorm layers recomputed "
             f"over {done['batches']} training batches ({done['samples']} samples, seed "
@@ -519,8 +527,7 @@ class WindowBNHook(Hook):
     priority = 'BELOW_NORMAL'
 
     def __init__(self, window: int = 25, max_fraction: float = 1.0) -> None:
-        if not isinstance(window, int) or isinstance(window, bool) or window < 1:
-            raise ValueError(f'window must be a positive int, got {window!r}')
+        _check_positive_int('window', window)
         if isinstance(max_fraction, bool) or not isinstance(max_fraction, (int, float)) \
                 or not 0 < max_fraction <= 1:
             raise ValueError(f'max_fraction must be in (0, 1], got {max_fraction!r}')
@@ -591,11 +598,9 @@ class WindowBNHook(Hook):
         self._close()
 
     def _close(self) -> None:
-        world_size = get_dist_info()[1]
+        if get_dist_info()[1] > 1:
+            _average_across_ranks(self._open)
         for bn, (momentum, tracked) in self._open.items():
-            if world_size > 1:
-                for key in _BUFFERS:
-                    all_reduce(getattr(bn, key), op='mean')
             bn.momentum = momentum
             bn.num_batches_tracked.add_(tracked)
         self._open = {}
