@@ -1,6 +1,7 @@
 # The medical recipe (configs/_base_/medical_unet_b4.py: U-Net + EfficientNet-B4, scSE taps,
-# ResNet-D shortcuts, PreciseBN, Dice + CE, AdamW with warm-up and cosine) on NIfTI volumes in the
-# nnU-Net v2 / Decathlon layout, trained as 2-D slices; validation Dice per case, in 3-D.
+# ResNet-D shortcuts, BN statistics of the last iterations, Dice + CE, AdamW with warm-up and
+# cosine) on NIfTI volumes in the nnU-Net v2 / Decathlon layout, trained as 2-D slices;
+# validation Dice per case, in 3-D.
 #
 #   python tools/check_data.py DATA_ROOT
 #   python tools/train.py configs/unet_effb4_volumes.py --data-root DATA_ROOT

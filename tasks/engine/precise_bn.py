@@ -575,14 +575,14 @@ class WindowBNHook(Hook):
         return None
 
     def before_train_iter(self, runner, batch_idx: int, data_batch: Any = None) -> None:
-        if self._open:
-            return
         start = self._window_start(runner.iter)
         if start is None or runner.iter < start:
             return
-        # a resumed run may start inside a window: it averages over what is left of it
+        # A resumed run may start inside a window, and a layer may join one that is open (a
+        # model grown in place by ProgressiveGrowthHook has new BatchNorms): each averages over
+        # what is left of the window.
         for _, bn in batch_norms(_unwrap(runner.model)):
-            if bn.training:
+            if bn.training and bn not in self._open:
                 self._open[bn] = (bn.momentum, bn.num_batches_tracked.clone())
                 bn.reset_running_stats()
                 bn.momentum = None  # cumulative average: every batch counts the same

@@ -466,6 +466,39 @@ def test_window_statistics_rules():
             WindowBNHook(max_fraction=bad)
 
 
+def test_a_layer_that_joins_an_open_window_averages_over_the_rest_of_it():
+    """A model grown in place mid-window (ProgressiveGrowthHook) brings new BatchNorms: they
+    join the open window, and every layer leaves it with its own momentum."""
+    torch.manual_seed(0)
+    model = Tiny().train()
+    hook = WindowBNHook(window=4)
+    hook._events = [6]  # the window is iterations 2 ... 5
+    inputs = {}
+
+    def record(module, args):
+        inputs.setdefault(module, []).append(args[0].detach().clone())
+
+    model.bn1.register_forward_pre_hook(record)
+    runner = SimpleNamespace(model=model, iter=0)
+    for iteration, batch in enumerate(_batches(6)):
+        runner.iter = iteration
+        if iteration == 4:
+            model.bn2 = nn.BatchNorm2d(5, momentum=0.2)
+            model.bn2.register_forward_pre_hook(record)
+        hook.before_train_iter(runner, iteration)
+        model(batch)
+        hook.after_train_iter(runner, iteration)
+    for bn, seen in ((model.bn1, inputs[model.bn1][2:]), (model.bn2, inputs[model.bn2])):
+        assert len(seen) == (4 if bn is model.bn1 else 2)
+        means = torch.stack([x.mean((0, 2, 3)) for x in seen])
+        variances = torch.stack([x.transpose(0, 1).flatten(1).var(1) for x in seen])
+        torch.testing.assert_close(bn.running_mean, means.mean(0), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(bn.running_var, variances.mean(0), rtol=1e-5, atol=1e-6)
+    assert (model.bn1.momentum, model.bn2.momentum) == (0.03, 0.2)
+    assert int(model.bn1.num_batches_tracked) == 6 and int(model.bn2.num_batches_tracked) == 2
+    assert not hook._open
+
+
 def test_statistics_are_computed_once_per_iteration(runs):
     for name in ('precise', 'ema'):
         lines = [line for line in _log(runs[name]).splitlines() if 'PreciseBN: recomputed' in line]
