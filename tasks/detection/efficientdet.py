@@ -146,13 +146,15 @@ class EfficientDetSpec(DetectorSpec):
     loss: Dict[str, float] = field(default_factory=lambda: dict(EFFDET_LOSS))
     memory_efficient: bool = False
     with_cp: bool = False
+    #: the head nets' norm (the BiFPN's, set by the task model): a name or dict
+    norm_layer: Any = 'bn'
 
     def build(self, fpn: Any, num_classes: int, thresholds: Thresholds,
               options: Dict[str, Any]) -> nn.Module:
         config = self.config
         nets = EfficientDetHeadNets(fpn.out_channels, num_classes, config.num_levels,
                                     config.head_repeats, config.num_anchors,
-                                    padding=fpn.bifpn.padding,
+                                    padding=fpn.bifpn.padding, norm_layer=self.norm_layer,
                                     memory_efficient=self.memory_efficient, with_cp=self.with_cp)
         unknown = sorted(set(self.loss) - set(EFFDET_LOSS))
         if unknown:

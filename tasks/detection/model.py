@@ -249,12 +249,19 @@ class EfficientDet(TorchvisionDetector):
             ``huber_delta``, ``box_loss_weight``).
         with_cp: checkpointing of the BiFPN ('cell' / 'node') and the head repeats; None
             follows the backbone's ``with_cp``.
+        norm_layer: the norm of the BiFPN and the head nets: 'bn' (effdet's BatchNorm, eps 1e-3,
+            momentum 0.01), or a name / dict of :func:`~effnet_backbones.layers.
+            resolve_norm_layer` such as ``'gn'`` (GroupNorm, 8 groups) or ``dict(type='GN',
+            num_groups=16)``. GroupNorm normalises each image by itself, so training batches of
+            two crops and evaluation on other images see the same normalisation
+            (docs/detection.md section 10); the backbone keeps its BatchNorm.
         **kwargs: :class:`TorchvisionDetector` arguments (``num_classes``, ``score_thresh`` ...).
     """
 
     def __init__(self, variant: str = 'd0', backbone: Optional[Dict[str, Any]] = None,
                  bifpn: Optional[Dict[str, Any]] = None, loss: Optional[Dict[str, float]] = None,
-                 with_cp: Union[None, bool, str] = None, **kwargs: Any) -> None:
+                 with_cp: Union[None, bool, str] = None,
+                 norm_layer: Union[str, Dict[str, Any]] = 'bn', **kwargs: Any) -> None:
         import dataclasses
 
         from effnet_backbones.efficientdet import efficientdet_config, efficientdet_key
@@ -274,9 +281,12 @@ class EfficientDet(TorchvisionDetector):
         options = dict(backbone or {})
         options.pop('type', None)
         memory_efficient = bool(options.get('memory_efficient', False))
-        object.__setattr__(self, '_effdet', dict(config=config, with_cp=with_cp))
+        from effnet_backbones.layers import resolve_norm_layer
+        resolve_norm_layer(norm_layer)  # an unknown name or option fails here, named
+        object.__setattr__(self, '_effdet', dict(config=config, with_cp=with_cp,
+                                                 norm_layer=norm_layer))
         spec = EfficientDetSpec(config, dict(loss or {}), memory_efficient,
-                                self._head_with_cp(with_cp, options))
+                                self._head_with_cp(with_cp, options), norm_layer)
         super().__init__(spec, backbone=options, **kwargs)
         self.variant = efficientdet_key(variant)
 
@@ -295,7 +305,7 @@ class EfficientDet(TorchvisionDetector):
         return EffNetBiFPN(efficientdet_backbone_options(config, dict(backbone)), width=config.width,
                            repeats=config.repeats, fusion=config.fusion,
                            min_level=config.min_level, max_level=config.max_level,
-                           with_cp=with_cp)
+                           norm_layer=self._effdet['norm_layer'], with_cp=with_cp)
 
     def export_network(self) -> nn.Module:
         """The network part (BiFPN + heads, padding inside) for ``tools/export.py``; anchors,

@@ -108,8 +108,45 @@ def test_any_input_size_is_padded_inside_and_mapped_back():
         assert len(boxes) and boxes[:, 0::2].max() <= width and boxes[:, 1::2].max() <= height
 
 
+def test_groupnorm_in_the_bifpn_and_heads_normalises_each_image_by_itself():
+    """norm_layer='gn': the BiFPN's and head nets' norms are GroupNorm (the backbone keeps its
+    BatchNorm), the parameters are effdet's count, and a training forward gives each image the
+    outputs it gets alone once the backbone's batch statistics are fixed (BN would mix them)."""
+    from torch import nn
+    model = EfficientDet(variant='d0', num_classes=3, backbone=dict(in_chans=1), norm_layer='gn')
+    norms = {}
+    for name, module in model.named_modules():
+        if isinstance(module, (nn.BatchNorm2d, nn.GroupNorm)):
+            part = 'bifpn' if '.bifpn.' in name else 'head' if '.head.' in name else 'backbone'
+            norms.setdefault(part, set()).add(type(module).__name__)
+    assert norms == dict(backbone={'BatchNorm2d'}, bifpn={'GroupNorm'}, head={'GroupNorm'})
+    assert sum(p.numel() for p in model.parameters()) == \
+        sum(p.numel() for p in EfficientDet(variant='d0', num_classes=3,
+                                            backbone=dict(in_chans=1)).parameters())
+    torch.manual_seed(0)
+    images = torch.randn(2, 1, 256, 256)  # P7 2 x 2: BN can train on one image
+    net = model.detector
+    net.train()
+    for module in net.backbone.body.modules():  # the EfficientNet: fixed statistics
+        if isinstance(module, nn.BatchNorm2d):
+            module.eval()
+    with torch.no_grad():
+        together = net.head(list(net.backbone(images).values()))
+        alone = net.head(list(net.backbone(images[:1]).values()))
+    torch.testing.assert_close(together['cls_logits'][:1], alone['cls_logits'], rtol=1e-3, atol=1e-4)
+    bn_model = EfficientDet(variant='d0', num_classes=3, backbone=dict(in_chans=1)).detector.train()
+    for module in bn_model.backbone.body.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.eval()
+    with torch.no_grad():
+        mixed = bn_model.head(list(bn_model.backbone(images).values()))['cls_logits'][:1]
+        single = bn_model.head(list(bn_model.backbone(images[:1]).values()))['cls_logits']
+    assert not torch.allclose(mixed, single, rtol=1e-3, atol=1e-4)
+
+
 @pytest.mark.parametrize('kwargs,message', [
     (dict(variant='d9'), "unknown EfficientDet 'd9'"),
+    (dict(norm_layer='gnn'), "unknown norm_layer 'gnn'"),
     (dict(bifpn=dict(widht=64)), "bifpn: unknown key 'widht'"),
     (dict(fpn=dict(out_channels=64)), "has no 'fpn' options"),
     (dict(loss=dict(gamma=2.0)), "loss: unknown key 'gamma'"),
