@@ -254,7 +254,7 @@ class EfficientDet(TorchvisionDetector):
             resolve_norm_layer` such as ``'gn'`` (GroupNorm, 8 groups) or ``dict(type='GN',
             num_groups=16)``. GroupNorm normalises each image by itself, so training batches of
             two crops and evaluation on other images see the same normalisation
-            (docs/detection.md section 10); the backbone keeps its BatchNorm.
+            (docs/detection.md section 9); the backbone keeps its BatchNorm.
         **kwargs: :class:`TorchvisionDetector` arguments (``num_classes``, ``score_thresh`` ...).
     """
 
