@@ -1,10 +1,10 @@
 # Progressive compound training in one run: the medical U-Net recipe (scSE taps, ResNet-D
 # shortcuts, BN statistics of the last iterations) trained as B0 at 160 px, grown into B2 at
-# 192 px, then into B4 at the recipe's 256 px. Resolution grows with the variant (EfficientNet's 224 / 260 / 380 px, scaled to
-# the recipe's 256 px final crop and rounded to multiples of 32). At each boundary the model
-# grows in place (tasks/engine/progressive.py): every output is unchanged at that moment, the
-# optimiser state of the old weights carries over, and the learning rate re-warms. The log and
-# training_curves.json count training FLOPs. See docs/transplant.md.
+# 192 px, then into B4 at the recipe's 256 px. Resolution grows with the variant (EfficientNet's
+# 224 / 260 / 380 px, scaled to the recipe's 256 px final crop and rounded to multiples of 32).
+# At each boundary the model grows in place (tasks/engine/progressive.py): every output is
+# unchanged at that moment, the optimiser state of the old weights carries over, and the learning
+# rate re-warms. The log and training_curves.json count training FLOPs. See docs/transplant.md.
 #
 #   python tools/train.py configs/grow/unet_progressive_b0_b4.py [--data-root DIR]
 #

@@ -146,7 +146,7 @@ class EfficientDetSpec(DetectorSpec):
     loss: Dict[str, float] = field(default_factory=lambda: dict(EFFDET_LOSS))
     memory_efficient: bool = False
     with_cp: bool = False
-    #: the head nets' norm (the BiFPN's, set by the task model): a name or dict
+    #: the norm of the BiFPN and the head nets: a name or dict (resolve_norm_layer)
     norm_layer: Any = 'bn'
 
     def build(self, fpn: Any, num_classes: int, thresholds: Thresholds,

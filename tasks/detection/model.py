@@ -283,8 +283,7 @@ class EfficientDet(TorchvisionDetector):
         memory_efficient = bool(options.get('memory_efficient', False))
         from effnet_backbones.layers import resolve_norm_layer
         resolve_norm_layer(norm_layer)  # an unknown name or option fails here, named
-        object.__setattr__(self, '_effdet', dict(config=config, with_cp=with_cp,
-                                                 norm_layer=norm_layer))
+        object.__setattr__(self, '_effdet', dict(config=config, with_cp=with_cp))
         spec = EfficientDetSpec(config, dict(loss or {}), memory_efficient,
                                 self._head_with_cp(with_cp, options), norm_layer)
         super().__init__(spec, backbone=options, **kwargs)
@@ -305,7 +304,7 @@ class EfficientDet(TorchvisionDetector):
         return EffNetBiFPN(efficientdet_backbone_options(config, dict(backbone)), width=config.width,
                            repeats=config.repeats, fusion=config.fusion,
                            min_level=config.min_level, max_level=config.max_level,
-                           norm_layer=self._effdet['norm_layer'], with_cp=with_cp)
+                           norm_layer=spec.norm_layer, with_cp=with_cp)
 
     def export_network(self) -> nn.Module:
         """The network part (BiFPN + heads, padding inside) for ``tools/export.py``; anchors,
