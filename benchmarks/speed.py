@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -31,6 +30,7 @@ import torch
 import torch.nn as nn
 
 from effnet_backbones.allocator import (CPU_ALLOCATORS, GLIBC_MALLOC_VARIABLES,
+                                        current_rss_bytes, peak_rss_bytes,
                                         tune_cpu_allocator)
 from effnet_backbones.compiling import compile_model
 
@@ -67,15 +67,6 @@ def _outputs(result: Any) -> List[torch.Tensor]:
     if isinstance(result, (list, tuple)):
         return [tensor for item in result for tensor in _outputs(item)]
     return [result]
-
-
-def _peak_rss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kB on Linux
-
-
-def _current_rss_bytes() -> int:
-    with open('/proc/self/statm') as statm:
-        return int(statm.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
 
 
 def saved_activation_bytes(model: nn.Module, x: torch.Tensor, autocast=None) -> int:
@@ -140,7 +131,7 @@ def measure(name: str, settings: BenchSettings) -> Dict[str, Any]:
         if device.type == 'cuda':
             torch.cuda.synchronize()
 
-    base_rss = _current_rss_bytes()
+    base_rss = current_rss_bytes()
     saved = saved_activation_bytes(run, x, autocast) if training and not settings.compile else None
     for _ in range(settings.warmup):
         step()
@@ -155,7 +146,7 @@ def measure(name: str, settings: BenchSettings) -> Dict[str, Any]:
         step()
         sync()
         times.append(time.perf_counter() - start)
-    peak = (torch.cuda.max_memory_allocated() if device.type == 'cuda' else _peak_rss_bytes())
+    peak = (torch.cuda.max_memory_allocated() if device.type == 'cuda' else peak_rss_bytes())
     return dict(name=name, params=params, gmacs=round(gmacs, 3), times=times, peak_bytes=peak,
                 base_rss_bytes=base_rss if device.type == 'cpu' else None, saved_bytes=saved)
 

@@ -188,8 +188,8 @@ def summarize_runs(results: Sequence[Mapping[str, Any]], metric: str,
                    per_class_prefix: Optional[str] = None,
                    reference: Optional[str] = None) -> List[Dict[str, Any]]:
     """One row per variant: metric mean (min-max over seeds), per-class values, training
-    seconds (and, where the runs had a PreciseBN hook, the part of them it took), peak memory,
-    parameters, and (with ``reference``) the seconds and iterations to reach the reference
+    seconds (and, where the runs had a PreciseBN hook, the part of them it took), peak memory
+    (the process's, and the rise training added above its start), parameters, and (with ``reference``) the seconds and iterations to reach the reference
     variant's mean final metric."""
     names = list(dict.fromkeys(result['name'] for result in results))
     by_name = {name: [r for r in results if r['name'] == name and r['status'] == 0] for name in names}
@@ -218,6 +218,9 @@ def summarize_runs(results: Sequence[Mapping[str, Any]], metric: str,
             row['precise_bn_s'] = (round(statistics.mean(spent), 1)
                                    if spent and None not in spent else None)
         row['peak_rss_mb'] = max((r.get('peak_rss_mb', 0) for r in runs), default=None)
+        rises = [r['train_rss_rise_mb'] for r in runs if 'train_rss_rise_mb' in r]
+        if rises:  # runs recorded before this figure existed have none
+            row['train_rss_rise_mb'] = max(rises)
         row['params'] = runs[0].get('parameters') if runs else None
         if target is not None:
             reached = [reach_time(r, metric, target) for r in runs]

@@ -25,11 +25,13 @@ import ctypes
 import ctypes.util
 import os
 import platform
+import resource
+import sys
 from dataclasses import dataclass, field
 from typing import Dict, Optional
 
 __all__ = ['AllocatorTuning', 'tune_cpu_allocator', 'LEAN_THRESHOLDS', 'CPU_ALLOCATORS',
-           'GLIBC_MALLOC_VARIABLES']
+           'GLIBC_MALLOC_VARIABLES', 'current_rss_bytes', 'peak_rss_bytes', 'reset_peak_rss']
 
 #: the choices of the ``cpu_allocator`` config key (and of the benchmark's ``NAME@lean``)
 CPU_ALLOCATORS = ('default', 'lean')
@@ -44,6 +46,33 @@ _M_MMAP_THRESHOLD = -3
 #: environment variables through which a user sets the same thresholds at start-up
 GLIBC_MALLOC_VARIABLES = ('MALLOC_MMAP_THRESHOLD_', 'MALLOC_TRIM_THRESHOLD_')
 _OTHER_ALLOCATORS = ('jemalloc', 'tcmalloc', 'mimalloc')
+
+
+def peak_rss_bytes() -> int:
+    """The highest resident set size this process has had so far (or since
+    :func:`reset_peak_rss`), in bytes."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == 'darwin' else peak * 1024  # Linux reports kilobytes
+
+
+def reset_peak_rss() -> bool:
+    """Lower this process's peak resident set size to its current one (Linux 4.0+), so that
+    :func:`peak_rss_bytes` measures from now on; returns whether it could."""
+    try:
+        with open('/proc/self/clear_refs', 'w') as clear_refs:
+            clear_refs.write('5')  # '5': reset the high-water mark (proc(5))
+        return True
+    except OSError:
+        return False
+
+
+def current_rss_bytes() -> Optional[int]:
+    """This process's resident set size now, in bytes; None where ``/proc`` is missing."""
+    try:
+        with open('/proc/self/statm') as statm:
+            return int(statm.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
+    except OSError:
+        return None
 
 
 @dataclass

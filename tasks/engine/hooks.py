@@ -4,13 +4,13 @@ from __future__ import annotations
 import json
 import math
 import os.path as osp
-import resource
-import sys
 import time
 from typing import Any, Dict, List, Optional, Sequence
 
 from mmengine.dist import master_only
 from mmengine.hooks import Hook
+
+from effnet_backbones.allocator import current_rss_bytes, peak_rss_bytes, reset_peak_rss
 
 from .flops import TRAIN_FLOPS_KEY
 from .precise_bn import PRECISE_BN_SECONDS_KEY
@@ -109,9 +109,7 @@ def _flops_axis(axis: Any, evaluations: Sequence[Dict[str, Any]]) -> None:
 
 def peak_memory_mb() -> Dict[str, float]:
     """Peak memory of this process so far: resident set (MB) and, on CUDA, allocated tensors."""
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    # Linux reports kilobytes, macOS bytes
-    peak = {'peak_rss_mb': round(rss / (1024 ** 2 if sys.platform == 'darwin' else 1024), 1)}
+    peak = {'peak_rss_mb': round(peak_rss_bytes() / 2 ** 20, 1)}
     import torch
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         peak['peak_cuda_mb'] = round(torch.cuda.max_memory_allocated() / 2 ** 20, 1)
@@ -141,6 +139,11 @@ class TrainingCurvesHook(Hook):
     model's parameter count and the process's peak memory: what a benchmark compares. The
     history travels in checkpoints, so a resumed run plots (and times) the whole run.
 
+    Memory: ``peak_rss_mb`` is the process's peak resident set, libraries, model and data
+    included; ``train_rss_rise_mb`` how far training (its loop, validations included) took the
+    resident set above where it stood when training began (on Linux; the peak is reset there
+    and the earlier one kept), the memory the training itself costs.
+
     Args:
         metric_key: validation metric to plot, e.g. 'mDice' or 'coco/bbox_mAP'; default: the one
             the checkpoint hook picks the best checkpoint by (``save_best``), else mFgDice,
@@ -159,6 +162,8 @@ class TrainingCurvesHook(Hook):
         self._picked: Optional[str] = None
         self._clock_start = self._val_start = 0.0
         self._val_seconds = self._seconds_before = 0.0
+        self._peak_before_train = 0
+        self._rss_at_train_start: Optional[int] = None
 
     def training_seconds(self) -> float:
         """Seconds spent training so far in this run (and before a resume), validation excluded."""
@@ -219,6 +224,17 @@ class TrainingCurvesHook(Hook):
             self._seconds_before = 0.0
         self._clock_start = time.perf_counter()
         self._val_seconds = 0.0
+        self._peak_before_train = peak_rss_bytes()
+        self._rss_at_train_start = current_rss_bytes() if reset_peak_rss() else None
+
+    def _training_memory(self) -> Dict[str, float]:
+        """The process's peak RSS over the whole run and the rise training added (MB)."""
+        peak = peak_rss_bytes()
+        memory = {'peak_rss_mb': round(max(peak, self._peak_before_train) / 2 ** 20, 1)}
+        if self._rss_at_train_start is not None:
+            rise = max(0, peak - self._rss_at_train_start)
+            memory['train_rss_rise_mb'] = round(rise / 2 ** 20, 1)
+        return memory
 
     @master_only
     def after_train(self, runner) -> None:
@@ -227,6 +243,7 @@ class TrainingCurvesHook(Hook):
         self.metric_key = self.metric_key or self._picked or 'loss'  # no validation ran
         summary = dict(metric_key=self.metric_key, parameters=self.parameters,
                        training_seconds=round(self.training_seconds(), 2), **peak_memory_mb())
+        summary.update(self._training_memory())
         with open(stem + '.json', 'w') as handle:
             json.dump(dict(summary, **self.history), handle)
         plot_curves(self.history, self.metric_key, stem + '.png')

@@ -98,6 +98,10 @@ class SegmentationModel(BaseModel):
         ignore_index: mask value that is not learned from (and fills batch padding).
         threshold: binary models: probability above which a pixel is foreground.
         data_preprocessor: batching config, see :class:`SegDataPreprocessor`.
+        channels_last: run the network in the channels-last memory format (weights and inputs;
+            timm's ``--channels-last``): same outputs, and faster convolutions where the
+            backend's kernels prefer it (bf16/fp16 on GPUs; on this project's CPU the B4 U-Net
+            step took about 8 % less, docs/quality.md). Checkpoints are the same either way.
         test_cfg: how 'predict' mode (and :meth:`predict_logits`) predicts; every key optional,
             unknown keys are errors:
 
@@ -125,6 +129,7 @@ class SegmentationModel(BaseModel):
                  losses: Sequence[Dict[str, Any]] = DEFAULT_LOSSES, ignore_index: int = 255,
                  threshold: float = 0.5,
                  data_preprocessor: Optional[Dict[str, Any]] = None,
+                 channels_last: bool = False,
                  test_cfg: Optional[Dict[str, Any]] = None,
                  init_cfg: Optional[Dict[str, Any]] = None) -> None:
         # checked first: a typo in a prediction setting should not wait for a network build
@@ -148,6 +153,9 @@ class SegmentationModel(BaseModel):
         self.test_cfg = resolved_test_cfg
         self.net = self.build_network(decoder, arch, in_channels, out_channels,
                                       dict(encoder_options or {}), dict(decoder_options or {}))
+        self.channels_last = channels_last
+        if channels_last:  # before any optimiser exists: it must see the parameters' final layout
+            self.net.to(memory_format=torch.channels_last)
         self.losses = nn.ModuleList(MODELS.build(cfg) for cfg in losses)
         if not len(self.losses):
             raise ValueError('losses is empty; list at least one, e.g. '
@@ -168,6 +176,8 @@ class SegmentationModel(BaseModel):
         """Per-pixel logits ``(N, out_channels, H, W)`` for inputs of any ``H, W``."""
         size = inputs.shape[-2:]
         padded = pad_to(inputs, padded_size(size, self.size_divisor), 0.0)
+        if self.channels_last:
+            padded = padded.contiguous(memory_format=torch.channels_last)
         return self.net(padded)[..., :size[0], :size[1]]
 
     def labels(self, logits: torch.Tensor) -> torch.Tensor:

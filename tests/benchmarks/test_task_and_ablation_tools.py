@@ -31,6 +31,8 @@ def _check_outputs(stem: Path, names):
         assert 0 <= run['evaluations'][-1]['metrics']['mFgDice'] <= 1
         assert run['evaluations'][0]['seconds'] <= run['evaluations'][1]['seconds']
         assert run['parameters'] > 0 and run['peak_rss_mb'] > 100
+        assert 0 < run['train_rss_rise_mb'] < run['peak_rss_mb']  # what training itself added
+    assert all(row['train_rss_rise_mb'] > 0 for row in data['rows'])
     text = stem.with_suffix('.md').read_text()
     assert all(f'| {name} |' in text for name in names)
     image = cv2.imread(str(stem.with_suffix('.png')))

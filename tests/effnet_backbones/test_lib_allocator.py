@@ -80,3 +80,32 @@ def test_what_the_user_chose_is_left_alone(environ, reason):
 def test_bad_thresholds_are_named():
     with pytest.raises(ValueError, match='mmap_threshold=-1: expected a positive'):
         tune_cpu_allocator(mmap_threshold=-1)
+
+
+# Peak RSS: a 256 MiB block is touched and freed (a large block is its own mapping, so it goes
+# back at once); after the reset the peak is today's RSS, and a 128 MiB block raises it by that
+# (Linux counts RSS per CPU in batches: a few MiB either way). Prints the MiB of: the first peak above the start, the peak after the reset above the start,
+# and the last peak above the reset one.
+PEAK = textwrap.dedent('''
+    import torch
+    from effnet_backbones.allocator import current_rss_bytes, peak_rss_bytes, reset_peak_rss
+    start = current_rss_bytes()
+    block = torch.ones(256 * 2**20 // 4)
+    del block
+    first = peak_rss_bytes()
+    assert reset_peak_rss()
+    after_reset = peak_rss_bytes()
+    kept = torch.ones(128 * 2**20 // 4)
+    print((first - start) / 2**20, (after_reset - start) / 2**20,
+          (peak_rss_bytes() - after_reset) / 2**20)
+''')
+
+
+@pytest.mark.skipif(platform.system() != 'Linux', reason='/proc/self/clear_refs is Linux')
+def test_peak_rss_measures_from_a_reset():
+    output = subprocess.run([sys.executable, '-c', PEAK], capture_output=True, text=True,
+                            check=True).stdout.split()
+    first, after_reset, last = (float(value) for value in output)
+    assert first >= 250  # the freed block counts in the peak until the reset
+    assert after_reset < 64  # then the peak is where the RSS stands
+    assert 100 <= last <= 160  # and it grows with what is allocated after

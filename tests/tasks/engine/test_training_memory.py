@@ -1,0 +1,39 @@
+"""TrainingCurvesHook's memory figures: the process's peak and the rise that training added."""
+import json
+import platform
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+# A 256 MiB block lives and dies before training (building a model or loading data can peak so),
+# then "training" keeps 128 MiB; the hook's JSON must charge training with the 128 MiB alone and
+# keep the earlier peak as the process's.
+RUN = textwrap.dedent('''
+    import sys
+    from types import SimpleNamespace
+    import torch
+    from effnet_backbones.allocator import current_rss_bytes
+    from tasks.engine.hooks import TrainingCurvesHook
+    block = torch.ones(256 * 2**20 // 4)
+    del block
+    print(current_rss_bytes() / 2**20)
+    runner = SimpleNamespace(work_dir=sys.argv[1], iter=0, model=torch.nn.Linear(2, 2),
+                             logger=SimpleNamespace(info=print), hooks=[])
+    hook = TrainingCurvesHook()
+    hook.before_run(runner)
+    hook.before_train(runner)
+    kept = torch.ones(128 * 2**20 // 4)
+    hook.after_train(runner)
+''')
+
+
+@pytest.mark.skipif(platform.system() != 'Linux', reason='the rise needs /proc')
+def test_training_is_charged_with_its_own_rise_and_the_process_peak_is_kept(tmp_path):
+    printed = subprocess.run([sys.executable, '-c', RUN, str(tmp_path)], check=True,
+                             capture_output=True, text=True).stdout
+    rss_before_training = float(printed.split()[0])
+    curves = json.loads((tmp_path / 'training_curves.json').read_text())
+    assert 100 <= curves['train_rss_rise_mb'] <= 160
+    assert curves['peak_rss_mb'] >= rss_before_training + 240  # the block's peak, not training's
