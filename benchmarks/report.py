@@ -100,8 +100,24 @@ def describe_machine(threads: Optional[int] = None) -> str:
     if torch.cuda.is_available():
         return torch.cuda.get_device_name()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
-    return (f'{platform.processor() or platform.machine()} CPU, {cores} cores, '
-            f'{threads or torch.get_num_threads()} torch threads')
+    # the model and the kernels' instruction set: VMs of one name differ in both, and so do
+    # their speeds and float rounding (a run reproduces bit for bit only on the same kind)
+    capability = getattr(torch.backends.cpu, 'get_cpu_capability', lambda: '')()
+    kernels = f', {capability} kernels' if capability else ''
+    return (f'{_cpu_model() or platform.processor() or platform.machine()} CPU, {cores} cores'
+            f'{kernels}, {threads or torch.get_num_threads()} torch threads')
+
+
+def _cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo ('' where there is none)."""
+    try:
+        with open('/proc/cpuinfo') as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return ''
 
 
 def settings_header(settings: 'BenchSettings', rounds: int,
