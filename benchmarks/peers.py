@@ -160,6 +160,13 @@ class PeerEffDet(BaseModel):
         detections_per_img: most detections kept per image.
         variant, loss: an EfficientDet recipe's keys; effdet's model ``name`` and its own loss
             are used instead.
+        norm_layer: the norm of effdet's BiFPN and head nets, as our EfficientDet's (an
+            EfficientDet recipe's key): 'bn' keeps effdet's BatchNorm; another name or dict of
+            :func:`~effnet_backbones.layers.resolve_norm_layer` (``'gn'``) goes into effdet's
+            own ``config.norm_layer``, so both detectors normalise alike.
+        test_cfg: prediction as our detectors' (``dict(mode='slide', window=128)``: windows of
+            the training crop, each padded to ``image_size``, merged by
+            :func:`~tasks.detection.sliced.predict_sliced`); default the whole image.
     """
 
     def __init__(self, name: str = 'tf_efficientdet_d0', num_classes: Optional[int] = None,
@@ -168,10 +175,13 @@ class PeerEffDet(BaseModel):
                  bifpn: Optional[Dict[str, Any]] = None, score_thresh: float = 0.05,
                  nms_thresh: float = 0.5, detections_per_img: int = 100,
                  variant: Optional[str] = None, loss: Optional[Dict[str, Any]] = None,
+                 norm_layer: Any = 'bn', test_cfg: Optional[Dict[str, Any]] = None,
                  data_preprocessor: Optional[Dict[str, Any]] = None,
                  init_cfg: Optional[Dict[str, Any]] = None) -> None:
         if nms_thresh != 0.5:
             raise ValueError(f'effdet runs NMS at IoU 0.5; nms_thresh={nms_thresh} cannot be set')
+        from tasks.detection.sliced import resolve_det_test_cfg
+        resolved_test_cfg = resolve_det_test_cfg(test_cfg)  # a bad key fails before the build
         super().__init__(data_preprocessor=data_preprocessor or
                          dict(type='effnet_backbones.DetDataPreprocessor'), init_cfg=init_cfg)
         try:
@@ -193,7 +203,13 @@ class PeerEffDet(BaseModel):
             raise ValueError(f'effdet needs image_size multiples of 128, got {config.image_size}')
         if (bifpn or {}).get('anchor_scale') is not None:
             config.anchor_scale = float(bifpn['anchor_scale'])
+        if norm_layer != 'bn':  # effdet's default is its BatchNorm (eps 1e-3, momentum 0.01)
+            from effnet_backbones.layers import resolve_norm_layer
+            config._set_flag('allow_objects', True)  # OmegaConf holds no callables otherwise
+            config.norm_layer = resolve_norm_layer(norm_layer)
+            config.norm_kwargs = None  # BatchNorm's eps and momentum, which other norms refuse
         self.effdet_config = config
+        self.test_cfg = resolved_test_cfg
         self.net = EfficientDet(config, pretrained_backbone=False)
         self.loss_fn = DetectionLoss(config)
         self.score_thresh = score_thresh
@@ -225,6 +241,8 @@ class PeerEffDet(BaseModel):
     def forward(self, inputs: Sequence[torch.Tensor], data_samples: Optional[List[Any]] = None,
                 mode: str = 'tensor') -> Any:
         """MMEngine entry point: 'loss', 'predict' or 'tensor' (effdet's class and box outputs)."""
+        if mode == 'predict' and self.test_cfg['mode'] == 'slide':
+            return self.predict_sliced(list(inputs), data_samples)
         batch = self._pad(list(inputs))
         if mode == 'tensor':
             return self.net(batch)
@@ -245,9 +263,9 @@ class PeerEffDet(BaseModel):
         loss, _, _ = self.loss_fn(class_out, box_out, cls_targets, box_targets, positives)
         return dict(loss=loss)
 
-    @torch.no_grad()
-    def predict(self, batch: torch.Tensor, data_samples: List[Any]) -> List[Any]:
-        """Samples with ``pred_*`` in original pixels, from effdet's own post-processing."""
+    def _detections(self, batch: torch.Tensor) -> List[torch.Tensor]:
+        """Per image of a padded batch, effdet's post-processed detections scoring above
+        ``score_thresh``: rows of x1, y1, x2, y2 (input pixels), score, effdet class (1-based)."""
         from effdet.bench import _batch_detection, _post_process
         anchors, _ = self._labeller(tuple(batch.shape[-2:]), batch.device)
         class_out, box_out = self.net(batch)
@@ -257,9 +275,33 @@ class PeerEffDet(BaseModel):
             max_detection_points=config.max_detection_points)
         detections = _batch_detection(len(batch), class_pp, box_pp, anchors.boxes,
                                       indices, classes, max_det_per_image=config.max_det_per_image)
+        return [found[found[:, 4] > self.score_thresh] for found in detections]
+
+    @torch.no_grad()
+    def predict_sliced(self, images: List[torch.Tensor], data_samples: List[Any]) -> List[Any]:
+        """:meth:`predict` from windows of ``test_cfg['window']`` merged as our detectors do."""
+        from tasks.detection.sliced import predict_sliced
+
+        def detect(windows: List[torch.Tensor]) -> List[Dict[str, torch.Tensor]]:
+            return [dict(boxes=found[:, :4], scores=found[:, 4], labels=found[:, 5].long())
+                    for found in self._detections(self._pad(windows))]
+
+        merged = [predict_sliced(detect, image, self.test_cfg, 0.5,
+                                 self.effdet_config.max_det_per_image) for image in images]
+        found = [torch.cat([m['boxes'], m['scores'][:, None], m['labels'][:, None].float()], 1)
+                 for m in merged]
+        return self._to_samples(found, data_samples)
+
+    @torch.no_grad()
+    def predict(self, batch: torch.Tensor, data_samples: List[Any]) -> List[Any]:
+        """Samples with ``pred_*`` in original pixels, from effdet's own post-processing."""
+        return self._to_samples(self._detections(batch), data_samples)
+
+    def _to_samples(self, detections: Sequence[torch.Tensor], data_samples: List[Any]) -> List[Any]:
+        """``data_samples`` with each image's detections (rows as :meth:`_detections`') as
+        ``pred_*`` in original pixels and 0-based labels."""
         results = []
         for sample, found in zip(data_samples, detections):
-            found = found[found[:, 4] > self.score_thresh]
             height, width = sample.ori_shape
             boxes = sample.mapping.to_original(found[:, :4])
             boxes[:, 0::2] = boxes[:, 0::2].clamp(0, width)

@@ -56,8 +56,13 @@ DETECTION_CANDIDATES: Dict[str, Dict[str, Any]] = {
     'effdet-d0-256': dict(model=dict(type='effnet_backbones.PeerEffDet',
                                      name='tf_efficientdet_d0', image_size=256)),
     # the smallest fixed input holding 128 px crops and 120 x 256 tiles (the nuclei demo)
+    # (the recipe's norm_layer and test_cfg apply: with GroupNorm, in windows, as our D0)
     'effdet-d0-128x256': dict(model=dict(type='effnet_backbones.PeerEffDet',
                                          name='tf_efficientdet_d0', image_size=(128, 256))),
+    # effdet's own BatchNorm whatever the recipe says
+    'effdet-d0-128x256-bn': dict(model=dict(type='effnet_backbones.PeerEffDet',
+                                            name='tf_efficientdet_d0', image_size=(128, 256),
+                                            norm_layer='bn')),
     'ours-efficientdet-d0-me': dict(model=dict(backbone=dict(memory_efficient=True))),
 }
 
