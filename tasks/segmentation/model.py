@@ -99,9 +99,10 @@ class SegmentationModel(BaseModel):
         threshold: binary models: probability above which a pixel is foreground.
         data_preprocessor: batching config, see :class:`SegDataPreprocessor`.
         channels_last: run the network in the channels-last memory format (weights and inputs;
-            timm's ``--channels-last``): same outputs, and faster convolutions where the
-            backend's kernels prefer it (bf16/fp16 on GPUs; on this project's CPU the B4 U-Net
-            step took about 8 % less, docs/quality.md). Checkpoints are the same either way.
+            timm's ``--channels-last``): the same function (float64 outputs and gradients equal;
+            float32 sums in another order), faster where the kernels prefer it (bf16 / fp16 on
+            GPUs; the B4 U-Net recipe's CPU runs took about 0.8x the training seconds,
+            docs/quality.md section 1m). Checkpoints are the same either way.
         test_cfg: how 'predict' mode (and :meth:`predict_logits`) predicts; every key optional,
             unknown keys are errors:
 

@@ -60,28 +60,27 @@ def test_class_count_mismatch_is_explained():
 
 
 def test_channels_last_gives_the_same_losses_and_gradients_in_its_own_layout():
+    # float64: in float32 the gradients of a random-init network differ by up to 10-30 % in
+    # their ill-conditioned tensors between ANY two summation orders (float32 against float64
+    # too), so only float64 shows that the two layouts compute the same function
     torch.manual_seed(0)
-    plain = tiny_model(encoder_options=dict(scse=True))
-    fast = tiny_model(encoder_options=dict(scse=True), channels_last=True)
+    plain = tiny_model(encoder_options=dict(scse=True, shortcut='resnet_d')).double()
+    fast = tiny_model(encoder_options=dict(scse=True, shortcut='resnet_d'),
+                      channels_last=True).double()
     fast.load_state_dict(plain.state_dict())  # a checkpoint of either layout fits the other
     convs = [m.weight for m in fast.net.modules() if isinstance(m, torch.nn.Conv2d)]
     assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
     images, masks = zip(*(_blob_tensor(seed) for seed in range(2)))
-    samples = [SegSample(f'{i}', (64, 64), gt_mask=m) for i, m in enumerate(masks)]
     # odd sides: the padded input is converted, and the logits come back cropped
-    images = torch.stack(images)[..., :60, :50]
-    samples = [SegSample(s.img_path, (60, 50), gt_mask=s.gt_mask[:60, :50]) for s in samples]
+    images = torch.stack(images)[..., :60, :50].double()
+    samples = [SegSample(f'{i}', (60, 50), gt_mask=m[:60, :50]) for i, m in enumerate(masks)]
     grads = []
     for model in (plain, fast):
         losses = model(images, samples, mode='loss')  # training mode: batch statistics
         sum(losses.values()).backward()
         grads.append({name: p.grad for name, p in model.named_parameters()})
-        assert all(torch.isfinite(value) for value in losses.values())
-    # float32 sums in another order: relative to each tensor's norm, or for gradients that are
-    # zero but for rounding (a bias feeding the next BatchNorm), to the largest gradient's
-    floor = 1e-6 * max(grad.norm() for grad in grads[0].values())
     for name, grad in grads[0].items():
-        assert (grads[1][name] - grad).norm() <= 1e-4 * grad.norm() + floor, name
+        assert (grads[1][name] - grad).norm() <= 1e-9 * grad.norm() + 1e-15, name
     assert any(g.is_contiguous(memory_format=torch.channels_last) and not g.is_contiguous()
                for g in grads[1].values() if g.dim() == 4)
     plain.eval(), fast.eval()
@@ -89,4 +88,4 @@ def test_channels_last_gives_the_same_losses_and_gradients_in_its_own_layout():
         expected = plain(images)
         got = fast(images)
     assert got.shape == expected.shape == (2, 3, 60, 50)
-    assert (got - expected).norm() <= 1e-5 * expected.norm()
+    assert (got - expected).norm() <= 1e-10 * expected.norm()
