@@ -1,5 +1,5 @@
-# The medical recipe without its data: U-Net + EfficientNet-B4 with scSE on every encoder tap,
-# ResNet-D shortcuts and BN statistics that match the evaluated weights (what docs/ablations.md
+# The medical recipe without its data: U-Net + EfficientNet-B4 with Lite blocks (no SE, ReLU6),
+# scSE on every encoder tap, ResNet-D shortcuts and BN statistics that match the evaluated weights (what docs/ablations.md
 # measured to train fastest from scratch), Dice + CE, AdamW with warm-up and cosine decay, sized
 # for one GPU (batch 8 of 256 x 256 crops, 4000 iterations), and its CPU profile.
 # configs/unet_effb4_medical.py adds image folders, configs/unet_effb4_volumes.py NIfTI volumes.
@@ -12,10 +12,16 @@ _base_ = [
 
 model = dict(
     arch='b4',  # classes and input channels come from the data (dataset.json, classes.txt or masks)
-    encoder_options=dict(scse=True, drop_path_rate=0.2, shortcut='resnet_d'),
+    # Lite blocks (EfficientNet-Lite's choice: no squeeze-and-excitation, ReLU6): from scratch
+    # on timelapse-cells they ended 0.876 against 0.850 for SE + Swish in 0.9x the seconds, and
+    # level on mni-tissue (docs/ablations.md section 10, docs/quality.md section 1m). ImageNet
+    # weights were trained with SE and Swish: with encoder_options.pretrained set, also set
+    # block_attention='se', act_layer='swish' and shortcut=None.
+    encoder_options=dict(scse=True, drop_path_rate=0.2, shortcut='resnet_d',
+                         block_attention=None, act_layer='relu6'),
     # validation, test.py and infer.py predict in Gaussian-weighted windows of the training crop
     # (nnU-Net's inference; the window is filled in from train_dataloader.dataset.crop_size, so
-    # 128 in the CPU profile): the SE and scSE gates average over their whole input, so a model
+    # 128 in the CPU profile): the scSE gates average over their whole input, so a model
     # trained on crops sees other gate inputs on whole slices. On mni-subcortical the same B4
     # checkpoints scored 0.011-0.064 mFgDice more in windows, R34's 0.006 less
     # (docs/quality.md section 1i). --cfg-options model.test_cfg.mode=whole turns it off.
@@ -38,6 +44,9 @@ cpu_profile = dict(
         'default_hooks.checkpoint.interval': 100,  # a B4 checkpoint with AdamW state is ~230 MB
         'train_dataloader.batch_size': 4,
         'train_dataloader.dataset.crop_size': 128,
+        # the same function, about 0.95x the seconds of the B4 U-Net step on this project's CPU
+        # (docs/quality.md section 1m); on a GPU set it with --amp (bf16 / fp16 kernels prefer it)
+        'model.channels_last': True,
         # with 2 cores a loader process would compete with the training threads
         'train_dataloader.num_workers': 0,
         'train_dataloader.persistent_workers': False,

@@ -101,7 +101,7 @@ class SegmentationModel(BaseModel):
         channels_last: run the network in the channels-last memory format (weights and inputs;
             timm's ``--channels-last``): the same function (float64 outputs and gradients equal;
             float32 sums in another order), faster where the kernels prefer it (bf16 / fp16 on
-            GPUs; the B4 U-Net recipe's CPU runs took about 0.8x the training seconds,
+            GPUs; the B4 U-Net recipe's CPU runs took about 0.95x the training seconds,
             docs/quality.md section 1m). Checkpoints are the same either way.
         test_cfg: how 'predict' mode (and :meth:`predict_logits`) predicts; every key optional,
             unknown keys are errors:
