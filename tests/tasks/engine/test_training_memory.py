@@ -7,16 +7,18 @@ import textwrap
 
 import pytest
 
-# A 256 MiB block lives and dies before training (building a model or loading data can peak so),
-# then "training" keeps 128 MiB; the hook's JSON must charge training with the 128 MiB alone and
-# keep the earlier peak as the process's.
+# A 1 GiB block lives and dies before training (building a model or loading data can peak so),
+# then "training" keeps 128 MiB; the hook's JSON must charge training with the 128 MiB (and some
+# noise: under load the kernel's RSS count of a process can move by a few hundred MiB on its own)
+# and not with the 1 GiB, and keep the earlier peak as the process's.
 RUN = textwrap.dedent('''
     import sys
     from types import SimpleNamespace
     import torch
     from effnet_backbones.allocator import current_rss_bytes
     from tasks.engine.hooks import TrainingCurvesHook
-    block = torch.ones(256 * 2**20 // 4)
+    torch.ones(2**20).sum()  # first kernels and threads: what loads on first use
+    block = torch.ones(2**30 // 4)
     del block
     print(current_rss_bytes() / 2**20)
     runner = SimpleNamespace(work_dir=sys.argv[1], iter=0, model=torch.nn.Linear(2, 2),
@@ -35,5 +37,6 @@ def test_training_is_charged_with_its_own_rise_and_the_process_peak_is_kept(tmp_
                              capture_output=True, text=True).stdout
     rss_before_training = float(printed.split()[0])
     curves = json.loads((tmp_path / 'training_curves.json').read_text())
-    assert 100 <= curves['train_rss_rise_mb'] <= 160
-    assert curves['peak_rss_mb'] >= rss_before_training + 240  # the block's peak, not training's
+    figures = (rss_before_training, curves['peak_rss_mb'], curves['train_rss_rise_mb'])
+    assert 100 <= curves['train_rss_rise_mb'] <= 600, figures
+    assert curves['peak_rss_mb'] >= rss_before_training + 1000, figures  # the block's, not training's
