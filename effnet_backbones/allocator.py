@@ -51,6 +51,16 @@ _OTHER_ALLOCATORS = ('jemalloc', 'tcmalloc', 'mimalloc')
 def peak_rss_bytes() -> int:
     """The highest resident set size this process has had so far (or since
     :func:`reset_peak_rss`), in bytes."""
+    # Linux: the memory map's own high-water mark. getrusage's ru_maxrss also keeps the peak of
+    # the map an exec replaced, so a child forked from a large process (a pytest worker) would
+    # report its parent's size, and no reset lowers it
+    try:
+        with open('/proc/self/status') as status:
+            for line in status:
+                if line.startswith('VmHWM:'):
+                    return int(line.split()[1]) * 1024  # kB
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak if sys.platform == 'darwin' else peak * 1024  # Linux reports kilobytes
 

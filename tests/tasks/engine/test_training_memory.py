@@ -1,11 +1,11 @@
 """TrainingCurvesHook's memory figures: the process's peak and the rise that training added."""
 import json
 import platform
-import subprocess
-import sys
 import textwrap
 
 import pytest
+
+from forked import run_forked_from_a_large_process
 
 # A 1 GiB block lives and dies before training (building a model or loading data can peak so),
 # then "training" keeps 128 MiB; the hook's JSON must charge training with the 128 MiB (and some
@@ -33,8 +33,8 @@ RUN = textwrap.dedent('''
 
 @pytest.mark.skipif(platform.system() != 'Linux', reason='the rise needs /proc')
 def test_training_is_charged_with_its_own_rise_and_the_process_peak_is_kept(tmp_path):
-    printed = subprocess.run([sys.executable, '-c', RUN, str(tmp_path)], check=True,
-                             capture_output=True, text=True).stdout
+    # forked from a large process, as from a test worker: the figures must be this process's own
+    printed = run_forked_from_a_large_process('-c', RUN, str(tmp_path))
     rss_before_training = float(printed.split()[0])
     curves = json.loads((tmp_path / 'training_curves.json').read_text())
     figures = (rss_before_training, curves['peak_rss_mb'], curves['train_rss_rise_mb'])
