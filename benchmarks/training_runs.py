@@ -189,7 +189,8 @@ def summarize_runs(results: Sequence[Mapping[str, Any]], metric: str,
                    reference: Optional[str] = None) -> List[Dict[str, Any]]:
     """One row per variant: metric mean (min-max over seeds), per-class values, training
     seconds (and, where the runs had a PreciseBN hook, the part of them it took), peak memory
-    (the process's, and the rise training added above its start), parameters, and (with ``reference``) the seconds and iterations to reach the reference
+    (the process's, and the rise training added above its start), parameters, and (with
+    ``reference``) the seconds and iterations to reach the reference
     variant's mean final metric."""
     names = list(dict.fromkeys(result['name'] for result in results))
     by_name = {name: [r for r in results if r['name'] == name and r['status'] == 0] for name in names}

@@ -1,7 +1,8 @@
 # The medical recipe without its data: U-Net + EfficientNet-B4 with Lite blocks (no SE, ReLU6),
-# scSE on every encoder tap, ResNet-D shortcuts and BN statistics that match the evaluated weights (what docs/ablations.md
-# measured to train fastest from scratch), Dice + CE, AdamW with warm-up and cosine decay, sized
-# for one GPU (batch 8 of 256 x 256 crops, 4000 iterations), and its CPU profile.
+# scSE on every encoder tap, ResNet-D shortcuts and BN statistics that match the evaluated
+# weights (what docs/ablations.md measured to train fastest from scratch), Dice + CE, AdamW with
+# warm-up and cosine decay, sized for one GPU (batch 8 of 256 x 256 crops, 4000 iterations), and
+# its CPU profile.
 # configs/unet_effb4_medical.py adds image folders, configs/unet_effb4_volumes.py NIfTI volumes.
 _base_ = [
     './models/unet_effnet.py',

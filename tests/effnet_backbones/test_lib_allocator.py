@@ -86,8 +86,9 @@ def test_bad_thresholds_are_named():
 # Peak RSS: a 256 MiB block is touched and freed (a large block is its own mapping, so it goes
 # back at once); after the reset the peak is today's RSS, and a 128 MiB block raises it by that
 # (Linux counts RSS per CPU in batches, and under load a process's count can move by a few
-# hundred MiB on its own: the bounds are loose where it can only add). Prints the MiB of: the first peak above the start, the peak after the reset above the start,
-# and the last peak above the reset one.
+# hundred MiB on its own: the bounds are loose where it can only add). Prints the MiB of: the
+# first peak above the start, the peak after the reset above the start, and the last peak above
+# the reset one.
 PEAK = textwrap.dedent('''
     import torch
     from effnet_backbones.allocator import current_rss_bytes, peak_rss_bytes, reset_peak_rss
