@@ -335,6 +335,9 @@ def test_cpu_profile_applies_only_without_cuda(monkeypatch):
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
     gpu = prepare_train_config(MAIN)
     assert gpu.train_cfg.max_iters == 4000 and gpu.train_dataloader.dataset.crop_size == 256
+    # 128 px crops miss a small class more often: two thirds of them centred on foreground
+    assert cpu.train_dataloader.dataset.foreground_ratio == pytest.approx(0.66)
+    assert gpu.train_dataloader.dataset.foreground_ratio == pytest.approx(0.33)
     # the medical recipe predicts in windows of the crop it trains on, on either machine
     assert dict(cpu.model.test_cfg) == dict(mode='slide', window=128)
     assert dict(gpu.model.test_cfg) == dict(mode='slide', window=256)

@@ -6,6 +6,7 @@ import json
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 
 from tasks.engine import prepare_train_config
 from tasks.segmentation.volume_inference import channel_files
@@ -78,12 +79,14 @@ def test_infer_writes_masks_on_the_input_grid_and_never_overwrites_unasked(train
     tool('infer').main(arguments + ['--overwrite'])
 
 
-def test_the_folder_recipe_switches_to_volumes_by_itself(tmp_path):
+def test_the_folder_recipe_switches_to_volumes_by_itself(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
     data = write_volume_dataset(tmp_path / 'data', cases=3)
     cfg = prepare_train_config(str(CONFIGS / 'unet_effb4_medical.py'), data_root=str(data),
                                max_iters=2, cfg_options={'experiment_name': 'volumes_switch'})
     assert cfg.train_dataloader.dataset.type == 'effnet_backbones.VolumeSliceDataset'
-    assert cfg.train_dataloader.dataset.foreground_ratio == pytest.approx(0.33)
+    # the CPU profile's share of foreground-centred crops reaches the volume dataset too
+    assert cfg.train_dataloader.dataset.foreground_ratio == pytest.approx(0.66)
     assert cfg.val_evaluator.type == 'effnet_backbones.VolumeSegMetric'
     assert cfg.model.num_classes == 2 and cfg.model.in_channels == 1
 
