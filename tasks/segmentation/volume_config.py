@@ -25,7 +25,7 @@ _FOLDER_METRICS = ('effnet_backbones.SegMetric', 'SegMetric')
 #: what a folder dataset's config keeps when it becomes a volume dataset
 _KEPT_KEYS = ('data_root', 'split', 'classes', 'in_channels', 'crop_size', 'pipeline',
               'ignore_index')
-#: nnU-Net's share of training patches forced to hold foreground
+#: nnU-Net's share of training patches forced to hold foreground (when the folder dataset sets none)
 FOREGROUND_RATIO = 0.33
 
 
@@ -43,8 +43,8 @@ def switch_to_volumes(cfg: Config) -> bool:
         return False
     for key, dataset in datasets:
         kept = {name: dataset[name] for name in _KEPT_KEYS if name in dataset}
-        if key == 'train_dataloader':
-            kept['foreground_ratio'] = FOREGROUND_RATIO
+        if key == 'train_dataloader':  # the recipe's share (its CPU profile's included)
+            kept['foreground_ratio'] = dataset.get('foreground_ratio', FOREGROUND_RATIO)
         cfg[key].dataset = ConfigDict(type=VOLUME_DATASET_TYPE, normalize=dict(mode='auto'), **kept)
     for key in ('val_evaluator', 'test_evaluator'):
         evaluator = cfg.get(key)

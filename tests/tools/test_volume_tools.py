@@ -85,8 +85,16 @@ def test_the_folder_recipe_switches_to_volumes_by_itself(tmp_path, monkeypatch):
     cfg = prepare_train_config(str(CONFIGS / 'unet_effb4_medical.py'), data_root=str(data),
                                max_iters=2, cfg_options={'experiment_name': 'volumes_switch'})
     assert cfg.train_dataloader.dataset.type == 'effnet_backbones.VolumeSliceDataset'
-    # the CPU profile's share of foreground-centred crops reaches the volume dataset too
+    # the recipe's share of foreground-centred crops reaches the volume dataset: the CPU
+    # profile's 0.66 here, the folder dataset's 0.33 on a GPU, a user's own value always
     assert cfg.train_dataloader.dataset.foreground_ratio == pytest.approx(0.66)
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    own = {'train_dataloader.dataset.foreground_ratio': 0.5}
+    for options, expected in (({}, 0.33), (own, 0.5)):
+        gpu = prepare_train_config(str(CONFIGS / 'unet_effb4_medical.py'), data_root=str(data),
+                                   max_iters=2, cfg_options=options)
+        assert gpu.train_dataloader.dataset.type == 'effnet_backbones.VolumeSliceDataset'
+        assert gpu.train_dataloader.dataset.foreground_ratio == pytest.approx(expected)
     assert cfg.val_evaluator.type == 'effnet_backbones.VolumeSegMetric'
     assert cfg.model.num_classes == 2 and cfg.model.in_channels == 1
 
