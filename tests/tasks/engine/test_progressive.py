@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from mmengine.config import Config
 from mmengine.hooks import Hook
 
 from effnet_backbones.profile import count_macs
@@ -182,7 +183,6 @@ def test_training_flops_follow_the_phases(uninterrupted):
     per_iter = [flops[0] / 3, (flops[1] - flops[0]) / 3, (flops[2] - flops[1]) / 3]
     assert per_iter[1] > 4 * per_iter[0]  # 4x the pixels and a wider model
     assert per_iter[2] < per_iter[1]  # half the batch
-    from mmengine.config import Config
     recipe = Config.fromfile(str(PROGRESSIVE)).model.encoder_options.to_dict()  # the blocks' kind
     model = MODELS.build(dict(type='effnet_backbones.SegmentationModel', arch='b0', in_channels=1,
                               num_classes=3, encoder_options=recipe,
