@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -19,9 +20,11 @@ __all__ = ['CocoMetric', 'SUMMARY_KEYS', 'to_coco_results', 'coco_evaluate']
 SUMMARY_KEYS = ('bbox_mAP', 'bbox_mAP_50', 'bbox_mAP_75', 'bbox_mAP_s', 'bbox_mAP_m', 'bbox_mAP_l')
 
 
-def _value(stat: float) -> float:
-    """COCOeval writes -1 where nothing could be scored (no ground truth in that range): NaN."""
-    return float('nan') if stat < 0 else float(stat)
+def _mean_precision(values: np.ndarray) -> float:
+    """Mean of COCOeval precisions, as its summary computes it; -1 marks what could not be scored
+    (no ground truth of that class or size), and nothing scorable gives NaN."""
+    valid = values[values > -1]
+    return float(valid.mean()) if valid.size else float('nan')
 
 
 def to_coco_results(img_id: int, boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray,
@@ -32,13 +35,25 @@ def to_coco_results(img_id: int, boxes: np.ndarray, scores: np.ndarray, labels: 
             for (x1, y1, x2, y2), score, label in zip(boxes, scores, labels)]
 
 
+def check_max_dets(max_dets: int) -> int:
+    """``max_dets`` as COCOeval's third (AP) detection limit: an int above 10."""
+    if isinstance(max_dets, bool) or not isinstance(max_dets, int) or max_dets <= 10:
+        raise ValueError(f'max_dets must be an int above 10 (COCOeval also scores at 1 and 10 '
+                         f'detections per image), got {max_dets!r}')
+    return max_dets
+
+
 def coco_evaluate(ground_truth: Dict[str, Any], detections: List[Dict[str, Any]],
-                  classwise: bool = False, class_names: Sequence[str] = ()) -> Dict[str, float]:
+                  classwise: bool = False, class_names: Sequence[str] = (),
+                  max_dets: int = 100) -> Dict[str, float]:
     """COCOeval (bbox) of ``detections`` against a COCO ground-truth dict.
 
     Returns :data:`SUMMARY_KEYS` and, with ``classwise``, ``AP.<class>`` and ``AP50.<class>``.
+    ``max_dets`` is how many detections per image (highest scores first) AP counts: COCO's 100
+    by default.
     """
     from pycocotools.cocoeval import COCOeval
+    max_dets = check_max_dets(max_dets)
     gt = coco_index(ground_truth)
     if detections:
         with contextlib.redirect_stdout(io.StringIO()):
@@ -49,21 +64,30 @@ def coco_evaluate(ground_truth: Dict[str, Any], detections: List[Dict[str, Any]]
     evaluator = COCOeval(gt, dt, 'bbox')
     evaluator.params.imgIds = [image['id'] for image in ground_truth['images']]
     evaluator.params.catIds = [category['id'] for category in ground_truth['categories']]
+    evaluator.params.maxDets = [1, 10, max_dets]
     summary = io.StringIO()
     with contextlib.redirect_stdout(summary):
         evaluator.evaluate()
         evaluator.accumulate()
-        evaluator.summarize()
+    # precision: [IoU threshold, recall, category, area range (all, s, m, l), max dets (-1: ours)].
+    # Read it directly: COCOeval.summarize() scores its first line at 100 detections whatever
+    # maxDets holds (NaN for any other max_dets).
+    precision = evaluator.eval['precision']
+    at_75 = int(np.argmin(np.abs(evaluator.params.iouThrs - 0.75)))
+    metrics = {key: _mean_precision(values) for key, values in zip(SUMMARY_KEYS, (
+        precision[..., 0, -1], precision[0, ..., 0, -1], precision[at_75, ..., 0, -1],
+        precision[..., 1, -1], precision[..., 2, -1], precision[..., 3, -1]))}
+    if max_dets == 100:  # COCO's own summary, average recall included
+        with contextlib.redirect_stdout(summary):
+            evaluator.summarize()
+    else:
+        summary.write(''.join(f'{key} (at most {max_dets} detections per image) = '
+                              f'{value:.3f}\n' for key, value in metrics.items()))
     print_log('\n' + summary.getvalue(), logger='current')
-    metrics = {key: _value(stat) for key, stat in zip(SUMMARY_KEYS, evaluator.stats)}
     if classwise:
-        # precision: [IoU threshold, recall, category, area range (0 = all), max dets (-1 = 100)]
-        precision = evaluator.eval['precision']
         for index, name in enumerate(class_names):
-            for key, values in (('AP', precision[:, :, index, 0, -1]),
-                                ('AP50', precision[0, :, index, 0, -1])):
-                valid = values[values > -1]
-                metrics[f'{key}.{name}'] = float(valid.mean()) if valid.size else float('nan')
+            metrics[f'AP.{name}'] = _mean_precision(precision[:, :, index, 0, -1])
+            metrics[f'AP50.{name}'] = _mean_precision(precision[0, :, index, 0, -1])
     return metrics
 
 
@@ -79,6 +103,10 @@ class CocoMetric(BaseMetric):
 
     Args:
         classwise: also report AP and AP50 per class.
+        max_dets: detections per image that AP counts (COCO's 100). Images with more objects
+            than this cannot reach full recall: raise it together with the model's
+            ``detections_per_img`` (dense cells, crowds); the metric warns when a validation
+            image has more ground-truth boxes than ``max_dets``.
         outfile_prefix: write the detections to ``<prefix>.bbox.json`` (COCO results format).
         collect_device: 'cpu' or 'gpu', for distributed evaluation.
         prefix: key prefix; default 'coco'.
@@ -86,10 +114,12 @@ class CocoMetric(BaseMetric):
 
     default_prefix: Optional[str] = 'coco'
 
-    def __init__(self, classwise: bool = False, outfile_prefix: Optional[str] = None,
-                 collect_device: str = 'cpu', prefix: Optional[str] = None) -> None:
+    def __init__(self, classwise: bool = False, max_dets: int = 100,
+                 outfile_prefix: Optional[str] = None, collect_device: str = 'cpu',
+                 prefix: Optional[str] = None) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
         self.classwise = classwise
+        self.max_dets = check_max_dets(max_dets)
         self.outfile_prefix = outfile_prefix
 
     def _classes(self) -> 'tuple[List[str], List[int]]':
@@ -126,6 +156,13 @@ class CocoMetric(BaseMetric):
             images=[dict(id=i, height=r['height'], width=r['width']) for i, r in images.items()],
             annotations=annotations,
             categories=[dict(id=cat_id, name=name) for cat_id, name in zip(cat_ids, names)])
+        densest = max((len([a for a in r['gt'] if not a.get('iscrowd', 0)]) for r in
+                       images.values()), default=0)
+        if densest > self.max_dets:
+            print_log(f'a validation image has {densest} ground-truth boxes, more than the '
+                      f'{self.max_dets} detections per image that AP counts: recall is capped; '
+                      f'raise val_evaluator.max_dets and model.detections_per_img above {densest}',
+                      logger='current', level=logging.WARNING)
         detections = [entry for img_id, r in images.items() for entry in
                       to_coco_results(img_id, r['boxes'], r['scores'], r['labels'], cat_ids)]
         if self.outfile_prefix:
@@ -133,4 +170,4 @@ class CocoMetric(BaseMetric):
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(detections))
             print_log(f'detections written to {path}', logger='current')
-        return coco_evaluate(ground_truth, detections, self.classwise, names)
+        return coco_evaluate(ground_truth, detections, self.classwise, names, self.max_dets)

@@ -124,3 +124,36 @@ def test_results_json_in_original_pixels_and_category_ids(tmp_path):
         assert got['category_id'] == expected['category_id']
         np.testing.assert_allclose(got['bbox'], expected['bbox'])
         assert got['score'] == pytest.approx(expected['score'])
+
+
+def dense_image(count):
+    """One 400 x 400 image holding ``count`` disjoint 8 px boxes, and perfect detections of them."""
+    anns = [dict(id=i + 1, image_id=1, category_id=3, bbox=[(i % 20) * 20, (i // 20) * 20, 8, 8],
+                 area=64.0, iscrowd=0) for i in range(count)]
+    boxes = torch.tensor([[x, y, x + w, y + h] for x, y, w, h in (a['bbox'] for a in anns)],
+                         dtype=torch.float32)
+    sample = DetSample(img_path='1.png', img_id=1, ori_shape=(400, 400), img_shape=(400, 400),
+                       gt_coco=anns, pred_boxes=boxes,
+                       pred_scores=torch.linspace(1.0, 0.5, count),
+                       pred_labels=torch.zeros(count, dtype=torch.long))
+    return [sample]
+
+
+def test_max_dets_lifts_the_recall_cap_of_dense_images(monkeypatch):
+    from tasks.detection import metrics as metrics_module
+    logged = []
+    monkeypatch.setattr(metrics_module, 'print_log', lambda message, **_: logged.append(message))
+    dense = dense_image(150)
+    capped = run_metric(dense)  # COCO's 100 of 150 perfect detections: recall 2/3
+    assert capped['coco/bbox_mAP'] == pytest.approx(2 / 3, abs=0.02)
+    assert any('has 150 ground-truth boxes' in line and 'max_dets' in line for line in logged)
+    logged.clear()
+    lifted = run_metric(dense, max_dets=200)
+    assert lifted['coco/bbox_mAP'] == pytest.approx(1.0)
+    assert not any('ground-truth boxes' in line for line in logged)
+
+
+@pytest.mark.parametrize('bad', [10, 0, 100.0, True, '300'])
+def test_max_dets_must_be_an_int_above_ten(bad):
+    with pytest.raises(ValueError, match='max_dets must be an int above 10'):
+        CocoMetric(max_dets=bad)
