@@ -4,9 +4,11 @@ as the detection task's data resolver (:mod:`tasks.engine.data`)."""
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from mmengine.config import Config, ConfigDict
 from mmengine.logging import print_log
@@ -16,6 +18,9 @@ from ..common.io import DataError
 from ..engine.data import datasets_of, follow_the_data
 from ..engine.inference_options import fill_slide_window
 from .coco import read_coco_json, select_categories
+
+if TYPE_CHECKING:
+    from .coco import ImageRecord
 
 __all__ = ['resolve_detection_data', 'image_channels']
 
@@ -110,6 +115,63 @@ def _resolve_normalization(datasets: List[Tuple[str, ConfigDict]], meta: Mapping
                                   train.in_channels)
 
 
+@dataclass(frozen=True)
+class BoxStatistics:
+    """Object sizes of a split (box side: square root of width x height, pixels) and its densest
+    image, which decide the anchors, the input scale and the detections kept per image."""
+
+    side_5: float
+    side_50: float
+    side_95: float
+    most_per_image: int
+
+
+#: the smallest anchor of the small-object recipes (configs/*_nuclei_demo.py), network pixels
+SMALLEST_ANCHOR = 16
+#: the object side those recipes are tuned on (the demo nuclei, about 23 px)
+TUNED_SIDE = 24
+#: detections per image the recipes keep and COCO's AP counts
+COCO_MAX_DETS = 100
+
+
+def box_statistics(records: Sequence['ImageRecord']) -> Optional[BoxStatistics]:
+    """Sizes of the non-crowd boxes of ``records``; None when there are none."""
+    import numpy as np
+    kept = [record.boxes[~record.crowd] for record in records]
+    boxes = np.concatenate(kept or [np.zeros((0, 4), np.float32)])
+    if not len(boxes):
+        return None
+    sides = np.sqrt(np.clip(boxes[:, 2] - boxes[:, 0], 0, None)
+                    * np.clip(boxes[:, 3] - boxes[:, 1], 0, None))
+    side_5, side_50, side_95 = np.percentile(sides, [5, 50, 95]).tolist()
+    return BoxStatistics(side_5, side_50, side_95, max(len(b) for b in kept))
+
+
+def size_notes(splits: Mapping[str, BoxStatistics]) -> List[str]:
+    """Advice on the recipe's settings for the objects of ``splits`` (file name -> sizes): the
+    input scale from the first one's median side, detections per image from the densest image."""
+    notes: List[str] = []
+    if not splits:
+        return notes
+    densest = max(splits, key=lambda name: splits[name].most_per_image)
+    most = splits[densest].most_per_image
+    if most > COCO_MAX_DETS:
+        keep = 100 * math.ceil(1.5 * most / 100)
+        notes.append(f'an image of {densest} holds {most} boxes, more than the '
+                     f'{COCO_MAX_DETS} detections per image that the recipes keep and COCO AP '
+                     f'counts; add --cfg-options model.detections_per_img={keep} '
+                     f'val_evaluator.max_dets={keep} test_evaluator.max_dets={keep}')
+    source, sizes = next(iter(splits.items()))
+    if sizes.side_50 < SMALLEST_ANCHOR:
+        factor = math.ceil(2 * TUNED_SIDE / sizes.side_50) / 2
+        notes.append(f'the median box side of {source} is {sizes.side_50:.0f} px, below the '
+                     f'{SMALLEST_ANCHOR} px smallest anchors of the small-object recipes (32 px in '
+                     f'the COCO ones); enlarge the images about {factor:g}x (img_size of the train, '
+                     f'val and test datasets) rather than shrinking the anchors '
+                     f'(docs/detection.md, "Small and dense objects")')
+    return notes
+
+
 def check_coco_folder(data_root: str, splits: Tuple[str, ...] = ('train', 'val'),
                       img_dir: str = 'images') -> Tuple[str, List[str]]:
     """``(summary, problems)`` of ``DATA_ROOT/<split>.json`` + ``DATA_ROOT/<img_dir>``, for
@@ -124,6 +186,7 @@ def check_coco_folder(data_root: str, splits: Tuple[str, ...] = ('train', 'val')
 
     root = Path(data_root).expanduser()
     problems: List[str] = []
+    split_sizes: Dict[str, BoxStatistics] = {}  # for advice on the recipe, not problems
     lines = [f'dataset {root}']
     first_classes: Optional[Tuple[Tuple[str, ...], Tuple[int, ...], Path]] = None
     files: List[Path] = []
@@ -153,6 +216,12 @@ def check_coco_folder(data_root: str, splits: Tuple[str, ...] = ('train', 'val')
         lines.append(f'  {split}: {len(coco.records)} images, {int(per_class.sum())} boxes ('
                      + ', '.join(f'{name} {count}' for name, count in
                                  zip(coco.classes, per_class.tolist())) + ')')
+        sizes = box_statistics(coco.records)
+        if sizes is not None:
+            lines.append(f'    box sides (square root of width x height): 5% {sizes.side_5:.0f} '
+                         f'px, median {sizes.side_50:.0f} px, 95% {sizes.side_95:.0f} px; most '
+                         f'boxes in one image: {sizes.most_per_image}')
+            split_sizes[ann_file.name] = sizes
         for record in coco.records:
             if not record.path.is_file():
                 problems.append(f'{ann_file}: image id {record.img_id} names {record.path}, '
@@ -168,5 +237,6 @@ def check_coco_folder(data_root: str, splits: Tuple[str, ...] = ('train', 'val')
         lines.insert(2, f'  channels: {channels} (from the images)')
     except DataError as err:
         problems.append(str(err))
+    lines += [f'  note: {text}' for text in size_notes(split_sizes)]
     lines += [f'  problem: {text}' for text in problems]
     return '\n'.join(lines), problems

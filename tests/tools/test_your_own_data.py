@@ -173,6 +173,25 @@ def test_check_data_lists_every_coco_problem(tmp_path, capsys):
     assert "val.json has the categories ['cell'] but" in out
 
 
+def test_check_data_reports_object_sizes_and_advises_on_small_dense_objects(tmp_path, capsys):
+    from det_data import ann, image_entry, write_coco
+    from tool_loader import tool
+
+    assert tool('check_data').main([str(coco_set(tmp_path / 'good', gray=False))]) == 0
+    out = capsys.readouterr().out
+    assert 'median 20 px' in out and 'most boxes in one image: 2' in out and 'note:' not in out
+    dense = tmp_path / 'dense'  # 120 boxes of 8 x 8 px in one 240 x 240 image
+    boxes = [ann(k + 1, 1, (20 * (k % 12), 20 * (k // 12), 8, 8)) for k in range(120)]
+    write_coco(dense, 'train.json', [image_entry(1, (240, 240))], boxes)
+    write_coco(dense, 'val.json', [image_entry(2, (240, 240))], [ann(200, 2, (10, 10, 8, 8))])
+    assert tool('check_data').main([str(dense)]) == 0  # advice, not problems
+    out = capsys.readouterr().out
+    assert 'median 8 px' in out and 'most boxes in one image: 120' in out
+    assert ('note: an image of train.json holds 120 boxes' in out
+            and 'model.detections_per_img=200 val_evaluator.max_dets=200' in out)
+    assert 'note: the median box side of train.json is 8 px' in out and 'about 3x' in out
+
+
 def test_dataset_normalisation_is_measured_once_and_kept_in_the_checkpoint(tmp_path):
     from mmengine.config import Config
     from tasks.common.intensity import dataset_normalization
