@@ -166,8 +166,9 @@ def size_notes(splits: Mapping[str, BoxStatistics]) -> List[str]:
         factor = math.ceil(2 * TUNED_SIDE / sizes.side_50) / 2
         notes.append(f'the median box side of {source} is {sizes.side_50:.0f} px, below the '
                      f'{SMALLEST_ANCHOR} px smallest anchors of the small-object recipes (32 px in '
-                     f'the COCO ones); enlarge the images about {factor:g}x (img_size of the train, '
-                     f'val and test datasets) rather than shrinking the anchors '
+                     f'the COCO ones); enlarge the images about {factor:g}x '
+                     f'(img_scale={factor:g} on the train, val and test datasets) rather than '
+                     f'shrinking the anchors '
                      f'(docs/detection.md, "Small and dense objects")')
     return notes
 

@@ -61,6 +61,9 @@ class CocoDetDataset(Dataset):
         img_size: network input size (int or (h, w)); None keeps each image's size (the model
             pads batches of different sizes).
         resize: 'letterbox' (keep aspect ratio, pad bottom/right) or 'resize' (stretch).
+        img_scale: instead of ``img_size``, resize every image by this factor, keeping its own
+            size ratios (objects smaller than the recipe's anchors; ``tools/check_data.py``
+            advises one). Predictions are mapped back to original pixels either way.
         scale_jitter: ``(low, high)`` random rescale, then crop or pad back to ``img_size``.
         pipeline: albumentations steps applied with the boxes (flips, colour ...).
         min_visibility: after a crop, boxes keeping less of their area are dropped from targets.
@@ -74,7 +77,7 @@ class CocoDetDataset(Dataset):
                  normalize: Optional[Dict[str, Any]] = None, img_size: Optional[ImageSize] = None,
                  resize: str = 'letterbox', scale_jitter: Optional[Sequence[float]] = None,
                  pipeline: Sequence[Dict[str, Any]] = (), min_visibility: float = 0.25,
-                 verify: str = 'full') -> None:
+                 verify: str = 'full', img_scale: Optional[float] = None) -> None:
         root = Path(data_root).expanduser()
         if not root.is_dir():
             raise DataError(f'data root {root} does not exist; expected a folder holding '
@@ -86,7 +89,7 @@ class CocoDetDataset(Dataset):
             images = read_coco_json(self.ann_file).get('images', [])
             in_channels, _ = image_channels([root / img_dir / image['file_name'] for image in images
                                              if (root / img_dir / image['file_name']).is_file()])
-        self.prep = NetworkInput.build(in_channels, normalize, img_size, resize)
+        self.prep = NetworkInput.build(in_channels, normalize, img_size, resize, img_scale)
         self.normalize = dict(normalize) if normalize else None
         self.pipeline = build_box_pipeline(pipeline, scale_jitter, self.prep.img_size,
                                            tuple(self.prep.pad_value.tolist()), min_visibility)

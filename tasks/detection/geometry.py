@@ -13,8 +13,8 @@ from typing import Optional, Sequence, Tuple, TypeVar, Union
 import numpy as np
 import torch
 
-__all__ = ['BoxMapping', 'RESIZE_MODES', 'ImageSize', 'check_img_size', 'plan_resize',
-           'resize_image']
+__all__ = ['BoxMapping', 'RESIZE_MODES', 'ImageSize', 'check_img_size', 'check_img_scale',
+           'plan_resize', 'resize_image']
 
 RESIZE_MODES = ('letterbox', 'resize')
 ImageSize = Union[int, Sequence[int]]
@@ -54,13 +54,34 @@ def check_img_size(img_size: Optional[ImageSize]) -> Optional[Tuple[int, int]]:
     return size  # type: ignore[return-value]
 
 
+def check_img_scale(img_scale: Optional[float],
+                    img_size: Optional[Tuple[int, int]] = None) -> Optional[float]:
+    """A positive resize factor, or None; it cannot be combined with a fixed ``img_size``."""
+    if img_scale is None:
+        return None
+    if isinstance(img_scale, bool) or not isinstance(img_scale, (int, float)) or not (
+            0 < img_scale <= 16):
+        raise ValueError(f'img_scale must be a number in (0, 16] (each image is resized by that '
+                         f'factor), got {img_scale!r}')
+    if img_size is not None:
+        raise ValueError(f'img_scale={img_scale!r} and img_size={img_size!r} both set the input '
+                         f'size; give one (img_scale keeps each image\'s own aspect and size '
+                         f'ratio, img_size fits every image into one size)')
+    return float(img_scale)
+
+
 def plan_resize(height: int, width: int, img_size: Optional[Tuple[int, int]],
-                mode: str = 'letterbox') -> Tuple[Tuple[int, int], BoxMapping]:
-    """The resized content's ``(H, W)`` and its :class:`BoxMapping` (the canvas is ``img_size``)."""
+                mode: str = 'letterbox', img_scale: Optional[float] = None
+                ) -> Tuple[Tuple[int, int], BoxMapping]:
+    """The resized content's ``(H, W)`` and its :class:`BoxMapping` (the canvas is ``img_size``;
+    with ``img_scale`` instead, the image resized by that factor, without a canvas)."""
     if mode not in RESIZE_MODES:
         raise ValueError(f'resize must be one of {RESIZE_MODES}, got {mode!r}')
     if img_size is None:
-        return (height, width), BoxMapping()
+        if img_scale is None or img_scale == 1:
+            return (height, width), BoxMapping()
+        new_h, new_w = max(1, round(height * img_scale)), max(1, round(width * img_scale))
+        return (new_h, new_w), BoxMapping(new_w / width, new_h / height)
     target_h, target_w = img_size
     if mode == 'resize':
         new_h, new_w = target_h, target_w
@@ -73,11 +94,13 @@ def plan_resize(height: int, width: int, img_size: Optional[Tuple[int, int]],
 
 
 def resize_image(image: np.ndarray, img_size: Optional[Tuple[int, int]], mode: str = 'letterbox',
-                 pad_value: float = 0.0) -> Tuple[np.ndarray, BoxMapping]:
-    """Resize a float ``(H, W, C)`` image to ``img_size`` ('letterbox' pads bottom and right)."""
+                 pad_value: float = 0.0, img_scale: Optional[float] = None
+                 ) -> Tuple[np.ndarray, BoxMapping]:
+    """Resize a float ``(H, W, C)`` image to ``img_size`` ('letterbox' pads bottom and right),
+    or by the factor ``img_scale``."""
     import cv2
     height, width = image.shape[:2]
-    (new_h, new_w), mapping = plan_resize(height, width, img_size, mode)
+    (new_h, new_w), mapping = plan_resize(height, width, img_size, mode, img_scale)
     if (new_h, new_w) != (height, width):
         shrinking = new_h * new_w < height * width
         resized = cv2.resize(image, (new_w, new_h),

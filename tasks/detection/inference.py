@@ -31,7 +31,7 @@ class DetInferencer(Inferencer):
 
     ``predict(path)`` returns ``(image in [0, 1] (H, W, C), DetSample with pred_* in original
     pixels)``. Arguments as :class:`~tasks.common.inference.Inferencer`; the config's test dataset
-    also gives ``img_size``, ``resize`` and ``classes``.
+    also gives ``img_size`` (or ``img_scale``), ``resize`` and ``classes``.
     """
 
     output_suffixes = ('_detections.json', '_boxes.png')
@@ -40,7 +40,8 @@ class DetInferencer(Inferencer):
         super().__init__(cfg, checkpoint, device)
         dataset = self.dataset_cfg
         self.prep = NetworkInput.build(self.in_channels, self.norm, dataset.get('img_size'),
-                                       dataset.get('resize', 'letterbox'))
+                                       dataset.get('resize', 'letterbox'),
+                                       dataset.get('img_scale'))
         # names and category ids as training saw them; without them, plain label numbers
         meta = self.checkpoint_meta.get('dataset_meta') or {}
         self.classes = tuple(meta.get('classes') or dataset.get('classes') or

@@ -93,6 +93,21 @@ def test_infer_draws_boxes_and_writes_detections(trained, tmp_path):
     assert sorted(p.name for p in rerun) == ['img2_boxes.png', 'img2_detections.json']
 
 
+def test_infer_resizes_by_the_configs_img_scale_and_maps_boxes_back(trained):
+    from tasks.detection.inference import DetInferencer
+
+    data, work, _ = trained
+    cfg = Config.fromfile(str(work / 'retinanet_effb0_nuclei_demo.py'))
+    cfg.model.score_thresh = 0.0
+    cfg.test_dataloader.dataset.img_scale = 2.0
+    inferencer = DetInferencer(cfg, str(work / 'iter_2.pth'), device='cpu')
+    image, sample = inferencer.predict(data / 'images' / 'img2.png')  # 72 x 64
+    assert image.shape[:2] == (72, 64) and sample.img_shape == (144, 128)
+    boxes = sample.pred_boxes.numpy()
+    assert len(boxes) and boxes[:, 2].max() <= 64 + 1e-4 and boxes[:, 3].max() <= 72 + 1e-4
+    assert boxes[:, 2].max() > 40  # mapped back from network pixels, not clipped there
+
+
 @pytest.mark.parametrize('config', [DEMO, COCO])
 def test_detection_configs_are_valid_and_build(config):
     cfg = Config.fromfile(config)

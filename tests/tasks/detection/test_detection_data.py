@@ -66,6 +66,35 @@ def test_letterbox_maps_boxes_both_ways(tmp_path):
                                rtol=1e-5)
 
 
+def test_img_scale_resizes_each_image_by_its_factor_and_maps_boxes_back(tmp_path):
+    write_coco(tmp_path, 'val.json', [image_entry(1, (100, 150)), image_entry(2, (41, 64))],
+               [ann(1, 1, (30, 10, 60, 40)), ann(2, 2, (4, 6, 10, 8))])
+    ds = CocoDetDataset(str(tmp_path), 'val.json', img_scale=2.0)
+    first, second = ds[0], ds[1]
+    assert first['inputs'].shape == (3, 200, 300)  # each image its own size: no canvas
+    assert second['inputs'].shape == (3, 82, 128)
+    np.testing.assert_allclose(boxes_of(first['data_samples']), [[60, 20, 180, 100]])
+    sample = second['data_samples']
+    np.testing.assert_allclose(boxes_of(sample), [[8, 12, 28, 28]])
+    np.testing.assert_allclose(sample.mapping.to_original(sample.gt_boxes).numpy(),
+                               [[4, 6, 14, 14]], rtol=1e-6)
+    assert sample.gt_coco[0]['bbox'] == [4, 6, 10, 8]  # COCOeval scores in original pixels
+    odd = CocoDetDataset(str(tmp_path), 'val.json', img_scale=1.5)[1]
+    assert odd['inputs'].shape == (3, 62, 96)  # round(41 * 1.5): the mapping is the grid's own
+    assert odd['data_samples'].mapping.scale_y == pytest.approx(62 / 41)
+
+
+@pytest.mark.parametrize('options,pattern', [
+    (dict(img_scale=0), r'img_scale must be a number in \(0, 16\]'),
+    (dict(img_scale='2x'), 'img_scale must be a number'),
+    (dict(img_scale=2.0, img_size=256), 'img_scale=2.0 and img_size=.256, 256. both set'),
+])
+def test_img_scale_bad_values_are_named(tmp_path, options, pattern):
+    write_coco(tmp_path, 'val.json', [image_entry(1, (64, 64))], [ann(1, 1, (4, 4, 8, 8))])
+    with pytest.raises(ValueError, match=pattern):
+        CocoDetDataset(str(tmp_path), 'val.json', **options)
+
+
 def test_augmentation_moves_boxes(tmp_path):
     write_coco(tmp_path, 'train.json', [image_entry(1, (64, 80))], [ann(1, 1, (10, 8, 20, 16))])
     flipped = CocoDetDataset(str(tmp_path), 'train.json',
