@@ -63,6 +63,10 @@ DETECTION_CANDIDATES: Dict[str, Dict[str, Any]] = {
     'effdet-d0-128x256-bn': dict(model=dict(type='effnet_backbones.PeerEffDet',
                                             name='tf_efficientdet_d0', image_size=(128, 256),
                                             norm_layer='bn')),
+    # crops of 128 and windows of 128 (sliced prediction) fill effdet's input without padding
+    'effdet-d0-128-bn': dict(model=dict(type='effnet_backbones.PeerEffDet',
+                                        name='tf_efficientdet_d0', image_size=128,
+                                        norm_layer='bn')),
     'ours-efficientdet-d0-me': dict(model=dict(backbone=dict(memory_efficient=True))),
 }
 

@@ -15,10 +15,12 @@ _base_ = [
 custom_hooks = [*_base_.custom_hooks, _base_.precise_bn_hook]
 
 data_root = '{{ fileDirname }}/../../tasks/detection/demo_data'
-# classes (train.json's categories) and channels (the images') come from the data
+# classes (train.json's categories) and channels (the images') come from the data, and so does
+# the input scale: img_scale='auto' enlarges sets whose median box side is below the smallest
+# anchors (16 px) to about the demo nuclei's 24 px (2x for 13 px cells; 1.0 for the demo itself)
 nuclei = dict(data_root=data_root,
               normalize=dict(_delete_=True, mode='minmax', percentiles=(0.5, 99.8)), img_size=None,
-              verify='full')
+              img_scale='auto', verify='full')
 
 train_dataloader = dict(
     batch_size=2,

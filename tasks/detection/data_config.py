@@ -94,6 +94,7 @@ def resolve_detection_data(cfg: Config, checkpoint_meta: Optional[Mapping[str, A
         if dataset.get('in_channels') is None:
             dataset.in_channels = in_channels  # an explicit value converts gray <-> RGB
     _resolve_normalization(datasets, meta)
+    _resolve_img_scale(datasets, meta)
     reference = datasets[0][1]
     evidence = (f'classes {list(reference.classes)} from {source}, {reference.in_channels} input '
                 f'channels')
@@ -115,6 +116,29 @@ def _resolve_normalization(datasets: List[Tuple[str, ConfigDict]], meta: Mapping
                                   train.in_channels)
 
 
+def _resolve_img_scale(datasets: List[Tuple[str, ConfigDict]], meta: Mapping[str, Any]) -> None:
+    """Replace ``img_scale='auto'`` by :func:`auto_img_scale` of the training boxes' median side
+    (a checkpoint's own scale wins, so evaluation and inference see what training saw)."""
+    wanted = [dataset for _, dataset in datasets if dataset.get('img_scale') == AUTO_SCALE]
+    if not wanted:
+        return
+    if 'img_scale' in meta:
+        scale, source = float(meta['img_scale'] or 1.0), 'the checkpoint'
+    else:
+        import numpy as np
+        train = next((d for key, d in datasets if key == 'train_dataloader'), datasets[0][1])
+        ann_file = Path(train.data_root).expanduser() / train.get('ann_file', 'train.json')
+        sides = [math.sqrt(max(0.0, ann['bbox'][2]) * max(0.0, ann['bbox'][3]))
+                 for ann in read_coco_json(ann_file).get('annotations', [])
+                 if not ann.get('iscrowd') and len(ann.get('bbox') or ()) == 4]
+        median = float(np.median(sides)) if sides else float(SMALLEST_ANCHOR)
+        scale = auto_img_scale(median)
+        source = f'the median box side of {ann_file.name}, {median:.1f} px'
+    print_log(f'img_scale (auto, from {source}): {scale:g}', logger='current')
+    for dataset in wanted:
+        dataset.img_scale = scale
+
+
 @dataclass(frozen=True)
 class BoxStatistics:
     """Object sizes of a split (box side: square root of width x height, pixels) and its densest
@@ -132,6 +156,20 @@ SMALLEST_ANCHOR = 16
 TUNED_SIDE = 24
 #: detections per image the recipes keep and COCO's AP counts
 COCO_MAX_DETS = 100
+#: the ``img_scale`` value that has the tools choose the scale from the training boxes
+AUTO_SCALE = 'auto'
+#: the largest scale ``'auto'`` picks (memory grows with its square)
+MAX_AUTO_SCALE = 4.0
+
+
+def auto_img_scale(median_side: float) -> float:
+    """The input scale ``img_scale='auto'`` picks for objects of this median side (pixels):
+    below the recipes' smallest anchor (16 px) they are enlarged to about the side the recipes
+    are tuned on (24 px), to the nearest 0.5 and at most 4x; larger objects keep their size
+    (1.0)."""
+    if median_side >= SMALLEST_ANCHOR:
+        return 1.0
+    return min(MAX_AUTO_SCALE, round(2 * TUNED_SIDE / max(median_side, 1.0)) / 2)
 
 
 def box_statistics(records: Sequence['ImageRecord']) -> Optional[BoxStatistics]:
@@ -163,13 +201,13 @@ def size_notes(splits: Mapping[str, BoxStatistics]) -> List[str]:
                      f'val_evaluator.max_dets={keep} test_evaluator.max_dets={keep}')
     source, sizes = next(iter(splits.items()))
     if sizes.side_50 < SMALLEST_ANCHOR:
-        factor = math.ceil(2 * TUNED_SIDE / sizes.side_50) / 2
+        factor = auto_img_scale(sizes.side_50)
         notes.append(f'the median box side of {source} is {sizes.side_50:.0f} px, below the '
                      f'{SMALLEST_ANCHOR} px smallest anchors of the small-object recipes (32 px in '
                      f'the COCO ones); enlarge the images about {factor:g}x '
-                     f'(img_scale={factor:g} on the train, val and test datasets) rather than '
-                     f'shrinking the anchors '
-                     f'(docs/detection.md, "Small and dense objects")')
+                     f'(img_scale={factor:g} on the train, val and test datasets; the '
+                     f"small-object recipes' img_scale='auto' does it) rather than shrinking the "
+                     f'anchors (docs/detection.md, "Small and dense objects")')
     return notes
 
 

@@ -63,7 +63,8 @@ class CocoDetDataset(Dataset):
         resize: 'letterbox' (keep aspect ratio, pad bottom/right) or 'resize' (stretch).
         img_scale: instead of ``img_size``, resize every image by this factor, keeping its own
             size ratios (objects smaller than the recipe's anchors; ``tools/check_data.py``
-            advises one). Predictions are mapped back to original pixels either way.
+            advises one; in configs, ``'auto'`` has the tools choose it from the training
+            boxes). Predictions are mapped back to original pixels either way.
         scale_jitter: ``(low, high)`` random rescale, then crop or pad back to ``img_size``.
         pipeline: albumentations steps applied with the boxes (flips, colour ...).
         min_visibility: after a crop, boxes keeping less of their area are dropped from targets.
@@ -105,10 +106,12 @@ class CocoDetDataset(Dataset):
 
     @property
     def metainfo(self) -> Dict[str, Any]:
-        """Class names, their COCO category ids and the input channels; MMEngine hands this to
-        the metric and saves it in checkpoints, so evaluation and inference know them."""
+        """Class names, their COCO category ids, the input channels, normalisation and scale;
+        MMEngine hands this to the metric and saves it in checkpoints, so evaluation and
+        inference know them."""
         return dict(classes=self.coco.classes, cat_ids=self.coco.cat_ids,
-                    in_channels=self.prep.in_channels, normalize=self.normalize)
+                    in_channels=self.prep.in_channels, normalize=self.normalize,
+                    img_scale=self.prep.img_scale)
 
     def _check_files(self, sizes: bool) -> None:
         missing = [record.path for record in self.records if not record.path.is_file()]

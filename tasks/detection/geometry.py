@@ -59,6 +59,10 @@ def check_img_scale(img_scale: Optional[float],
     """A positive resize factor, or None; it cannot be combined with a fixed ``img_size``."""
     if img_scale is None:
         return None
+    if img_scale == 'auto':
+        raise ValueError("img_scale='auto' is chosen from the training boxes by the tools "
+                         "(tools/train.py, test.py, infer.py resolve it from the config's data "
+                         "or the checkpoint); give a number when building a dataset in Python")
     if isinstance(img_scale, bool) or not isinstance(img_scale, (int, float)) or not (
             0 < img_scale <= 16):
         raise ValueError(f'img_scale must be a number in (0, 16] (each image is resized by that '

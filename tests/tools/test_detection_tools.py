@@ -50,6 +50,9 @@ def test_train_writes_checkpoints_and_coco_metrics(trained):
         assert field in log
     curves = json.loads((work / 'training_curves.json').read_text())
     assert curves['metric_key'] == 'coco/bbox_mAP_50'
+    from tasks.engine.checkpoint import checkpoint_meta
+    # the recipe's img_scale='auto' on boxes of 20-30 px: kept at 1.0, saved for test and infer
+    assert checkpoint_meta(str(work / 'iter_2.pth'))['dataset_meta']['img_scale'] == 1.0
 
 
 def test_test_tool_prints_and_writes_flat_metrics(trained, tmp_path, capsys):

@@ -21,8 +21,8 @@ def boxes_of(sample):
 def test_labels_are_contiguous_and_map_back(tmp_path):
     make_dataset(tmp_path)
     ds = CocoDetDataset(str(tmp_path), 'train.json')
-    assert ds.metainfo == dict(classes=('box', 'bar'), cat_ids=(3, 7), in_channels=ds.prep.in_channels,
-                            normalize=None)
+    assert ds.metainfo == dict(classes=('box', 'bar'), cat_ids=(3, 7),
+                               in_channels=ds.prep.in_channels, normalize=None, img_scale=None)
     sample = ds[0]['data_samples']
     assert sample.gt_labels.tolist() == [0, 1]  # category 3 -> 0, 7 -> 1
     assert [a['category_id'] for a in sample.gt_coco] == [3, 7]
@@ -82,17 +82,65 @@ def test_img_scale_resizes_each_image_by_its_factor_and_maps_boxes_back(tmp_path
     odd = CocoDetDataset(str(tmp_path), 'val.json', img_scale=1.5)[1]
     assert odd['inputs'].shape == (3, 62, 96)  # round(41 * 1.5): the mapping is the grid's own
     assert odd['data_samples'].mapping.scale_y == pytest.approx(62 / 41)
+    assert ds.metainfo['img_scale'] == 2.0  # kept in checkpoints for test.py and infer.py
 
 
 @pytest.mark.parametrize('options,pattern', [
     (dict(img_scale=0), r'img_scale must be a number in \(0, 16\]'),
     (dict(img_scale='2x'), 'img_scale must be a number'),
     (dict(img_scale=2.0, img_size=256), 'img_scale=2.0 and img_size=.256, 256. both set'),
+    (dict(img_scale='auto'), "img_scale='auto' is chosen from the training boxes by the tools"),
 ])
 def test_img_scale_bad_values_are_named(tmp_path, options, pattern):
     write_coco(tmp_path, 'val.json', [image_entry(1, (64, 64))], [ann(1, 1, (4, 4, 8, 8))])
     with pytest.raises(ValueError, match=pattern):
         CocoDetDataset(str(tmp_path), 'val.json', **options)
+
+
+def small_boxes_config(root, side, img_scale='auto'):
+    """The small-object recipe on a set of ``side`` px boxes, ``img_scale`` on every split."""
+    from mmengine.config import Config
+    from tool_loader import CONFIGS
+    images = [image_entry(1, (96, 96)), image_entry(2, (96, 96))]
+    boxes = [ann(k + 1, 1 + k % 2, (10 + 20 * (k // 2), 10, side, side)) for k in range(6)]
+    write_coco(root, 'train.json', images, boxes)
+    write_coco(root, 'val.json', images, boxes)
+    cfg = Config.fromfile(str(CONFIGS / 'retinanet_effb0_nuclei_demo.py'))
+    for split in ('train', 'val', 'test'):
+        dataset = cfg[f'{split}_dataloader'].dataset
+        dataset.data_root, dataset.img_scale = str(root), img_scale
+    return cfg
+
+
+def scales(cfg):
+    return [cfg[f'{split}_dataloader'].dataset.img_scale for split in ('train', 'val', 'test')]
+
+
+@pytest.mark.parametrize('median,scale', [(13, 2.0), (8, 3.0), (15.9, 1.5), (16, 1.0), (40, 1.0),
+                                          (2, 4.0)])
+def test_auto_img_scale_enlarges_objects_below_the_smallest_anchor(median, scale):
+    from tasks.detection.data_config import auto_img_scale
+    assert auto_img_scale(median) == scale
+
+
+def test_img_scale_auto_follows_the_training_boxes_or_the_checkpoint(tmp_path):
+    from mmengine.config import Config
+    from tasks.engine.data import resolve_from_data
+    from tool_loader import CONFIGS
+    for recipe in ('retinanet_effb0_nuclei_demo.py', 'efficientdet_d0_nuclei_demo.py'):
+        assert scales(Config.fromfile(str(CONFIGS / recipe))) == ['auto'] * 3  # as shipped
+    cfg = small_boxes_config(tmp_path / 'small', side=8)
+    resolve_from_data(cfg)
+    assert scales(cfg) == [3.0, 3.0, 3.0]  # 8 px boxes towards the recipe's 24 px
+    large = small_boxes_config(tmp_path / 'large', side=20)
+    resolve_from_data(large)
+    assert scales(large) == [1.0, 1.0, 1.0]
+    trained = small_boxes_config(tmp_path / 'small', side=8)
+    resolve_from_data(trained, dict(dataset_meta=dict(img_scale=2.0)))
+    assert scales(trained) == [2.0, 2.0, 2.0]  # what training used, whatever the data says now
+    fixed = small_boxes_config(tmp_path / 'small', side=8, img_scale=1.5)
+    resolve_from_data(fixed)
+    assert scales(fixed) == [1.5, 1.5, 1.5]  # a number is the user's choice
 
 
 def test_augmentation_moves_boxes(tmp_path):
