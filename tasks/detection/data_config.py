@@ -128,9 +128,12 @@ def _resolve_img_scale(datasets: List[Tuple[str, ConfigDict]], meta: Mapping[str
         import numpy as np
         train = next((d for key, d in datasets if key == 'train_dataloader'), datasets[0][1])
         ann_file = Path(train.data_root).expanduser() / train.get('ann_file', 'train.json')
+        # malformed boxes are skipped here: the dataset names them when it loads the file
         sides = [math.sqrt(max(0.0, ann['bbox'][2]) * max(0.0, ann['bbox'][3]))
                  for ann in read_coco_json(ann_file).get('annotations', [])
-                 if not ann.get('iscrowd') and len(ann.get('bbox') or ()) == 4]
+                 if isinstance(ann, dict) and not ann.get('iscrowd')
+                 and isinstance(ann.get('bbox'), list) and len(ann['bbox']) == 4
+                 and all(isinstance(v, (int, float)) for v in ann['bbox'])]
         median = float(np.median(sides)) if sides else float(SMALLEST_ANCHOR)
         scale = auto_img_scale(median)
         source = f'the median box side of {ann_file.name}, {median:.1f} px'
