@@ -5,7 +5,9 @@
         --grid model.encoder_options.zero_init_residual=False,True \
         --max-iters 200 --val-interval 25 --seeds 0 1 --out docs/ablations/mri_b4
 
-Values are Python literals (None, True, 0.2, (1, 2)); bare words are strings. --mode grid (default)
+Values are Python literals (None, True, 0.2, (1, 2)); bare words are strings. Grid values go into
+the recipe before --max-iters stretches its schedule, so iteration counts in them (a scheduler's
+``begin``/``end``) are in the recipe's own iterations; --cfg-options apply after. --mode grid (default)
 trains every combination, --mode each the default (first values) and one change at a time, and
 each --combo adds one variant of several changes together. Runs go
 one after another into OUT_runs/; an interrupted ablation resumes where it stopped when rerun.
