@@ -103,20 +103,20 @@ class CocoMetric(BaseMetric):
 
     Args:
         classwise: also report AP and AP50 per class.
+        outfile_prefix: write the detections to ``<prefix>.bbox.json`` (COCO results format).
+        collect_device: 'cpu' or 'gpu', for distributed evaluation.
+        prefix: key prefix; default 'coco'.
         max_dets: detections per image that AP counts (COCO's 100). Images with more objects
             than this cannot reach full recall: raise it together with the model's
             ``detections_per_img`` (dense cells, crowds); the metric warns when a validation
             image has more ground-truth boxes than ``max_dets``.
-        outfile_prefix: write the detections to ``<prefix>.bbox.json`` (COCO results format).
-        collect_device: 'cpu' or 'gpu', for distributed evaluation.
-        prefix: key prefix; default 'coco'.
     """
 
     default_prefix: Optional[str] = 'coco'
 
-    def __init__(self, classwise: bool = False, max_dets: int = 100,
-                 outfile_prefix: Optional[str] = None, collect_device: str = 'cpu',
-                 prefix: Optional[str] = None) -> None:
+    def __init__(self, classwise: bool = False, outfile_prefix: Optional[str] = None,
+                 collect_device: str = 'cpu', prefix: Optional[str] = None,
+                 max_dets: int = 100) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
         self.classwise = classwise
         self.max_dets = check_max_dets(max_dets)
