@@ -124,6 +124,8 @@ def _resolve_img_scale(datasets: List[Tuple[str, ConfigDict]], meta: Mapping[str
         return
     if 'img_scale' in meta:
         scale, source = float(meta['img_scale'] or 1.0), 'the checkpoint'
+    elif meta.get('classes'):  # a checkpoint from before img_scale: trained at the images' size
+        scale, source = 1.0, 'a checkpoint that predates img_scale'
     else:
         import numpy as np
         train = next((d for key, d in datasets if key == 'train_dataloader'), datasets[0][1])

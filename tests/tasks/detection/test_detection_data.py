@@ -138,6 +138,9 @@ def test_img_scale_auto_follows_the_training_boxes_or_the_checkpoint(tmp_path):
     trained = small_boxes_config(tmp_path / 'small', side=8)
     resolve_from_data(trained, dict(dataset_meta=dict(img_scale=2.0)))
     assert scales(trained) == [2.0, 2.0, 2.0]  # what training used, whatever the data says now
+    older = small_boxes_config(tmp_path / 'small', side=8)
+    resolve_from_data(older, dict(dataset_meta=dict(classes=('box',), in_channels=3)))
+    assert scales(older) == [1.0, 1.0, 1.0]  # trained before img_scale existed: own size
     fixed = small_boxes_config(tmp_path / 'small', side=8, img_scale=1.5)
     resolve_from_data(fixed)
     assert scales(fixed) == [1.5, 1.5, 1.5]  # a number is the user's choice
