@@ -18,6 +18,7 @@ from ..common.io import DataError
 from ..engine.data import datasets_of, follow_the_data
 from ..engine.inference_options import fill_slide_window
 from .coco import read_coco_json, select_categories
+from .metrics import COCO_MAX_DETS
 
 if TYPE_CHECKING:
     from .coco import ImageRecord
@@ -127,16 +128,17 @@ def _resolve_img_scale(datasets: List[Tuple[str, ConfigDict]], meta: Mapping[str
     elif meta.get('classes'):  # a checkpoint from before img_scale: trained at the images' size
         scale, source = 1.0, 'a checkpoint that predates img_scale'
     else:
-        import numpy as np
+        import warnings
+
+        from .coco import DataWarning, load_coco
         train = next((d for key, d in datasets if key == 'train_dataloader'), datasets[0][1])
-        ann_file = Path(train.data_root).expanduser() / train.get('ann_file', 'train.json')
-        # malformed boxes are skipped here: the dataset names them when it loads the file
-        sides = [math.sqrt(max(0.0, ann['bbox'][2]) * max(0.0, ann['bbox'][3]))
-                 for ann in read_coco_json(ann_file).get('annotations', [])
-                 if isinstance(ann, dict) and not ann.get('iscrowd')
-                 and isinstance(ann.get('bbox'), list) and len(ann['bbox']) == 4
-                 and all(isinstance(v, (int, float)) for v in ann['bbox'])]
-        median = float(np.median(sides)) if sides else float(SMALLEST_ANCHOR)
+        root = Path(train.data_root).expanduser()
+        ann_file = root / train.get('ann_file', 'train.json')
+        with warnings.catch_warnings():  # clipped or dropped boxes: the dataset reports them
+            warnings.simplefilter('ignore', DataWarning)
+            coco = load_coco(ann_file, root / train.get('img_dir', 'images'), train.get('classes'))
+        sizes = box_statistics(coco.records)
+        median = sizes.side_50 if sizes else float(SMALLEST_ANCHOR)
         scale = auto_img_scale(median)
         source = f'the median box side of {ann_file.name}, {median:.1f} px'
     print_log(f'img_scale (auto, from {source}): {scale:g}', logger='current')
@@ -159,8 +161,6 @@ class BoxStatistics:
 SMALLEST_ANCHOR = 16
 #: the object side those recipes are tuned on (the demo nuclei, about 23 px)
 TUNED_SIDE = 24
-#: detections per image the recipes keep and COCO's AP counts
-COCO_MAX_DETS = 100
 #: the ``img_scale`` value that has the tools choose the scale from the training boxes
 AUTO_SCALE = 'auto'
 #: the largest scale ``'auto'`` picks (memory grows with its square)

@@ -18,6 +18,8 @@ __all__ = ['CocoMetric', 'SUMMARY_KEYS', 'to_coco_results', 'coco_evaluate']
 
 #: COCOeval.stats[0:6] under MMDetection's names (AP at IoU .50:.95, .50, .75; small/medium/large)
 SUMMARY_KEYS = ('bbox_mAP', 'bbox_mAP_50', 'bbox_mAP_75', 'bbox_mAP_s', 'bbox_mAP_m', 'bbox_mAP_l')
+#: detections per image that COCO's AP counts (and the recipes keep) by default
+COCO_MAX_DETS = 100
 
 
 def _mean_precision(values: np.ndarray) -> float:
@@ -45,7 +47,7 @@ def check_max_dets(max_dets: int) -> int:
 
 def coco_evaluate(ground_truth: Dict[str, Any], detections: List[Dict[str, Any]],
                   classwise: bool = False, class_names: Sequence[str] = (),
-                  max_dets: int = 100) -> Dict[str, float]:
+                  max_dets: int = COCO_MAX_DETS) -> Dict[str, float]:
     """COCOeval (bbox) of ``detections`` against a COCO ground-truth dict.
 
     Returns :data:`SUMMARY_KEYS` and, with ``classwise``, ``AP.<class>`` and ``AP50.<class>``.
@@ -77,7 +79,7 @@ def coco_evaluate(ground_truth: Dict[str, Any], detections: List[Dict[str, Any]]
     metrics = {key: _mean_precision(values) for key, values in zip(SUMMARY_KEYS, (
         precision[..., 0, -1], precision[0, ..., 0, -1], precision[at_75, ..., 0, -1],
         precision[..., 1, -1], precision[..., 2, -1], precision[..., 3, -1]))}
-    if max_dets == 100:  # COCO's own summary, average recall included
+    if max_dets == COCO_MAX_DETS:  # COCO's own summary, average recall included
         with contextlib.redirect_stdout(summary):
             evaluator.summarize()
     else:
@@ -116,7 +118,7 @@ class CocoMetric(BaseMetric):
 
     def __init__(self, classwise: bool = False, outfile_prefix: Optional[str] = None,
                  collect_device: str = 'cpu', prefix: Optional[str] = None,
-                 max_dets: int = 100) -> None:
+                 max_dets: int = COCO_MAX_DETS) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
         self.classwise = classwise
         self.max_dets = check_max_dets(max_dets)
