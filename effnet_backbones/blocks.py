@@ -6,7 +6,8 @@ from typing import List, Optional, Sequence
 import torch
 import torch.nn as nn
 
-from .layers import ActFactory, ConvNormAct, DropPath, NormFactory, create_block_attention
+from .layers import (ActFactory, ConvNormAct, DropPath, NormFactory, PointwiseConv2d,
+                     create_block_attention)
 from .layers.memory_efficient import gate_project, norm_act_conv
 from .spec import BlockSpec
 
@@ -38,7 +39,7 @@ class ResNetDShortcut(nn.Module):
                  norm_layer: NormFactory) -> None:
         super().__init__()
         self.pool = _shortcut_pool(stride)
-        self.conv = nn.Conv2d(in_channels, out_channels, 1, bias=False)
+        self.conv = PointwiseConv2d(in_channels, out_channels, 1, bias=False)
         self.norm = norm_layer(out_channels)
 
     def set_stride(self, stride: int) -> None:

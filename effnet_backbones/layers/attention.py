@@ -7,6 +7,7 @@ import torch
 import torch.nn as nn
 
 from .norm_act import ActFactory
+from .small_conv import PointwiseConv2d
 
 __all__ = ['SqueezeExcite', 'SCSE', 'ChannelSE', 'SpatialSE', 'BLOCK_ATTENTION',
            'create_block_attention']
@@ -26,9 +27,9 @@ class SqueezeExcite(nn.Module):
 
     def __init__(self, channels: int, reduced_channels: int, act_layer: ActFactory = nn.SiLU) -> None:
         super().__init__()
-        self.reduce = nn.Conv2d(channels, reduced_channels, 1)
+        self.reduce = PointwiseConv2d(channels, reduced_channels, 1)
         self.act = act_layer()
-        self.expand = nn.Conv2d(reduced_channels, channels, 1)
+        self.expand = PointwiseConv2d(reduced_channels, channels, 1)
 
     def gate(self, x: torch.Tensor) -> torch.Tensor:
         """The (N, C, 1, 1) sigmoid gate for ``x``."""
@@ -43,13 +44,13 @@ def _channel_gate(channels: int, reduction: int) -> nn.Sequential:
     if not isinstance(reduction, int) or isinstance(reduction, bool) or reduction < 1:
         raise ValueError(f'scse_reduction must be a positive int, got {reduction!r}')
     hidden = max(1, channels // reduction)
-    return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(channels, hidden, 1),
-                         nn.ReLU(inplace=True), nn.Conv2d(hidden, channels, 1), nn.Sigmoid())
+    return nn.Sequential(nn.AdaptiveAvgPool2d(1), PointwiseConv2d(channels, hidden, 1),
+                         nn.ReLU(inplace=True), PointwiseConv2d(hidden, channels, 1), nn.Sigmoid())
 
 
 def _spatial_gate(channels: int) -> nn.Sequential:
     """scSE's spatial gate: a 1x1 projection to one map and a sigmoid."""
-    return nn.Sequential(nn.Conv2d(channels, 1, 1), nn.Sigmoid())
+    return nn.Sequential(PointwiseConv2d(channels, 1, 1), nn.Sigmoid())
 
 
 class ChannelSE(nn.Module):

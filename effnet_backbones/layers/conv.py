@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from .depthwise import depthwise_conv2d, takes_fast_path
 from .memory_efficient import fuses_norm_act, norm_act
 from .norm_act import ActFactory, NormFactory
+from .small_conv import PointwiseConv2d, small_conv2d
 
 __all__ = ['PADDING_MODES', 'Conv2dSame', 'DepthwiseConv2d', 'DepthwiseConv2dSame', 'create_conv2d',
            'replan_conv2d', 'ConvNormAct', 'same_padding']
@@ -55,7 +56,8 @@ class Conv2dSame(nn.Conv2d):
 class DepthwiseConv2d(nn.Conv2d):
     """A depthwise ``nn.Conv2d`` (one input channel per group) whose training forward computes the
     weight gradient on the fast CPU path of :mod:`effnet_backbones.layers.depthwise` (5x5 kernels
-    and up); the same parameters, outputs and hooks as ``nn.Conv2d``."""
+    and up), and whose 3x3 convs of small CPU maps take :mod:`~effnet_backbones.layers.small_conv`'s
+    path; the same parameters, outputs and hooks as ``nn.Conv2d``."""
 
     @torch.jit.unused
     def fast_forward(self, x: torch.Tensor) -> Optional[torch.Tensor]:
@@ -67,6 +69,8 @@ class DepthwiseConv2d(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting():
             out = self.fast_forward(x)
+            if out is None:
+                out = small_conv2d(self, x)
             if out is not None:
                 return out
         return self._conv_forward(x, self.weight, self.bias)
@@ -91,10 +95,16 @@ class DepthwiseConv2dSame(Conv2dSame):
                         self.groups)
 
 
-def _conv_class(static: bool, depthwise: bool) -> type:
+def _conv_class(static: bool, depthwise: bool, pointwise: bool = False) -> type:
     if depthwise:
         return DepthwiseConv2d if static else DepthwiseConv2dSame
+    if pointwise and static:
+        return PointwiseConv2d
     return nn.Conv2d if static else Conv2dSame
+
+
+def _is_pointwise(kernel_size: int, stride: int, groups: int) -> bool:
+    return kernel_size == 1 and stride == 1 and groups == 1
 
 
 def _is_depthwise(in_channels: int, out_channels: int, groups: int) -> bool:
@@ -114,7 +124,8 @@ def create_conv2d(in_channels: int, out_channels: int, kernel_size: int, stride:
     _check_padding(padding)
     span = (kernel_size - 1) * dilation
     static = _pads_statically(padding, stride, span)
-    cls = _conv_class(static, _is_depthwise(in_channels, out_channels, groups))
+    cls = _conv_class(static, _is_depthwise(in_channels, out_channels, groups),
+                      _is_pointwise(kernel_size, stride, groups))
     return cls(in_channels, out_channels, kernel_size, stride=stride,
                padding=span // 2 if static else 0, dilation=dilation, groups=groups, bias=bias)
 
@@ -130,7 +141,8 @@ def replan_conv2d(conv: nn.Conv2d, padding: str, stride: Optional[int] = None,
     static = _pads_statically(padding, stride, span)
     # the classes only add run-time padding or a training path to nn.Conv2d: they can be swapped
     conv.__class__ = _conv_class(static, _is_depthwise(conv.in_channels, conv.out_channels,
-                                                       conv.groups))
+                                                       conv.groups),
+                                 _is_pointwise(conv.kernel_size[0], stride, conv.groups))
     conv.stride, conv.dilation = (stride, stride), (dilation, dilation)
     conv.padding = (span // 2, span // 2) if static else (0, 0)
 

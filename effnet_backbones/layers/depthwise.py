@@ -33,7 +33,7 @@ from torch import Tensor
 
 __all__ = ['FAST_MIN_KERNEL', 'set_fast_depthwise', 'fast_depthwise_enabled', 'fast_depthwise',
            'uses_fast_weight_grad', 'depthwise_weight_grad', 'conv2d_backward',
-           'depthwise_conv2d', 'takes_fast_path']
+           'depthwise_conv2d', 'takes_fast_path', 'exporting']
 
 #: the smallest kernel side whose weight gradient takes the grouped-convolution path (3 x 3 weight
 #: gradients were as fast or faster in PyTorch's kernel, measured at B0/B4 shapes)
@@ -154,8 +154,9 @@ def depthwise_conv2d(x: Tensor, weight: Tensor, stride: Sequence[int] = (1, 1),
     return _DepthwiseConv2d.apply(x, weight, list(stride), list(padding), list(dilation))
 
 
-def _tracing() -> bool:
-    """Exporters (TorchScript tracing, ONNX, torch.export) get the plain convolution."""
+def exporting() -> bool:
+    """Whether an exporter traces (TorchScript tracing, ONNX, torch.export): exporters get the
+    plain convolution."""
     if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
         return True
     is_exporting = getattr(torch.compiler, 'is_exporting', None)
@@ -169,4 +170,4 @@ def takes_fast_path(conv: nn.Conv2d, x: Tensor) -> bool:
     return (torch.is_grad_enabled() and conv.bias is None and conv.padding_mode == 'zeros'
             and not isinstance(conv.padding, str)
             and uses_fast_weight_grad(x, conv.weight, conv.groups)
-            and (x.requires_grad or conv.weight.requires_grad) and not _tracing())
+            and (x.requires_grad or conv.weight.requires_grad) and not exporting())

@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from timm.layers import create_conv2d as timm_create_conv2d
 from timm.layers.padding import get_padding_value, get_same_padding
 
-from effnet_backbones.layers import Conv2dSame, ConvNormAct, create_conv2d, same_padding
+from effnet_backbones.layers import (Conv2dSame, ConvNormAct, PointwiseConv2d, create_conv2d,
+                                     same_padding)
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 
@@ -109,13 +110,19 @@ def test_dynamic_padding_only_where_it_depends_on_the_size(kernel_size, stride, 
     if fixed is None:  # asymmetric or size-dependent: only run-time padding is right
         assert isinstance(same, Conv2dSame)
     elif kernel_size > 1 or stride == 1:  # a plain conv with the padding TF would apply
-        assert type(same) is nn.Conv2d and same.padding == (fixed, fixed)
+        assert type(same) is _plain_class(kernel_size, stride) and same.padding == (fixed, fixed)
     else:  # strided 1x1: Conv2dSame as in timm, but it pads nothing
         x = torch.randn(1, 2, 9, 10)
         plain = F.conv2d(x, same.weight, None, stride, 0, dilation)
         torch.testing.assert_close(same(x), plain, rtol=0, atol=0)
     symmetric = create_conv2d(2, 3, kernel_size, stride=stride, dilation=dilation)
-    assert type(symmetric) is nn.Conv2d
+    assert type(symmetric) is _plain_class(kernel_size, stride)
+
+
+def _plain_class(kernel_size, stride):
+    """What a statically padded conv is built as: stride-1 1x1 convs are the nn.Conv2d
+    subclass with the small-map path."""
+    return PointwiseConv2d if (kernel_size, stride) == (1, 1) else nn.Conv2d
     assert symmetric.padding == (((kernel_size - 1) * dilation) // 2,) * 2
 
 

@@ -10,6 +10,7 @@ from effnet_backbones import EfficientNet
 from effnet_backbones.layers import depthwise
 from effnet_backbones.layers.conv import create_conv2d
 from effnet_backbones.layers.conv import DepthwiseConv2d, DepthwiseConv2dSame, replan_conv2d
+from effnet_backbones.layers.small_conv import PointwiseConv2d
 from effnet_backbones.layers.depthwise import (depthwise_conv2d, depthwise_weight_grad,
                                                fast_depthwise, uses_fast_weight_grad)
 
@@ -111,7 +112,7 @@ def test_depthwise_conv_module_equals_plain_conv_and_keeps_its_hooks(padding, st
 
 def test_only_depthwise_convs_get_the_class_and_replanning_keeps_it():
     assert type(create_conv2d(8, 16, 5, groups=8)) is torch.nn.Conv2d  # grouped, not depthwise
-    assert type(create_conv2d(8, 8, 1)) is torch.nn.Conv2d
+    assert type(create_conv2d(8, 8, 1)) is PointwiseConv2d  # nn.Conv2d + the small-map path
     conv = create_conv2d(8, 8, 5, groups=8)
     replan_conv2d(conv, 'same', stride=2)
     assert type(conv) is DepthwiseConv2dSame
