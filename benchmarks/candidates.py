@@ -3,7 +3,9 @@
 - ``ours:b4`` our backbone (taps 1..4); options ``+me`` (memory_efficient), ``+cp`` (per-stage
   checkpointing), ``+cpb`` (per-block), ``+scse``, ``+same`` (TF padding), ``+atendw`` (PyTorch's
   own depthwise weight gradient instead of the fast CPU path of
-  ``effnet_backbones.layers.depthwise``; also for ``unet`` and ``det``)
+  ``effnet_backbones.layers.depthwise``; also for ``unet`` and ``det``), ``+onednn`` (oneDNN for
+  every convolution: the small-map paths of ``effnet_backbones.layers.small_conv`` off; also for
+  ``unet`` and ``det``)
 - ``+adamw`` / ``+adamwfast`` on any family: each training step also clips the gradient norm (5)
   and takes an AdamW step, built by MMEngine's default optimiser constructor (PyTorch's default
   implementation for the device) or by ``effnet_backbones.FastOptimWrapperConstructor`` (fused
@@ -33,7 +35,7 @@ FAMILIES = ('ours', 'timm', 'timm_tf', 'tv', 'unet', 'unet_smp', 'unet_timm', 'd
 #: optimiser-step options -> the MMEngine optimiser constructor that builds the step
 OPTIMIZER_OPTIONS = {'adamw': 'DefaultOptimWrapperConstructor',
                      'adamwfast': 'effnet_backbones.FastOptimWrapperConstructor'}
-OPTIONS = ('me', 'cp', 'cpb', 'scse', 'same', 'atendw', *OPTIMIZER_OPTIONS)
+OPTIONS = ('me', 'cp', 'cpb', 'scse', 'same', 'atendw', 'onednn', *OPTIMIZER_OPTIONS)
 _TV_TAPS = (2, 3, 5, 7)
 _MEMORY_BUDGET = re.compile(r'^mb(\d{1,3})$')
 
@@ -103,6 +105,9 @@ def build_candidate(name: str, resolution: Optional[int] = None) -> nn.Module:
     if 'atendw' in options:  # each candidate is built in its own worker process
         from effnet_backbones.layers.depthwise import set_fast_depthwise
         set_fast_depthwise(False)
+    if 'onednn' in options:
+        from effnet_backbones.layers.small_conv import set_small_conv
+        set_small_conv(False)
     ours = dict(memory_efficient='me' in options,
                 with_cp='block' if 'cpb' in options else 'cp' in options,
                 scse='scse' in options, padding='same' if 'same' in options else 'symmetric')

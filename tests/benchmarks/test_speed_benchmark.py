@@ -111,6 +111,17 @@ def test_atendw_option_turns_the_fast_depthwise_gradient_off_for_its_worker():
         depthwise.set_fast_depthwise(previous)
 
 
+def test_onednn_option_turns_the_small_map_paths_off_for_its_worker():
+    from effnet_backbones.layers import small_conv
+    assert parse_candidate('det:d0+onednn') == ('det', 'd0', ['onednn'])
+    previous = small_conv.small_conv_enabled()
+    try:
+        build_candidate('ours:b0+onednn')
+        assert not small_conv.small_conv_enabled()
+    finally:
+        small_conv.set_small_conv(previous)
+
+
 def test_memory_budget_option_parses_and_needs_compile():
     from benchmarks.candidates import memory_budget_of
     assert parse_candidate('timm:b0+mb50') == ('timm', 'b0', ['mb50'])
@@ -142,3 +153,18 @@ def test_optimizer_options_add_a_real_adamw_step_to_the_measured_step():
         assert wrapper.optimizer.defaults['weight_decay'] == 1e-4
     measured = measure('ours:b0+adamw', BenchSettings(batch=2, resolution=64, warmup=0, steps=1))
     assert len(measured['times']) == 1
+
+
+def test_small_conv_benchmark_times_each_formulation_and_names_the_rules_pick(tmp_path):
+    from benchmarks.small_conv import main, run
+    rows = run(pointwise=[(2, 64, 64)], depthwise=[(2, 64)], sides=[1, 32], repeats=5)
+    picked = {(row['kind'], row['side']): row['picked'] for row in rows}
+    assert picked == {('pointwise', 1): 'thnn', ('pointwise', 32): 'onednn',
+                      ('depthwise3x3', 1): 'unfold', ('depthwise3x3', 32): 'onednn'}
+    assert set(rows[0]['us']) == {'onednn', 'thnn', 'linear'}
+    assert set(rows[-1]['us']) == {'onednn', 'unfold'}
+    assert all(value > 0 for row in rows for value in row['us'].values())
+    out = str(tmp_path / 'small')
+    main(['--out', out, '--sides', '1', '--repeats', '5'])
+    table = (tmp_path / 'small.md').read_text()
+    assert '| pointwise | 8 | 320 -> 1152 | 1 |' in table and '| depthwise3x3 | 8 | 480 | 1 |' in table
