@@ -2,7 +2,7 @@
 
 PyTorch runs CPU convolutions through oneDNN (``mkldnn_convolution``), which costs about 70 us
 forward and 110-200 us backward per call whatever the size (2 threads, measured on this
-project's CI machine, docs/benchmarks.md "Small maps"). EfficientDet's BiFPN and heads run many
+project's 2-core CPU VM, docs/benchmarks.md "Small maps"). EfficientDet's BiFPN and heads run many
 64-channel convolutions on maps of 1 x 1 to 16 x 16 (P3-P7 of a 128 px crop), and every
 squeeze-and-excitation gate is a pair of 1 x 1 convolutions of a 1 x 1 map: there the fixed cost
 is most of the time. Two cheaper exact formulations take over where they were measured faster:
@@ -37,10 +37,10 @@ __all__ = ['POINTWISE_MAX_WEIGHT', 'POINTWISE_MAX_PIXELS', 'LINEAR_MAX_SIDE_PIXE
            'set_small_conv', 'small_conv_enabled', 'small_conv2d', 'PointwiseConv2d']
 
 #: largest pointwise weight (out x in channels) taking the matrix-multiply path on maps > 1 x 1:
-#: 128 x 128; at 192 x 1152 on 2 x 2 maps the path was up to 3.5x slower than oneDNN
+#: 128 x 128; for 320 -> 1152 channels on 8 x 2 x 2 pixels it was 3.4x slower than oneDNN
 POINTWISE_MAX_WEIGHT = 128 * 128
-#: largest batch x height x width of such a pointwise conv (64 channels: 0.6x oneDNN's time at
-#: 512 pixels, level at 2048)
+#: largest batch x height x width of such a pointwise conv (64 channels: 0.39-0.53x oneDNN's
+#: time at 512 pixels, the gain fading to 0.74x at 2048)
 POINTWISE_MAX_PIXELS = 1024
 #: largest height x width of a wider pointwise conv taking one matrix product (2 x 2 maps)
 LINEAR_MAX_SIDE_PIXELS = 4
@@ -48,7 +48,7 @@ LINEAR_MAX_SIDE_PIXELS = 4
 #: oneDNN's time for 192 <-> 1152 channels on 2 x 4 x 4 pixels, level or slower from 128)
 POINTWISE_WIDE_MAX_PIXELS = 32
 #: largest batch x channels x height x width of a depthwise 3 x 3 conv taking the unfold path
-#: (0.5-0.7x oneDNN's time at 2048 elements, level at 4096-8192)
+#: (0.34-0.9x oneDNN's time up to 2304 elements, 1.1-2.1x slower from 6144)
 DEPTHWISE_MAX_ELEMENTS = 4096
 
 _ENABLED = os.environ.get('EFFNET_SMALL_CONV', '1').strip().lower() not in ('0', 'false', 'no')
