@@ -222,6 +222,10 @@ def summarize_runs(results: Sequence[Mapping[str, Any]], metric: str,
         rises = [r['train_rss_rise_mb'] for r in runs if 'train_rss_rise_mb' in r]
         if rises:  # runs recorded before this figure existed have none
             row['train_rss_rise_mb'] = max(rises)
+        before_val = [r['train_rss_rise_before_val_mb'] for r in runs
+                      if 'train_rss_rise_before_val_mb' in r]
+        if before_val:  # training iterations only, up to the first validation
+            row['train_rss_rise_before_val_mb'] = max(before_val)
         row['params'] = runs[0].get('parameters') if runs else None
         if target is not None:
             reached = [reach_time(r, metric, target) for r in runs]

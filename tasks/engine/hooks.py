@@ -142,7 +142,10 @@ class TrainingCurvesHook(Hook):
     Memory: ``peak_rss_mb`` is the process's peak resident set, libraries, model and data
     included; ``train_rss_rise_mb`` how far training (its loop, validations included) took the
     resident set above where it stood when training began (on Linux; the peak is reset there
-    and the earlier one kept), the memory the training itself costs.
+    and the earlier one kept), the memory the training itself costs;
+    ``train_rss_rise_before_val_mb`` the same rise up to the first validation, training
+    iterations only (afterwards the allocator keeps part of validation's buffers, so later
+    stretches cannot be told apart).
 
     Args:
         metric_key: validation metric to plot, e.g. 'mDice' or 'coco/bbox_mAP'; default: the one
@@ -164,6 +167,7 @@ class TrainingCurvesHook(Hook):
         self._val_seconds = self._seconds_before = 0.0
         self._peak_before_train = 0
         self._rss_at_train_start: Optional[int] = None
+        self._rise_before_val: Optional[int] = None
 
     def training_seconds(self) -> float:
         """Seconds spent training so far in this run (and before a resume), validation excluded."""
@@ -176,6 +180,9 @@ class TrainingCurvesHook(Hook):
 
     def before_val_epoch(self, runner) -> None:
         self._val_start = time.perf_counter()
+        if self._clock_start and self._rss_at_train_start is not None \
+                and self._rise_before_val is None:
+            self._rise_before_val = max(0, peak_rss_bytes() - self._rss_at_train_start)
 
     def after_val_epoch(self, runner, metrics: Optional[Dict[str, float]] = None) -> None:
         if not metrics or not self._clock_start:  # a test or validation run, no training clock
@@ -226,6 +233,7 @@ class TrainingCurvesHook(Hook):
         self._val_seconds = 0.0
         self._peak_before_train = peak_rss_bytes()
         self._rss_at_train_start = current_rss_bytes() if reset_peak_rss() else None
+        self._rise_before_val = None
 
     def _training_memory(self) -> Dict[str, float]:
         """The process's peak RSS over the whole run and the rise training added (MB)."""
@@ -234,6 +242,8 @@ class TrainingCurvesHook(Hook):
         if self._rss_at_train_start is not None:
             rise = max(0, peak - self._rss_at_train_start)
             memory['train_rss_rise_mb'] = round(rise / 2 ** 20, 1)
+            before_val = rise if self._rise_before_val is None else self._rise_before_val
+            memory['train_rss_rise_before_val_mb'] = round(before_val / 2 ** 20, 1)
         return memory
 
     @master_only

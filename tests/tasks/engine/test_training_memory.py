@@ -41,3 +41,35 @@ def test_training_is_charged_with_its_own_rise_and_the_process_peak_is_kept(tmp_
     assert 100 <= curves['train_rss_rise_mb'] <= 600, figures
     # the process's peak holds the block; training's rise does not
     assert curves['peak_rss_mb'] >= rss_before_training + 1000, figures
+
+
+# Training keeps 128 MiB, then a validation holds 768 MiB for a while: the whole rise counts
+# the validation, the rise before the first validation only the training.
+RUN_WITH_VALIDATION = textwrap.dedent('''
+    import sys
+    from types import SimpleNamespace
+    import torch
+    from tasks.engine.hooks import TrainingCurvesHook
+    torch.ones(2**20).sum()
+    runner = SimpleNamespace(work_dir=sys.argv[1], iter=0, model=torch.nn.Linear(2, 2),
+                             logger=SimpleNamespace(info=print), hooks=[],
+                             message_hub=SimpleNamespace(get_info=lambda key: None))
+    hook = TrainingCurvesHook()
+    hook.before_run(runner)
+    hook.before_train(runner)
+    kept = torch.ones(128 * 2**20 // 4)
+    hook.before_val_epoch(runner)
+    buffers = torch.ones(768 * 2**20 // 4)
+    del buffers
+    hook.after_val_epoch(runner, {'mDice': 0.5})
+    hook.after_train(runner)
+''')
+
+
+@pytest.mark.skipif(platform.system() != 'Linux', reason='the rise needs /proc')
+def test_the_rise_before_the_first_validation_leaves_validation_out(tmp_path):
+    run_forked_from_a_large_process('-c', RUN_WITH_VALIDATION, str(tmp_path))
+    curves = json.loads((tmp_path / 'training_curves.json').read_text())
+    figures = (curves['train_rss_rise_before_val_mb'], curves['train_rss_rise_mb'])
+    assert 100 <= curves['train_rss_rise_before_val_mb'] <= 600, figures
+    assert curves['train_rss_rise_mb'] >= curves['train_rss_rise_before_val_mb'] + 600, figures
