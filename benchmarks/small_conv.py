@@ -54,23 +54,6 @@ def _training_step(forward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     return step
 
 
-def _picked(conv: nn.Conv2d, x: torch.Tensor) -> str:
-    """The formulation the shipped rule runs for ``conv(x)`` ('onednn' where it declines)."""
-    calls: List[str] = []
-    names = {'_thnn_pointwise': 'thnn', '_linear_pointwise': 'linear',
-             '_unfold_depthwise3x3': 'unfold'}
-    originals = {name: getattr(small_conv, name) for name in names}
-    try:
-        for name, label in names.items():
-            setattr(small_conv, name, lambda *args, _label=label, _fn=originals[name]:
-                    calls.append(_label) or _fn(*args))
-        out = small_conv.small_conv2d(conv, x)
-    finally:
-        for name, original in originals.items():
-            setattr(small_conv, name, original)
-    return calls[0] if out is not None else 'onednn'
-
-
 def _pointwise_row(batch: int, cin: int, cout: int, side: int, repeats: int) -> Dict:
     x = torch.randn(batch, cin, side, side, requires_grad=True)
     conv = nn.Conv2d(cin, cout, 1, bias=False)
@@ -83,7 +66,7 @@ def _pointwise_row(batch: int, cin: int, cout: int, side: int, repeats: int) -> 
             lambda a, w: small_conv._linear_pointwise(a, w, None), x, weight), repeats),
     }
     return dict(kind='pointwise', batch=batch, cin=cin, cout=cout, side=side, us=times,
-                picked=_picked(conv, x))
+                picked=small_conv.small_conv_path(conv, x) or 'onednn')
 
 
 def _depthwise_row(batch: int, channels: int, side: int, repeats: int) -> Dict:
@@ -97,7 +80,7 @@ def _depthwise_row(batch: int, channels: int, side: int, repeats: int) -> Dict:
             lambda a, w: small_conv._unfold_depthwise3x3(a, w, None), x, weight), repeats),
     }
     return dict(kind='depthwise3x3', batch=batch, cin=channels, cout=channels, side=side,
-                us=times, picked=_picked(conv, x))
+                us=times, picked=small_conv.small_conv_path(conv, x) or 'onednn')
 
 
 def run(pointwise: Sequence[Tuple[int, int, int]] = POINTWISE_SHAPES,

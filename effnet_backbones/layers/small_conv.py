@@ -34,7 +34,8 @@ from .depthwise import exporting
 
 __all__ = ['POINTWISE_MAX_WEIGHT', 'POINTWISE_MAX_PIXELS', 'LINEAR_MAX_SIDE_PIXELS',
            'POINTWISE_WIDE_MAX_PIXELS', 'DEPTHWISE_MAX_ELEMENTS',
-           'set_small_conv', 'small_conv_enabled', 'small_conv2d', 'PointwiseConv2d']
+           'set_small_conv', 'small_conv_enabled', 'small_conv_path', 'small_conv2d',
+           'PointwiseConv2d']
 
 #: largest pointwise weight (out x in channels) taking the matrix-multiply path on maps > 1 x 1:
 #: 128 x 128; for 320 -> 1152 channels on 8 x 2 x 2 pixels it was 3.4x slower than oneDNN
@@ -105,29 +106,24 @@ def _unfold_depthwise3x3(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> T
     return out if bias is None else out + bias.view(1, channels, 1, 1)
 
 
-def _pointwise(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Optional[Tensor]:
+def _pointwise_path(x: Tensor, weight: Tensor) -> Optional[str]:
     batch, pixels = x.shape[0], x.shape[2] * x.shape[3]
     small_weight = weight.numel() <= POINTWISE_MAX_WEIGHT
     if pixels == 1 or (small_weight and batch * pixels <= POINTWISE_MAX_PIXELS):
-        return _thnn_pointwise(x, weight, bias)
+        return 'thnn'
     if pixels <= LINEAR_MAX_SIDE_PIXELS:
-        # thnn_conv2d's per-sample products are up to 3.5x slower than oneDNN on 2 x 2 maps of
-        # wide layers; one product over the batch's pixels is 0.6-0.7x oneDNN's time
-        return _linear_pointwise(x, weight, bias)
+        # thnn_conv2d's per-sample products are up to 3.4x slower than oneDNN on 2 x 2 maps of
+        # wide layers; one product over the batch's pixels is 0.4-0.7x oneDNN's time
+        return 'linear'
     if batch * pixels <= POINTWISE_WIDE_MAX_PIXELS:
-        return _thnn_pointwise(x, weight, bias)
+        return 'thnn'
     return None
 
 
-def _depthwise3x3(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Optional[Tensor]:
-    if x.numel() > DEPTHWISE_MAX_ELEMENTS:
-        return None
-    return _unfold_depthwise3x3(x, weight, bias)
-
-
 @torch.jit.unused
-def small_conv2d(conv: nn.Conv2d, x: Tensor) -> Optional[Tensor]:
-    """``conv(x)`` through a small-map path, or None where ``F.conv2d`` should run.
+def small_conv_path(conv: nn.Conv2d, x: Tensor) -> Optional[str]:
+    """The formulation :func:`small_conv2d` runs for ``conv(x)``: 'thnn' or 'linear' (1 x 1),
+    'unfold' (depthwise 3 x 3), or None where ``F.conv2d`` runs.
 
     Args:
         conv: a zero-padded ``nn.Conv2d`` (its stride, padding, dilation, groups and weights).
@@ -139,13 +135,32 @@ def small_conv2d(conv: nn.Conv2d, x: Tensor) -> Optional[Tensor]:
         return None
     kernel = tuple(weight.shape[2:])
     if kernel == (1, 1) and conv.groups == 1 and conv.padding == (0, 0):  # any dilation
-        out = _pointwise(x, weight, conv.bias)
-    elif (kernel == (3, 3) and conv.groups == x.shape[1] == weight.shape[0]
-          and weight.shape[1] == 1 and conv.padding == (1, 1) and conv.dilation == (1, 1)):
-        out = _depthwise3x3(x, weight, conv.bias)
-    else:
+        return _pointwise_path(x, weight)
+    if (kernel == (3, 3) and conv.groups == x.shape[1] == weight.shape[0]
+            and weight.shape[1] == 1 and conv.padding == (1, 1) and conv.dilation == (1, 1)):
+        return 'unfold' if x.numel() <= DEPTHWISE_MAX_ELEMENTS else None
+    return None
+
+
+@torch.jit.unused
+def small_conv2d(conv: nn.Conv2d, x: Tensor) -> Optional[Tensor]:
+    """``conv(x)`` through a small-map path (:func:`small_conv_path`), or None where
+    ``F.conv2d`` should run.
+
+    Args:
+        conv: a zero-padded ``nn.Conv2d`` (its stride, padding, dilation, groups and weights).
+        x: its (N, C, H, W) input.
+    """
+    path = small_conv_path(conv, x)
+    if path is None:
         return None
-    return None if out is None else _keep_format(out, x)
+    if path == 'thnn':
+        out = _thnn_pointwise(x, conv.weight, conv.bias)
+    elif path == 'linear':
+        out = _linear_pointwise(x, conv.weight, conv.bias)
+    else:
+        out = _unfold_depthwise3x3(x, conv.weight, conv.bias)
+    return _keep_format(out, x)
 
 
 class PointwiseConv2d(nn.Conv2d):
