@@ -18,4 +18,12 @@ model = dict(
     backbone=dict(drop_path_rate=0.0),
     fpn=dict(out_channels=64),
     anchor_sizes=(16, 32, 64, 128, 256),
+    # validation, test.py and infer.py predict windows of the training crop (filled in from the
+    # pipeline's RandomCrop) and merge them: trained on 128 px crops, the network meets another
+    # input on whole images (its receptive field and SE gates span the crop, not the image). On
+    # mni-subcortical-boxes (364 px slices) whole-slice validation fell to 0.004 mAP by the end
+    # of a 3000-iteration run, sliced the same training rose to 0.034-0.039; timelapse-cells-boxes
+    # 0.285 sliced against 0.273 whole; the 2-tile demo loses about 0.01 (docs/quality.md 2e).
+    # --cfg-options model.test_cfg.mode=whole turns it off.
+    test_cfg=dict(mode='slide'),
 )

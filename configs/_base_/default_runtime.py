@@ -30,3 +30,8 @@ resume = False
 # memory-efficient path's saving shows in RSS), at a time cost per step (docs/benchmarks.md,
 # "Memory a user sees"); 'default' leaves glibc's own
 cpu_allocator = 'default'
+# CPU only: entries in oneDNN's kernel caches (default 1024). An EfficientNet's training step and
+# a validation at other shapes need more; with 1024 every step after a validation rebuilds
+# kernels (the detection recipe: 94-98 s against 83 s for 600 iterations, docs/benchmarks.md,
+# "Kernel cache"). None leaves oneDNN's default; ONEDNN_PRIMITIVE_CACHE_CAPACITY, if set, wins.
+cpu_kernel_cache = 4096

@@ -23,8 +23,8 @@ RUNNER_KEYS = frozenset({
     'val_cfg', 'test_cfg', 'auto_scale_lr', 'optim_wrapper', 'param_scheduler', 'val_evaluator',
     'test_evaluator', 'default_hooks', 'custom_hooks', 'data_preprocessor', 'load_from',
     'resume', 'launcher', 'env_cfg', 'log_processor', 'log_level', 'visualizer', 'default_scope',
-    'randomness', 'experiment_name', 'custom_imports', 'cpu_profile', 'cpu_allocator', 'task',
-    'data_root', 'init_from', 'progressive', 'compile',
+    'randomness', 'experiment_name', 'custom_imports', 'cpu_profile', 'cpu_allocator',
+    'cpu_kernel_cache', 'task', 'data_root', 'init_from', 'progressive', 'compile',
 })
 SIMILARITY = 0.85
 OUR_REGISTRIES = (MODELS, DATASETS, METRICS, HOOKS)

@@ -52,7 +52,8 @@ def _training_crop(cfg: Config, what: str) -> Any:
         raise ValueError(f'{what} needs a window size: set model.test_cfg.window in '
                          f'{cfg.filename or "the config"} (or --cfg-options model.test_cfg.'
                          f'window=256); its train_dataloader.dataset has no crop_size and its '
-                         f'pipeline no RandomCrop')
+                         f'pipeline no RandomCrop. To predict whole images set '
+                         f'model.test_cfg.mode=whole')
     return crop
 
 

@@ -13,6 +13,7 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 from effnet_backbones.allocator import CPU_ALLOCATORS, tune_cpu_allocator
+from effnet_backbones.kernel_cache import set_cpu_kernel_cache
 from effnet_backbones.compiling import check_memory_budget, compile_model
 
 from .checkpoint import CheckpointFitHook, checkpoint_meta, install_checkpoint_loader
@@ -133,14 +134,16 @@ def build_runner(cfg: Config) -> Runner:
     install_atomic_file_backend()
     init_cpu_process_group(cfg)
     allocator = _apply_cpu_allocator(cfg)  # before the model and the (forked) DataLoader workers
+    kernel_cache = _apply_cpu_kernel_cache(cfg)  # before the first convolution creates the caches
     compile_options = compile_options_of(cfg)
     if compile_options is not None:  # MMEngine would compile train_step, optimiser step included
         cfg = cfg.copy()
         cfg.compile = None
     runner = Runner.from_cfg(cfg)
     runner.register_hook(CheckpointFitHook())  # a checkpoint of another model is an error
-    if allocator is not None:
-        runner.logger.info(allocator)
+    for line in (allocator, kernel_cache):
+        if line is not None:
+            runner.logger.info(line)
     if compile_options is not None:
         compile_model(runner.model, **compile_options)
         runner.logger.info(f'model compiled in place with {compile_options} (torch.compile; '
@@ -179,6 +182,16 @@ def _apply_cpu_allocator(cfg: Config) -> Optional[str]:
         return tune_cpu_allocator().describe()
     return ("CPU allocator: glibc default (cpu_allocator='lean' keeps peak RSS at live memory, "
             'at slower steps: docs/benchmarks.md)')
+
+
+def _apply_cpu_kernel_cache(cfg: Config) -> Optional[str]:
+    """``cpu_kernel_cache=N``: room for N kernels in oneDNN's caches
+    (:func:`~effnet_backbones.kernel_cache.set_cpu_kernel_cache`); the log line, None on CUDA
+    or with ``cpu_kernel_cache=None``."""
+    capacity = cfg.get('cpu_kernel_cache', None)
+    if capacity is None or torch.cuda.is_available():
+        return None
+    return set_cpu_kernel_cache(capacity).describe()
 
 
 def train(cfg: Config) -> Runner:

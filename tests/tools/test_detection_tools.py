@@ -18,6 +18,7 @@ SMALL = {  # the synthetic set: RGB, two classes (all of the JSON's); a narrow F
     'model.num_classes': 2, 'model.backbone.in_chans': 3, 'model.fpn.out_channels': 64,
     'train_dataloader.num_workers': 0, 'train_dataloader.persistent_workers': False,
     'train_dataloader.dataset.pipeline': '[]',
+    'model.test_cfg.mode': 'whole',  # trained on whole images (no RandomCrop): predict them whole
     'train_cfg.val_interval': 2, 'default_hooks.checkpoint.interval': 2,
     'default_hooks.logger.interval': 1,
     **{f'{split}_dataloader.dataset.{key}': value for split in ('train', 'val', 'test')

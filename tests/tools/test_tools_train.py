@@ -358,6 +358,47 @@ def test_lean_cpu_allocator_is_applied_and_logged(tmp_path):
     assert 'CPU allocator: lean, glibc malloc mmap_threshold=131072, trim_threshold=131072' in log
 
 
+def test_cpu_kernel_cache_is_raised_before_training_and_logged(tmp_path):
+    # a subprocess: the variables must be set before the process's first convolution
+    from effnet_backbones.kernel_cache import KERNEL_CACHE_VARIABLES
+
+    data = make_dataset(tmp_path / 'data')
+    environ = {key: value for key, value in os.environ.items()
+               if key not in KERNEL_CACHE_VARIABLES}
+    result = subprocess.run(
+        [sys.executable, str(ROOT / 'tools/train.py'), QUICK, '--work-dir', str(tmp_path / 'w'),
+         '--data-root', str(data), '--max-iters', '1',
+         *options('kernel_cache', **{'train_cfg.val_interval': 1})],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, env=environ)
+    assert result.returncode == 0, result.stderr[-2000:]
+    log = next((tmp_path / 'w').glob('*/*.log')).read_text()
+    assert ('CPU kernel cache: 4096 entries (LRU_CACHE_CAPACITY, '
+            'ONEDNN_PRIMITIVE_CACHE_CAPACITY)') in log
+
+
+def test_cpu_kernel_cache_none_leaves_the_environment_and_bad_values_are_named(monkeypatch):
+    from mmengine.config import Config
+
+    from effnet_backbones.kernel_cache import KERNEL_CACHE_VARIABLES
+    from tasks.engine.runner import _apply_cpu_kernel_cache
+
+    for name in KERNEL_CACHE_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    assert _apply_cpu_kernel_cache(Config(dict(cpu_kernel_cache=None))) is None
+    assert not any(name in os.environ for name in KERNEL_CACHE_VARIABLES)
+    with pytest.raises(ValueError, match=r"cpu_kernel_cache must be a positive int .*got 'big'"):
+        _apply_cpu_kernel_cache(Config(dict(cpu_kernel_cache='big')))
+    assert _apply_cpu_kernel_cache(Config(dict(cpu_kernel_cache=2048))).startswith(
+        'CPU kernel cache: 2048 entries')
+    assert os.environ['ONEDNN_PRIMITIVE_CACHE_CAPACITY'] == '2048'
+    # on CUDA the convolutions are not oneDNN's: nothing set
+    monkeypatch.delenv('ONEDNN_PRIMITIVE_CACHE_CAPACITY')
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    assert _apply_cpu_kernel_cache(Config(dict(cpu_kernel_cache=2048))) is None
+    assert 'ONEDNN_PRIMITIVE_CACHE_CAPACITY' not in os.environ
+
+
 def test_bad_cpu_allocator_is_named_before_anything_is_written(tmp_path):
     data = make_dataset(tmp_path / 'data')
     with pytest.raises(ValueError, match=r"cpu_allocator='fast': expected one of \('default', "

@@ -195,3 +195,7 @@ def test_sliding_window_options_on_detection_configs():
     assert shipped.model.test_cfg == dict(mode='slide', window=128)
     shipped.model.test_cfg.window = None
     assert fill_slide_window(shipped) == (128, 128)
+    # the RetinaNet recipe predicts sliced too, in windows of its RandomCrop (docs/quality.md 2e)
+    retinanet = Config.fromfile('configs/retinanet_effb0_nuclei_demo.py')
+    assert retinanet.model.test_cfg == dict(mode='slide')
+    assert fill_slide_window(retinanet) == (128, 128)
