@@ -343,35 +343,33 @@ def test_cpu_profile_applies_only_without_cuda(monkeypatch):
     assert dict(gpu.model.test_cfg) == dict(mode='slide', window=256)
 
 
-@pytest.mark.skipif(platform.libc_ver()[0] != 'glibc', reason='glibc malloc only')
-def test_lean_cpu_allocator_is_applied_and_logged(tmp_path):
-    # a subprocess: the thresholds would otherwise stay set in this test process
+def train_log_of_a_fresh_process(tmp_path, name, dropped_variables, **extra):
+    """The log of a 1-iteration tools/train.py run in its own process, whose environment lacks
+    the variables ``dropped_variables`` accepts (settings made by the run itself would otherwise
+    stay in, or come too late for, this test process)."""
     data = make_dataset(tmp_path / 'data')
-    environ = {key: value for key, value in os.environ.items() if not key.startswith('MALLOC_')}
+    environ = {key: value for key, value in os.environ.items() if not dropped_variables(key)}
     result = subprocess.run(
         [sys.executable, str(ROOT / 'tools/train.py'), QUICK, '--work-dir', str(tmp_path / 'w'),
          '--data-root', str(data), '--max-iters', '1',
-         *options('lean_allocator', cpu_allocator='lean', **{'train_cfg.val_interval': 1})],
+         *options(name, **extra, **{'train_cfg.val_interval': 1})],
         cwd=tmp_path, capture_output=True, text=True, timeout=300, env=environ)
     assert result.returncode == 0, result.stderr[-2000:]
-    log = next((tmp_path / 'w').glob('*/*.log')).read_text()
+    return next((tmp_path / 'w').glob('*/*.log')).read_text()
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != 'glibc', reason='glibc malloc only')
+def test_lean_cpu_allocator_is_applied_and_logged(tmp_path):
+    log = train_log_of_a_fresh_process(tmp_path, 'lean_allocator',
+                                       lambda key: key.startswith('MALLOC_'), cpu_allocator='lean')
     assert 'CPU allocator: lean, glibc malloc mmap_threshold=131072, trim_threshold=131072' in log
 
 
 def test_cpu_kernel_cache_is_raised_before_training_and_logged(tmp_path):
-    # a subprocess: the variables must be set before the process's first convolution
     from effnet_backbones.kernel_cache import KERNEL_CACHE_VARIABLES
 
-    data = make_dataset(tmp_path / 'data')
-    environ = {key: value for key, value in os.environ.items()
-               if key not in KERNEL_CACHE_VARIABLES}
-    result = subprocess.run(
-        [sys.executable, str(ROOT / 'tools/train.py'), QUICK, '--work-dir', str(tmp_path / 'w'),
-         '--data-root', str(data), '--max-iters', '1',
-         *options('kernel_cache', **{'train_cfg.val_interval': 1})],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300, env=environ)
-    assert result.returncode == 0, result.stderr[-2000:]
-    log = next((tmp_path / 'w').glob('*/*.log')).read_text()
+    log = train_log_of_a_fresh_process(tmp_path, 'kernel_cache',
+                                       lambda key: key in KERNEL_CACHE_VARIABLES)
     assert ('CPU kernel cache: 4096 entries (LRU_CACHE_CAPACITY, '
             'ONEDNN_PRIMITIVE_CACHE_CAPACITY)') in log
 
