@@ -16,6 +16,6 @@ bn_momentum_hook = dict(type='effnet_backbones.BNMomentumHook', start=0.5, end=N
 # window_bn_hook: PreciseBN without extra forward passes: before every validation and checkpoint,
 # each BN's running mean/var is the plain average of the batch statistics of the last `window`
 # training iterations (training itself unchanged; not with EMA, whose weights those batches did
-# not see). The medical recipe uses it with max_fraction=0.2 (the window is at most a fifth of
+# not see). The medical recipe uses it with max_fraction=0.1 (the window is at most a tenth of
 # the iterations done, so early validations average over fewer, more recent weights).
 window_bn_hook = dict(type='effnet_backbones.WindowBNHook', window=25)
