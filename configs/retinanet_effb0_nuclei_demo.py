@@ -23,7 +23,7 @@ model = dict(
     # input on whole images (its receptive field and SE gates span the crop, not the image). On
     # mni-subcortical-boxes (364 px slices) whole-slice validation fell to 0.004 mAP by the end
     # of a 3000-iteration run, sliced the same training rose to 0.034-0.039; timelapse-cells-boxes
-    # 0.285 sliced against 0.273 whole; the 2-tile demo loses about 0.01 (docs/quality.md 2e).
+    # 0.285 sliced against 0.273 whole; the 2-tile demo 0.480 against 0.473 (docs/quality.md 2e).
     # --cfg-options model.test_cfg.mode=whole turns it off.
     test_cfg=dict(mode='slide'),
 )
