@@ -26,7 +26,8 @@ setup(
     python_requires='>=3.9',
     packages=find_packages(include=['effnet_backbones', 'effnet_backbones.*', 'tasks', 'tasks.*']),
     include_package_data=True,
-    package_data={'tasks': ['**/*.png', '**/*.json', '**/*.md', '**/*.txt']},
+    package_data={'tasks': ['**/*.png', '**/*.json', '**/*.md', '**/*.txt'],
+                  'effnet_backbones': ['csrc/*.cpp']},  # the caching CPU allocator's source
     # torch and torchvision unpinned so pip resolves a matching pair (the CUDA build, which also
     # runs on CPU); pinning torch alone can select a CPU-only wheel torchvision's ops do not load on.
     install_requires=[

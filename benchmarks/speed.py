@@ -12,7 +12,8 @@ peak allocated bytes (CUDA) is what a user's machine shows; on CPU it depends on
 so each worker starts without the caller's malloc variables and runs as a plain script does
 (glibc's dynamic thresholds), or, for a candidate name ending in ``@lean`` (``timm:b0@lean``),
 with the fixed thresholds of :func:`effnet_backbones.allocator.tune_cpu_allocator` (RSS follows
-live memory, at a time cost). It is reported, never asserted.
+live memory, at a time cost), or with ``@caching`` under the caching allocator of
+:mod:`effnet_backbones.caching_allocator`. It is reported, never asserted.
 """
 from __future__ import annotations
 
@@ -30,8 +31,7 @@ import torch
 import torch.nn as nn
 
 from effnet_backbones.allocator import (CPU_ALLOCATORS, GLIBC_MALLOC_VARIABLES,
-                                        current_rss_bytes, peak_rss_bytes,
-                                        tune_cpu_allocator)
+                                        apply_cpu_allocator, current_rss_bytes, peak_rss_bytes)
 from effnet_backbones.compiling import compile_model
 
 from .candidates import build_candidate, memory_budget_of, optimizer_of, parse_candidate
@@ -247,10 +247,8 @@ def _worker_main(argv: Sequence[str]) -> None:
     name = argv[argv.index('--worker') + 1]
     settings = BenchSettings(**json.loads(argv[argv.index('--settings') + 1]))
     name, allocator = split_allocator(name)
-    if allocator == 'lean':  # before the model and input exist, as tools/train.py does
-        tuning = tune_cpu_allocator()
-        if not tuning.applied:
-            print(tuning.describe(), file=sys.stderr)
+    if allocator != 'default':  # before the model and input exist, as tools/train.py does
+        print(apply_cpu_allocator(allocator), file=sys.stderr)
     if name == _PEAK_WORKER:
         print(json.dumps(dict(gflops=matmul_gflops(settings))))
         return

@@ -30,11 +30,14 @@ import sys
 from dataclasses import dataclass, field
 from typing import Dict, Optional
 
-__all__ = ['AllocatorTuning', 'tune_cpu_allocator', 'LEAN_THRESHOLDS', 'CPU_ALLOCATORS',
-           'GLIBC_MALLOC_VARIABLES', 'current_rss_bytes', 'peak_rss_bytes', 'reset_peak_rss']
+__all__ = ['AllocatorTuning', 'tune_cpu_allocator', 'apply_cpu_allocator', 'LEAN_THRESHOLDS',
+           'CPU_ALLOCATORS', 'GLIBC_MALLOC_VARIABLES', 'current_rss_bytes', 'peak_rss_bytes',
+           'reset_peak_rss']
 
-#: the choices of the ``cpu_allocator`` config key (and of the benchmark's ``NAME@lean``)
-CPU_ALLOCATORS = ('default', 'lean')
+#: the choices of the ``cpu_allocator`` config key (and of the benchmark's ``NAME@lean``):
+#: glibc as it is, glibc with fixed thresholds, or the caching allocator of
+#: :mod:`effnet_backbones.caching_allocator`
+CPU_ALLOCATORS = ('default', 'lean', 'caching')
 
 #: bytes; glibc's own starting mmap threshold, kept fixed instead of growing to 32 MiB
 LEAN_THRESHOLDS: Dict[str, int] = {'mmap_threshold': 128 * 1024, 'trim_threshold': 128 * 1024}
@@ -158,3 +161,25 @@ def tune_cpu_allocator(mmap_threshold: int = LEAN_THRESHOLDS['mmap_threshold'],
                                reason=f'glibc refused trim_threshold={trim_threshold}')
     return AllocatorTuning(applied=True, thresholds=dict(mmap_threshold=mmap_threshold,
                                                          trim_threshold=trim_threshold))
+
+
+def apply_cpu_allocator(choice: str) -> str:
+    """Put the ``cpu_allocator`` choice into effect in this process (call it before the model
+    and the DataLoader workers exist); returns the log line.
+
+    Args:
+        choice: ``'default'`` (glibc as it is), ``'lean'`` (:func:`tune_cpu_allocator`) or
+            ``'caching'`` (:func:`~effnet_backbones.caching_allocator.install_caching_cpu_allocator`).
+    """
+    if choice not in CPU_ALLOCATORS:
+        raise ValueError(f'cpu_allocator={choice!r}: expected one of {CPU_ALLOCATORS} '
+                         "('caching': freed tensors reused, peak RSS at live memory; 'lean': "
+                         'glibc thresholds, peak RSS at live memory, slower steps; '
+                         'docs/benchmarks.md)')
+    if choice == 'lean':
+        return tune_cpu_allocator().describe()
+    if choice == 'caching':
+        from .caching_allocator import install_caching_cpu_allocator
+        return install_caching_cpu_allocator().describe()
+    return ("CPU allocator: glibc default (cpu_allocator='caching' keeps peak RSS at live memory: "
+            'docs/benchmarks.md)')

@@ -12,7 +12,7 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from effnet_backbones.allocator import CPU_ALLOCATORS, tune_cpu_allocator
+from effnet_backbones.allocator import CPU_ALLOCATORS, apply_cpu_allocator
 from effnet_backbones.kernel_cache import set_cpu_kernel_cache
 from effnet_backbones.compiling import check_memory_budget, compile_model
 
@@ -170,18 +170,14 @@ def compile_options_of(cfg: Config) -> Optional[Dict[str, Any]]:
 
 
 def _apply_cpu_allocator(cfg: Config) -> Optional[str]:
-    """``cpu_allocator='lean'``: glibc thresholds under which peak RSS follows live memory
-    (:func:`~effnet_backbones.allocator.tune_cpu_allocator`); the log line, None on CUDA."""
+    """The config's ``cpu_allocator`` (:func:`~effnet_backbones.allocator.apply_cpu_allocator`);
+    the log line, None on CUDA."""
     choice = cfg.get('cpu_allocator', 'default')
-    if choice not in CPU_ALLOCATORS:
-        raise ValueError(f"cpu_allocator={choice!r}: expected one of {CPU_ALLOCATORS} ('lean': "
-                         f'peak RSS follows live memory, slower steps; docs/benchmarks.md)')
+    if choice not in CPU_ALLOCATORS:  # a bad value fails on every machine, not only on CPU
+        apply_cpu_allocator(choice)
     if torch.cuda.is_available():  # activations live on the GPU; the host heap is not the issue
         return None
-    if choice == 'lean':
-        return tune_cpu_allocator().describe()
-    return ("CPU allocator: glibc default (cpu_allocator='lean' keeps peak RSS at live memory, "
-            'at slower steps: docs/benchmarks.md)')
+    return apply_cpu_allocator(choice)
 
 
 def _apply_cpu_kernel_cache(cfg: Config) -> Optional[str]:

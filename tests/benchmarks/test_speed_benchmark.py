@@ -60,6 +60,7 @@ def test_cli_rejects_bad_names_and_baselines():
 def test_allocator_suffix_is_parsed_and_checked():
     assert split_allocator('timm:b0') == ('timm:b0', 'default')
     assert split_allocator('ours:b0+me@lean') == ('ours:b0+me', 'lean')
+    assert split_allocator('unet:b4+mb50@caching') == ('unet:b4+mb50', 'caching')
     with pytest.raises(ValueError, match=r"'timm:b0@fast': the allocator after \"@\" must be"):
         split_allocator('timm:b0@fast')
     with pytest.raises(SystemExit):

@@ -365,6 +365,14 @@ def test_lean_cpu_allocator_is_applied_and_logged(tmp_path):
     assert 'CPU allocator: lean, glibc malloc mmap_threshold=131072, trim_threshold=131072' in log
 
 
+@pytest.mark.skipif(platform.system() != 'Linux', reason='the caching allocator maps with mmap')
+def test_caching_cpu_allocator_is_installed_and_logged(tmp_path):
+    log = train_log_of_a_fresh_process(tmp_path, 'caching_allocator', lambda key: False,
+                                       cpu_allocator='caching')
+    assert ('CPU allocator: caching (min_bytes=131072, slack_bytes=0; freed tensors reused, '
+            'memory held at most the live peak)') in log
+
+
 def test_cpu_kernel_cache_is_raised_before_training_and_logged(tmp_path):
     from effnet_backbones.kernel_cache import KERNEL_CACHE_VARIABLES
 
@@ -400,7 +408,7 @@ def test_cpu_kernel_cache_none_leaves_the_environment_and_bad_values_are_named(m
 def test_bad_cpu_allocator_is_named_before_anything_is_written(tmp_path):
     data = make_dataset(tmp_path / 'data')
     with pytest.raises(ValueError, match=r"cpu_allocator='fast': expected one of \('default', "
-                                         r"'lean'\)"):
+                                         r"'lean', 'caching'\)"):
         run_train_tool(QUICK, data, tmp_path / 'w', 2, *options('bad_allocator',
                                                                 cpu_allocator='fast'))
     assert not (tmp_path / 'w').exists() or not list((tmp_path / 'w').rglob('*.pth'))
