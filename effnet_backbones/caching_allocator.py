@@ -21,6 +21,7 @@ changes and the returned record says why.
 from __future__ import annotations
 
 import ctypes
+import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,8 +68,14 @@ class CachingAllocatorStatus:
 def _load_library() -> ctypes.CDLL:
     """Compile (first use on a machine, cached by torch under ``TORCH_EXTENSIONS_DIR``) and
     load the allocator's shared library."""
-    from torch.utils.cpp_extension import load
-
+    # its import warns that a CPU-only machine has no CUDA runtime: true, and beside the point
+    cpp_logger = logging.getLogger('torch.utils.cpp_extension')
+    level = cpp_logger.level
+    cpp_logger.setLevel(logging.ERROR)
+    try:
+        from torch.utils.cpp_extension import load
+    finally:
+        cpp_logger.setLevel(level)
     path = load(name='effnet_caching_cpu_allocator', sources=[str(SOURCE)],
                 extra_cflags=['-O2'], is_python_module=False, verbose=False)
     library = ctypes.CDLL(path)

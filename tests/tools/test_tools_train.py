@@ -324,6 +324,11 @@ def test_max_iters_on_a_cpu_keeps_the_cpu_profiles_proportions(monkeypatch):
                                                        for s in profile.param_scheduler)]
 
 
+def test_training_tools_use_the_caching_cpu_allocator_by_default():
+    cfg = prepare_train_config(MAIN)
+    assert cfg.cpu_allocator == 'caching'
+
+
 def test_cpu_profile_applies_only_without_cuda(monkeypatch):
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
     cpu = prepare_train_config(MAIN)
@@ -365,7 +370,9 @@ def test_lean_cpu_allocator_is_applied_and_logged(tmp_path):
     assert 'CPU allocator: lean, glibc malloc mmap_threshold=131072, trim_threshold=131072' in log
 
 
-@pytest.mark.skipif(platform.system() != 'Linux', reason='the caching allocator maps with mmap')
+@pytest.mark.skipif(platform.system() != 'Linux' or not shutil.which('c++')
+                    or not shutil.which('ninja'),
+                    reason='the caching allocator needs Linux, a C++ compiler and ninja')
 def test_caching_cpu_allocator_is_installed_and_logged(tmp_path):
     log = train_log_of_a_fresh_process(tmp_path, 'caching_allocator', lambda key: False,
                                        cpu_allocator='caching')
