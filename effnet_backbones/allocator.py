@@ -30,7 +30,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Dict, Optional
 
-__all__ = ['AllocatorTuning', 'tune_cpu_allocator', 'apply_cpu_allocator', 'LEAN_THRESHOLDS',
+__all__ = ['AllocatorTuning', 'tune_cpu_allocator', 'check_cpu_allocator', 'apply_cpu_allocator',
+           'LEAN_THRESHOLDS',
            'CPU_ALLOCATORS', 'GLIBC_MALLOC_VARIABLES', 'current_rss_bytes', 'peak_rss_bytes',
            'reset_peak_rss']
 
@@ -163,6 +164,15 @@ def tune_cpu_allocator(mmap_threshold: int = LEAN_THRESHOLDS['mmap_threshold'],
                                                          trim_threshold=trim_threshold))
 
 
+def check_cpu_allocator(choice: str) -> None:
+    """Raise a ValueError naming ``choice`` unless it is one of :data:`CPU_ALLOCATORS`."""
+    if choice not in CPU_ALLOCATORS:
+        raise ValueError(f'cpu_allocator={choice!r}: expected one of {CPU_ALLOCATORS} '
+                         "('caching': freed tensors reused, peak RSS at live memory; 'lean': "
+                         'glibc thresholds, peak RSS at live memory, slower steps; '
+                         'docs/benchmarks.md)')
+
+
 def apply_cpu_allocator(choice: str) -> str:
     """Put the ``cpu_allocator`` choice into effect in this process (call it before the model
     and the DataLoader workers exist); returns the log line.
@@ -171,11 +181,7 @@ def apply_cpu_allocator(choice: str) -> str:
         choice: ``'default'`` (glibc as it is), ``'lean'`` (:func:`tune_cpu_allocator`) or
             ``'caching'`` (:func:`~effnet_backbones.caching_allocator.install_caching_cpu_allocator`).
     """
-    if choice not in CPU_ALLOCATORS:
-        raise ValueError(f'cpu_allocator={choice!r}: expected one of {CPU_ALLOCATORS} '
-                         "('caching': freed tensors reused, peak RSS at live memory; 'lean': "
-                         'glibc thresholds, peak RSS at live memory, slower steps; '
-                         'docs/benchmarks.md)')
+    check_cpu_allocator(choice)
     if choice == 'lean':
         return tune_cpu_allocator().describe()
     if choice == 'caching':

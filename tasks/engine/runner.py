@@ -12,7 +12,7 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from effnet_backbones.allocator import CPU_ALLOCATORS, apply_cpu_allocator
+from effnet_backbones.allocator import apply_cpu_allocator, check_cpu_allocator
 from effnet_backbones.kernel_cache import set_cpu_kernel_cache
 from effnet_backbones.compiling import check_memory_budget, compile_model
 
@@ -173,8 +173,7 @@ def _apply_cpu_allocator(cfg: Config) -> Optional[str]:
     """The config's ``cpu_allocator`` (:func:`~effnet_backbones.allocator.apply_cpu_allocator`);
     the log line, None on CUDA."""
     choice = cfg.get('cpu_allocator', 'default')
-    if choice not in CPU_ALLOCATORS:  # a bad value fails on every machine, not only on CPU
-        apply_cpu_allocator(choice)
+    check_cpu_allocator(choice)  # a bad value fails on every machine, not only on CPU
     if torch.cuda.is_available():  # activations live on the GPU; the host heap is not the issue
         return None
     return apply_cpu_allocator(choice)
