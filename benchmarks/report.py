@@ -16,7 +16,8 @@ import torch
 if TYPE_CHECKING:
     from .speed import BenchSettings
 
-__all__ = ['summarize', 'add_ratios', 'add_hardware_share', 'format_markdown', 'plot_scatter', 'describe_machine',
+__all__ = ['summarize', 'add_ratios', 'add_hardware_share', 'add_bandwidth_share',
+           'elementwise_breakdown', 'format_markdown', 'plot_scatter', 'describe_machine',
            'settings_header', 'write_results']
 
 
@@ -36,6 +37,13 @@ def summarize(name: str, results: List[Dict[str, Any]], settings: 'BenchSettings
     bases = [result['base_rss_bytes'] for result in results if result.get('base_rss_bytes')]
     if bases:  # CPU: the part of the peak that the steps added on top of model and input
         row['step_mib'] = round(statistics.median(p - b for p, b in zip(peaks, bases)) / 2**20, 1)
+    profiles = [result['elementwise'] for result in results if result.get('elementwise')]
+    if profiles:  # --bandwidth: the element-wise operators' time and least traffic per step
+        ew_ms = statistics.median(profile['ms'] for profile in profiles)
+        row['ew_ms'] = round(ew_ms, 1)
+        row['ew_of_step'] = round(ew_ms / (median * 1e3), 3)
+        row['ew_gb_s'] = round(statistics.median(
+            profile['bytes'] / profile['ms'] / 1e6 for profile in profiles if profile['ms']), 2)
     return row
 
 
@@ -64,6 +72,27 @@ def add_hardware_share(rows: List[Dict[str, Any]], peak_gflops: float,
         flops = 2 * row['gmacs'] * 1e9 * settings.batch * passes
         row['gflop_s'] = round(flops / (row['step_ms'] / 1e3) / 1e9, 1)
         row['of_peak'] = round(row['gflop_s'] / peak_gflops, 3)
+    return rows
+
+
+def add_bandwidth_share(rows: List[Dict[str, Any]], peak_gb_s: float) -> List[Dict[str, Any]]:
+    """Add ``ew_of_bw``: each row's element-wise effective bandwidth (``ew_gb_s``) as a share of
+    the machine's copy bandwidth ``peak_gb_s``."""
+    for row in rows:
+        if 'ew_gb_s' in row:
+            row['ew_of_bw'] = round(row['ew_gb_s'] / peak_gb_s, 3)
+    return rows
+
+
+def elementwise_breakdown(results: Dict[str, List[Dict[str, Any]]]) -> List[Dict[str, Any]]:
+    """One row per candidate and element-wise operator (the first round's profile, top
+    operators by time): where the element-wise time goes."""
+    rows = []
+    for name, runs in results.items():
+        profile = runs[0].get('elementwise') if runs else None
+        for op in (profile or {}).get('ops', []):
+            rows.append(dict(candidate=name, operator=op['name'], calls=op['calls'],
+                             ms=op['ms'], gb_s=op['gb_s']))
     return rows
 
 
@@ -121,11 +150,14 @@ def _cpu_model() -> str:
 
 
 def settings_header(settings: 'BenchSettings', rounds: int,
-                    peak_gflops: Optional[float] = None) -> str:
+                    peak_gflops: Optional[float] = None,
+                    peak_gb_s: Optional[float] = None) -> str:
     """One line saying what was measured, where and how often (the table's caption)."""
     size = settings.resolution
     peak = (f', matmul peak {peak_gflops:.1f} GFLOP/s ({settings.dtype}, same threads)'
             if peak_gflops else '')
+    if peak_gb_s:
+        peak += f', copy bandwidth {peak_gb_s:.1f} GB/s (read + write, same threads)'
     return (f'{settings.mode}, batch {settings.batch}, {size}x{size}, {settings.dtype}, '
             f'channels_last={settings.channels_last}, compile={settings.compile}, '
             f'device {describe_machine(settings.threads)}, torch {torch.__version__}, '
@@ -133,13 +165,18 @@ def settings_header(settings: 'BenchSettings', rounds: int,
 
 
 def write_results(out: str, rows: List[Dict[str, Any]], settings: 'BenchSettings', header: str,
-                  command: str) -> None:
-    """Write ``OUT.json`` (settings, machine, command, rows), ``OUT.md`` (header and table) and
-    ``OUT.png`` (:func:`plot_scatter`)."""
+                  command: str, breakdown: Optional[List[Dict[str, Any]]] = None) -> None:
+    """Write ``OUT.json`` (settings, machine, command, rows, and the element-wise ``breakdown``
+    if any), ``OUT.md`` (header and tables) and ``OUT.png`` (:func:`plot_scatter`)."""
     stem = Path(out)
     stem.parent.mkdir(parents=True, exist_ok=True)
-    stem.with_suffix('.json').write_text(json.dumps(
-        dict(settings=asdict(settings), machine=describe_machine(settings.threads),
-             command=command, rows=rows), indent=2))
-    stem.with_suffix('.md').write_text(header + '\n\n' + format_markdown(rows) + '\n')
+    record = dict(settings=asdict(settings), machine=describe_machine(settings.threads),
+                  command=command, rows=rows)
+    text = header + '\n\n' + format_markdown(rows) + '\n'
+    if breakdown:
+        record['elementwise_breakdown'] = breakdown
+        text += ('\nElement-wise operators by time (one profiled step, least traffic):\n\n'
+                 + format_markdown(breakdown) + '\n')
+    stem.with_suffix('.json').write_text(json.dumps(record, indent=2))
+    stem.with_suffix('.md').write_text(text)
     plot_scatter(rows, str(stem.with_suffix('.png')), title=header[:90])

@@ -34,11 +34,13 @@ from effnet_backbones.allocator import (CPU_ALLOCATORS, GLIBC_MALLOC_VARIABLES,
                                         apply_cpu_allocator, current_rss_bytes, peak_rss_bytes)
 from effnet_backbones.compiling import compile_model
 
+from .bandwidth import copy_bandwidth_gb_s, elementwise_profile
 from .candidates import build_candidate, memory_budget_of, optimizer_of, parse_candidate
 from .report import summarize
 
 __all__ = ['BenchSettings', 'ALLOCATORS', 'split_allocator', 'saved_activation_bytes', 'measure',
-           'matmul_gflops', 'measure_peak_gflops', 'run_benchmark']
+           'matmul_gflops', 'measure_peak_gflops', 'measure_peak_bandwidth',
+           'check_bandwidth_settings', 'run_benchmark']
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,6 +59,7 @@ class BenchSettings:
     warmup: int = 2
     steps: int = 5
     threads: Optional[int] = None
+    bandwidth: bool = False  # also profile one step's element-wise operators (benchmarks.bandwidth)
 
 
 def _outputs(result: Any) -> List[torch.Tensor]:
@@ -110,6 +113,7 @@ def measure(name: str, settings: BenchSettings) -> Dict[str, Any]:
     budget = memory_budget_of(name)
     if budget is not None and not settings.compile:
         raise ValueError(f'candidate {name!r}: +mbNN (a compiled memory budget) needs --compile')
+    check_bandwidth_settings(settings)
     run = compile_model(model, memory_budget=budget) if settings.compile else model
     dtype = getattr(torch, settings.dtype)
     autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
@@ -147,8 +151,19 @@ def measure(name: str, settings: BenchSettings) -> Dict[str, Any]:
         sync()
         times.append(time.perf_counter() - start)
     peak = (torch.cuda.max_memory_allocated() if device.type == 'cuda' else peak_rss_bytes())
-    return dict(name=name, params=params, gmacs=round(gmacs, 3), times=times, peak_bytes=peak,
-                base_rss_bytes=base_rss if device.type == 'cpu' else None, saved_bytes=saved)
+    result = dict(name=name, params=params, gmacs=round(gmacs, 3), times=times, peak_bytes=peak,
+                  base_rss_bytes=base_rss if device.type == 'cpu' else None, saved_bytes=saved)
+    if settings.bandwidth:  # after the peak was read: the profiler's records are not the step's
+        result['elementwise'] = elementwise_profile(step, device)
+    return result
+
+
+def check_bandwidth_settings(settings: BenchSettings) -> None:
+    """The element-wise bandwidth share needs eager steps: raise ValueError otherwise."""
+    if settings.bandwidth and settings.compile:
+        raise ValueError('bandwidth: the element-wise bandwidth share is measured on eager steps '
+                         '(a compiled step fuses the operators into kernels whose traffic the '
+                         'profiler does not record); drop --compile or --bandwidth')
 
 
 def _optim_wrapper(model: nn.Module, constructor: Optional[str]):
@@ -163,8 +178,9 @@ def _optim_wrapper(model: nn.Module, constructor: Optional[str]):
         optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.999), weight_decay=1e-4)))
 
 
-#: the worker name that measures the machine's matmul peak instead of a candidate
+#: worker names that measure the machine's matmul peak and copy bandwidth, not a candidate
 _PEAK_WORKER = '__matmul_peak__'
+_BANDWIDTH_WORKER = '__copy_bandwidth__'
 
 
 def matmul_gflops(settings: BenchSettings, repeats: int = 5) -> float:
@@ -192,6 +208,12 @@ def matmul_gflops(settings: BenchSettings, repeats: int = 5) -> float:
 def measure_peak_gflops(settings: BenchSettings) -> float:
     """:func:`matmul_gflops` in a fresh worker process, as the candidates are measured."""
     return _measure_in_subprocess(_PEAK_WORKER, settings)['gflops']
+
+
+def measure_peak_bandwidth(settings: BenchSettings) -> float:
+    """:func:`benchmarks.bandwidth.copy_bandwidth_gb_s` in a fresh worker process, on the
+    candidates' device and threads."""
+    return _measure_in_subprocess(_BANDWIDTH_WORKER, settings)['gb_s']
 
 
 def _measure_in_subprocess(name: str, settings: BenchSettings) -> Dict[str, Any]:
@@ -227,9 +249,12 @@ def _without_malloc_settings(environ: Dict[str, str]) -> Dict[str, str]:
 
 
 def run_benchmark(names: Sequence[str], settings: BenchSettings, rounds: int = 3,
-                  log: Callable[[str], None] = print) -> List[Dict[str, Any]]:
+                  log: Callable[[str], None] = print,
+                  runs_out: Optional[Dict[str, List[Dict[str, Any]]]] = None
+                  ) -> List[Dict[str, Any]]:
     """Measure every candidate ``rounds`` times, alternating candidates within each round; one
-    summary row per candidate (:func:`benchmarks.report.summarize`)."""
+    summary row per candidate (:func:`benchmarks.report.summarize`). ``runs_out``, if given,
+    receives each candidate's raw measurements (:func:`measure`'s dicts)."""
     for name in names:  # fail on a bad name before spending minutes
         parse_candidate(split_allocator(name)[0])
     runs: Dict[str, List[Dict[str, Any]]] = {name: [] for name in names}
@@ -240,6 +265,8 @@ def run_benchmark(names: Sequence[str], settings: BenchSettings, rounds: int = 3
             log(f'round {round_index + 1}/{rounds} {name}: '
                 f'{statistics.median(result["times"]) * 1e3:.1f} ms/step, '
                 f'peak {result["peak_bytes"] / 2**20:.0f} MiB')
+    if runs_out is not None:
+        runs_out.update(runs)
     return [summarize(name, runs[name], settings) for name in names]
 
 
@@ -251,6 +278,10 @@ def _worker_main(argv: Sequence[str]) -> None:
         print(apply_cpu_allocator(allocator), file=sys.stderr)
     if name == _PEAK_WORKER:
         print(json.dumps(dict(gflops=matmul_gflops(settings))))
+        return
+    if name == _BANDWIDTH_WORKER:
+        print(json.dumps(dict(gb_s=copy_bandwidth_gb_s(torch.device(settings.device),
+                                                       settings.threads or 0))))
         return
     print(json.dumps(measure(name, settings)))
 

@@ -4,6 +4,8 @@
         --batch 8 --resolution 256 --baseline timm:b0 --out docs/bench/b0_cpu
 Candidates: see benchmarks/candidates.py; NAME@lean measures NAME with the fixed malloc
 thresholds of cpu_allocator='lean' (peak RSS follows live memory) instead of glibc's dynamic ones.
+--bandwidth also profiles one eager step per candidate: its element-wise operators' time, least
+traffic, effective GB/s and share of the machine's copy bandwidth (benchmarks/bandwidth.py).
 Writes OUT.json, OUT.md and OUT.png.
 """
 import _bootstrap  # noqa: F401,I001  (first: sets sys.path and OpenMP up before torch loads)
@@ -14,9 +16,11 @@ import sys
 import torch
 
 from benchmarks.candidates import parse_candidate
-from benchmarks.report import (add_hardware_share, add_ratios, format_markdown, settings_header,
+from benchmarks.report import (add_bandwidth_share, add_hardware_share, add_ratios,
+                               elementwise_breakdown, format_markdown, settings_header,
                                write_results)
-from benchmarks.speed import BenchSettings, measure_peak_gflops, run_benchmark, split_allocator
+from benchmarks.speed import (BenchSettings, check_bandwidth_settings, measure_peak_bandwidth,
+                              measure_peak_gflops, run_benchmark, split_allocator)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -33,12 +37,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--steps', type=int, default=5)
     parser.add_argument('--rounds', type=int, default=3)
     parser.add_argument('--threads', type=int, default=None)
+    parser.add_argument('--bandwidth', action='store_true',
+                        help="profile one step: element-wise operators' share of memory bandwidth")
     parser.add_argument('--baseline', default=None, help='candidate the ratios refer to (default: first)')
     parser.add_argument('--out', default=None, help='write OUT.json, OUT.md and OUT.png')
     args = parser.parse_args(argv)
     try:
         for name in args.candidates:
             parse_candidate(split_allocator(name)[0])
+    except ValueError as err:
+        parser.error(str(err))
+    try:
+        check_bandwidth_settings(BenchSettings(compile=args.compile, bandwidth=args.bandwidth))
     except ValueError as err:
         parser.error(str(err))
     if args.baseline is not None and args.baseline not in args.candidates:
@@ -51,16 +61,24 @@ def main(argv=None) -> None:
     settings = BenchSettings(batch=args.batch, resolution=args.resolution, mode=args.mode,
                              dtype=args.dtype, channels_last=args.channels_last,
                              compile=args.compile, device=args.device, warmup=args.warmup,
-                             steps=args.steps, threads=args.threads)
+                             steps=args.steps, threads=args.threads, bandwidth=args.bandwidth)
+    runs = {}
     rows = run_benchmark(args.candidates, settings, rounds=args.rounds,
-                         log=lambda line: print(line, file=sys.stderr))
+                         log=lambda line: print(line, file=sys.stderr), runs_out=runs)
     rows = add_ratios(rows, args.baseline or args.candidates[0])
     peak = measure_peak_gflops(settings)  # what fraction of the hardware each step uses
     rows = add_hardware_share(rows, peak, settings)
-    header = settings_header(settings, args.rounds, peak)
+    peak_gb_s = measure_peak_bandwidth(settings) if args.bandwidth else None
+    breakdown = None
+    if peak_gb_s:
+        rows = add_bandwidth_share(rows, peak_gb_s)
+        breakdown = elementwise_breakdown(runs)
+    header = settings_header(settings, args.rounds, peak, peak_gb_s)
     print(header + '\n\n' + format_markdown(rows))
+    if breakdown:
+        print('\n' + format_markdown(breakdown))
     if args.out:
-        write_results(args.out, rows, settings, header, ' '.join(sys.argv))
+        write_results(args.out, rows, settings, header, ' '.join(sys.argv), breakdown)
 
 
 if __name__ == '__main__':

@@ -1,0 +1,95 @@
+"""benchmarks.bandwidth and tools/benchmark.py --bandwidth: the least traffic of element-wise
+operators, one profiled step's sums, and the share of the machine's copy bandwidth. Bandwidth
+figures themselves are measured by the tool, never asserted; traffic in bytes is exact."""
+import json
+
+import pytest
+import torch
+
+import benchmark as benchmark_tool  # tools/benchmark.py
+from benchmarks.bandwidth import (copy_bandwidth_gb_s, dtype_bytes, elementwise_profile,
+                                  traffic_bytes)
+from benchmarks.report import add_bandwidth_share, elementwise_breakdown, summarize
+from benchmarks.speed import BenchSettings, check_bandwidth_settings, measure
+
+MIB = 2 ** 20
+
+
+def test_traffic_reads_every_tensor_once_and_writes_the_result_once():
+    float_, bf16 = 'float', 'c10::BFloat16'
+    assert dtype_bytes(float_) == 4 and dtype_bytes(bf16) == 2 and dtype_bytes('Scalar') == 0
+    # out of place, broadcast: read both, write the larger
+    assert traffic_bytes('aten::mul', [[8, 16, 4, 4], [8, 16, 1, 1]], [float_, float_]) == \
+        (2048 + 128) * 4 + 2048 * 4
+    # in place: the first argument is read and written; the scalar alpha counts nothing
+    assert traffic_bytes('aten::add_', [[64], [64], []], [float_, float_, 'Scalar']) == 3 * 256
+    # a cast: read the float source, write the bfloat16 destination
+    assert traffic_bytes('aten::copy_', [[100], [100], []], [bf16, float_, '']) == 200 + 400
+    assert traffic_bytes('aten::fill_', [[10, 10], []], [float_, 'Scalar']) == 400
+    assert traffic_bytes('aten::sum', [[10, 10], [], []], [float_, '', '']) == 400
+    # batch norm backward: grad and input read, grad_input written; the statistics are small
+    assert traffic_bytes('aten::native_batch_norm_backward',
+                         [[2, 3, 4, 4], [2, 3, 4, 4], [3], [3], [3], [3], [3], [], [], []],
+                         [float_] * 7 + ['Scalar', 'Scalar', 'ScalarList']) == \
+        3 * 96 * 4 + 5 * 3 * 4
+
+
+def test_one_profiled_step_sums_the_outermost_elementwise_operators():
+    a, b = torch.randn(256, 1024), torch.randn(256, 1024)  # 1 MiB each
+
+    def step():
+        torch.add(a, b)      # 3 MiB
+        torch.sigmoid(a)     # 2 MiB
+        a.mean()             # 1 MiB: its inner sum is not counted again
+        torch.mm(a[:, :256], b[:256])  # not element-wise
+
+    profile = elementwise_profile(step, torch.device('cpu'))
+    assert profile['bytes'] == 6 * MIB and profile['calls'] == 3 and profile['ms'] > 0
+    names = {op['name'] for op in profile['ops']}
+    assert names == {'aten::add', 'aten::sigmoid', 'aten::mean'}
+    assert sum(op['calls'] for op in profile['ops']) == 3
+    assert all(op['gb_s'] > 0 for op in profile['ops'])
+
+
+def test_measure_adds_the_elementwise_profile_and_the_tool_its_share():
+    settings = BenchSettings(batch=2, resolution=32, warmup=1, steps=1, bandwidth=True)
+    result = measure('ours:b0', settings)
+    profile = result['elementwise']
+    # a B0 training step: 16 MBConv blocks' BN + SiLU forward and backward at least
+    assert profile['calls'] > 100 and profile['bytes'] > 0 and profile['ms'] > 0
+    ops = {op['name'] for op in profile['ops']}
+    assert {'aten::native_batch_norm', 'aten::native_batch_norm_backward'} <= ops
+    row = summarize('ours:b0', [result], settings)
+    assert row['ew_ms'] == pytest.approx(profile['ms'], abs=0.05)
+    assert row['ew_gb_s'] == pytest.approx(profile['bytes'] / profile['ms'] / 1e6, rel=1e-2)
+    assert add_bandwidth_share([row], row['ew_gb_s'] * 4)[0]['ew_of_bw'] == 0.25
+    breakdown = elementwise_breakdown({'ours:b0': [result]})
+    assert [r['operator'] for r in breakdown] == [op['name'] for op in profile['ops']]
+    # without the option nothing is profiled
+    plain = measure('ours:b0', BenchSettings(batch=2, resolution=32, warmup=0, steps=1))
+    assert 'elementwise' not in plain and 'ew_ms' not in summarize('a', [plain], settings)
+
+
+def test_compiled_steps_are_refused():
+    with pytest.raises(ValueError, match='measured on eager steps'):
+        check_bandwidth_settings(BenchSettings(compile=True, bandwidth=True))
+    with pytest.raises(SystemExit):
+        benchmark_tool.parse_args(['ours:b0', '--compile', '--bandwidth'])
+    check_bandwidth_settings(BenchSettings(compile=True))  # no --bandwidth: fine
+
+
+def test_copy_bandwidth_is_bytes_moved_over_time():
+    assert copy_bandwidth_gb_s(torch.device('cpu'), threads=1, nbytes=4 * MIB, repeats=2) > 0
+
+
+def test_tool_writes_the_share_and_the_breakdown(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    benchmark_tool.main(['ours:b0', '--batch', '1', '--resolution', '64', '--warmup', '0',
+                         '--steps', '1', '--rounds', '1', '--threads', '1', '--bandwidth',
+                         '--out', 'bw'])
+    record = json.loads((tmp_path / 'bw.json').read_text())
+    row = record['rows'][0]
+    assert 0 < row['ew_of_bw'] and 0 < row['ew_of_step'] < 1
+    assert record['elementwise_breakdown'][0]['candidate'] == 'ours:b0'
+    text = (tmp_path / 'bw.md').read_text()
+    assert 'copy bandwidth' in text and 'Element-wise operators by time' in text
