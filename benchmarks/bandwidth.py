@@ -103,11 +103,12 @@ def _outermost_elementwise(events: Sequence[Any]) -> List[Any]:
     return outermost
 
 
-def elementwise_profile(step: Callable[[], None], device: torch.device,
+def elementwise_profile(step: Callable[[], None], device: torch.device, steps: int = 2,
                         top: int = 8) -> Dict[str, Any]:
-    """Profile one call of ``step`` and sum its element-wise operators' time and least traffic.
+    """Profile ``steps`` calls of ``step`` and sum their element-wise operators' time and least
+    traffic, per step (one step alone is at the mercy of a noisy machine).
 
-    Returns ``ms`` (their time in the step: kernel time on CUDA, CPU time on CPU), ``bytes``
+    Returns ``ms`` (their time per step: kernel time on CUDA, CPU time on CPU), ``bytes``
     (:func:`traffic_bytes` summed), ``calls`` and ``ops``: the ``top`` operators by time, each
     ``name, calls, ms, gb_s`` (the breakdown where the time goes).
     """
@@ -115,21 +116,22 @@ def elementwise_profile(step: Callable[[], None], device: torch.device,
     cuda = device.type == 'cuda'
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     with profile(activities=activities, record_shapes=True) as prof:
-        step()
+        for _ in range(steps):
+            step()
         if cuda:
             torch.cuda.synchronize()
-    per_op: Dict[str, List[float]] = defaultdict(lambda: [0, 0.0, 0])  # calls, microseconds, bytes
+    per_op: Dict[str, List[Any]] = defaultdict(lambda: [0, 0.0, 0])  # calls, microseconds, bytes
     for event in _outermost_elementwise(prof.events()):
         micros = event.device_time_total if cuda else event.cpu_time_total
         totals = per_op[event.name]
         totals[0] += 1
         totals[1] += micros
         totals[2] += traffic_bytes(event.name, event.input_shapes, event.input_dtypes)
-    micros = sum(totals[1] for totals in per_op.values())
+    micros = sum(totals[1] for totals in per_op.values()) / steps
     ranked = sorted(per_op.items(), key=lambda item: -item[1][1])[:top]
-    return dict(ms=micros / 1e3, bytes=int(sum(totals[2] for totals in per_op.values())),
-                calls=int(sum(totals[0] for totals in per_op.values())),
-                ops=[dict(name=name, calls=int(calls), ms=round(us / 1e3, 3),
+    return dict(ms=micros / 1e3, bytes=sum(totals[2] for totals in per_op.values()) // steps,
+                calls=sum(totals[0] for totals in per_op.values()) // steps,
+                ops=[dict(name=name, calls=calls // steps, ms=round(us / steps / 1e3, 3),
                           gb_s=round(nbytes / us / 1e3, 2) if us else 0.0)
                      for name, (calls, us, nbytes) in ranked])
 

@@ -175,8 +175,8 @@ def write_results(out: str, rows: List[Dict[str, Any]], settings: 'BenchSettings
     text = header + '\n\n' + format_markdown(rows) + '\n'
     if breakdown:
         record['elementwise_breakdown'] = breakdown
-        text += ('\nElement-wise operators by time (one profiled step, least traffic):\n\n'
-                 + format_markdown(breakdown) + '\n')
+        text += ('\nElement-wise operators by time (per step, two profiled steps; least '
+                 'traffic):\n\n' + format_markdown(breakdown) + '\n')
     stem.with_suffix('.json').write_text(json.dumps(record, indent=2))
     stem.with_suffix('.md').write_text(text)
     plot_scatter(rows, str(stem.with_suffix('.png')), title=header[:90])
