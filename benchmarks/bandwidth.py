@@ -103,6 +103,21 @@ def _outermost_elementwise(events: Sequence[Any]) -> List[Any]:
     return outermost
 
 
+def _dtypes_by_event(prof: Any) -> Callable[[Any], Sequence[str]]:
+    """A function giving an event's argument dtypes: ``FunctionEvent.input_dtypes`` where torch
+    has it (2.12 and later), else the profiler's raw events by correlation id (torch 2.11, the
+    lent GPU machines' version, records dtypes there only)."""
+    raw = {}
+    results = getattr(prof.profiler, 'kineto_results', None)
+    if results is not None:
+        raw = {event.correlation_id(): event.dtypes() for event in results.events()}
+
+    def dtypes_of(event: Any) -> Sequence[str]:
+        recorded = getattr(event, 'input_dtypes', None)
+        return recorded if recorded is not None else raw.get(event.id, [])
+    return dtypes_of
+
+
 def elementwise_profile(step: Callable[[], None], device: torch.device, steps: int = 2,
                         top: int = 8) -> Dict[str, Any]:
     """Profile ``steps`` calls of ``step`` and sum their element-wise operators' time and least
@@ -120,13 +135,14 @@ def elementwise_profile(step: Callable[[], None], device: torch.device, steps: i
             step()
         if cuda:
             torch.cuda.synchronize()
+    dtypes_of = _dtypes_by_event(prof)
     per_op: Dict[str, List[Any]] = defaultdict(lambda: [0, 0.0, 0])  # calls, microseconds, bytes
     for event in _outermost_elementwise(prof.events()):
         micros = event.device_time_total if cuda else event.cpu_time_total
         totals = per_op[event.name]
         totals[0] += 1
         totals[1] += micros
-        totals[2] += traffic_bytes(event.name, event.input_shapes, event.input_dtypes)
+        totals[2] += traffic_bytes(event.name, event.input_shapes, dtypes_of(event))
     micros = sum(totals[1] for totals in per_op.values()) / steps
     ranked = sorted(per_op.items(), key=lambda item: -item[1][1])[:top]
     return dict(ms=micros / 1e3, bytes=sum(totals[2] for totals in per_op.values()) // steps,
