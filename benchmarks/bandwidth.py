@@ -39,6 +39,8 @@ ELEMENTWISE_OPS = frozenset(
     'cudnn_batch_norm_backward', '_native_batch_norm_legit',
     '_native_batch_norm_legit_no_training', 'native_group_norm', 'native_group_norm_backward',
     'native_layer_norm', 'native_layer_norm_backward', 'batch_norm_stats', 'batch_norm_elemt',
+    # the dispatch layer newer torch puts above cuDNN's / the native kernels (outermost counts)
+    '_batch_norm_with_update', '_batch_norm_no_update', 'batch_norm_backward',
     'batch_norm_backward_reduce', 'batch_norm_backward_elemt', 'sum', 'mean'))
 #: operators that read their inputs and write a result much smaller than them
 REDUCTION_OPS = frozenset({'aten::sum', 'aten::mean', 'aten::batch_norm_stats',

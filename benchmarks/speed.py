@@ -59,7 +59,7 @@ class BenchSettings:
     warmup: int = 2
     steps: int = 5
     threads: Optional[int] = None
-    bandwidth: bool = False  # also profile one step's element-wise operators (benchmarks.bandwidth)
+    bandwidth: bool = False  # also profile two steps' element-wise operators (benchmarks.bandwidth)
 
 
 def _outputs(result: Any) -> List[torch.Tensor]:

@@ -4,7 +4,7 @@
         --batch 8 --resolution 256 --baseline timm:b0 --out docs/bench/b0_cpu
 Candidates: see benchmarks/candidates.py; NAME@lean measures NAME with the fixed malloc
 thresholds of cpu_allocator='lean' (peak RSS follows live memory) instead of glibc's dynamic ones.
---bandwidth also profiles one eager step per candidate: its element-wise operators' time, least
+--bandwidth also profiles two eager steps per candidate: its element-wise operators' time, least
 traffic, effective GB/s and share of the machine's copy bandwidth (benchmarks/bandwidth.py).
 Writes OUT.json, OUT.md and OUT.png.
 """
@@ -38,7 +38,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--rounds', type=int, default=3)
     parser.add_argument('--threads', type=int, default=None)
     parser.add_argument('--bandwidth', action='store_true',
-                        help="profile one step: element-wise operators' share of memory bandwidth")
+                        help="profile two steps: element-wise operators' share of memory bandwidth")
     parser.add_argument('--baseline', default=None, help='candidate the ratios refer to (default: first)')
     parser.add_argument('--out', default=None, help='write OUT.json, OUT.md and OUT.png')
     args = parser.parse_args(argv)
