@@ -111,12 +111,13 @@ def _dtypes_by_event(prof: Any) -> Callable[[Any], Sequence[str]]:
     lent GPU machines' version, records dtypes there only)."""
     raw = {}
     results = getattr(prof.profiler, 'kineto_results', None)
-    if results is not None:
-        raw = {event.correlation_id(): event.dtypes() for event in results.events()}
+    if results is not None:  # keyed by name too: GPU kernels' ids are another sequence
+        raw = {(event.correlation_id(), event.name()): event.dtypes()
+               for event in results.events() if event.name() in ELEMENTWISE_OPS}
 
     def dtypes_of(event: Any) -> Sequence[str]:
         recorded = getattr(event, 'input_dtypes', None)
-        return recorded if recorded is not None else raw.get(event.id, [])
+        return recorded if recorded is not None else raw.get((event.id, event.name), [])
     return dtypes_of
 
 

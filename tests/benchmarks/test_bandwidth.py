@@ -93,3 +93,21 @@ def test_tool_writes_the_share_and_the_breakdown(tmp_path, monkeypatch):
     assert record['elementwise_breakdown'][0]['candidate'] == 'ours:b0'
     text = (tmp_path / 'bw.md').read_text()
     assert 'copy bandwidth' in text and 'Element-wise operators by time' in text
+
+
+def test_dtypes_come_from_the_raw_events_where_function_events_lack_them():
+    # torch 2.11 (the GPU image's) records argument dtypes on the raw profiler events only
+    from types import SimpleNamespace
+
+    from torch.profiler import ProfilerActivity, profile
+
+    from benchmarks.bandwidth import _dtypes_by_event
+    a = torch.randn(8, 8)
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        torch.add(a, a.to(torch.bfloat16))
+    dtypes_of = _dtypes_by_event(prof)
+    add = next(event for event in prof.events() if event.name == 'aten::add')
+    bare = SimpleNamespace(id=add.id, name=add.name)  # a FunctionEvent without input_dtypes
+    assert list(dtypes_of(bare))[:2] == ['float', 'c10::BFloat16']
+    if hasattr(add, 'input_dtypes'):
+        assert list(dtypes_of(bare)) == list(add.input_dtypes)
