@@ -107,7 +107,7 @@ def _outermost_elementwise(events: Sequence[Any]) -> List[Any]:
 
 def _dtypes_by_event(prof: Any) -> Callable[[Any], Sequence[str]]:
     """A function giving an event's argument dtypes: ``FunctionEvent.input_dtypes`` where torch
-    has it (2.12 and later), else the profiler's raw events by correlation id (torch 2.11, the
+    has it (2.14 here), else the profiler's raw events by correlation id (torch 2.11, the
     lent GPU machines' version, records dtypes there only)."""
     raw = {}
     results = getattr(prof.profiler, 'kineto_results', None)

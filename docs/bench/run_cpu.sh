@@ -17,3 +17,13 @@ python tools/benchmark.py ours:b0 ours:b0+me ours:b0+atendw ours:b0+me+atendw ti
 python tools/benchmark.py ours:b4 ours:b4+me ours:b4+atendw ours:b4+me+atendw timm:b4 tv:b4 --batch 8 --resolution 256 --warmup 1 --steps 3 --rounds 2 --baseline tv:b4 --out docs/bench/fastdw_b4_cpu
 python tools/benchmark.py unet:b4 unet:b4+me unet:b4+atendw unet_smp:b4 unet_timm:resnet34 unet_timm:resnet50 --batch 4 --resolution 256 --warmup 1 --steps 3 --rounds 2 --baseline unet_smp:b4 --out docs/bench/fastdw_unet_cpu
 python tools/benchmark.py ours:b0 ours:b0+me ours:b0+atendw timm:b0 tv:b0 --compile --batch 8 --resolution 256 --warmup 1 --steps 3 --rounds 1 --baseline timm:b0 --out docs/bench/fastdw_b0_cpu_compiled
+# element-wise operators' time and share of memory bandwidth (--bandwidth, 2 threads)
+BW="python tools/benchmark.py --resolution 256 --warmup 1 --steps 3 --rounds 2 --threads 2 --bandwidth"
+$BW --batch 8 ours:b0 ours:b0+me ours:b0@caching ours:b0+me@caching timm:b0 tv:b0 --baseline timm:b0 --out docs/bench/bandwidth_b0_cpu
+$BW --batch 8 ours:b4 ours:b4+me ours:b4@caching ours:b4+me@caching timm:b4 tv:b4 --baseline timm:b4 --out docs/bench/bandwidth_b4_cpu
+$BW --batch 4 unet:b4 unet:b4+me unet_smp:b4 unet_timm:resnet50 --baseline unet_smp:b4 --out docs/bench/bandwidth_unet_cpu
+$BW --channels-last --batch 8 ours:b0@caching ours:b0+me@caching timm:b0 timm:b0@caching tv:b0 --baseline timm:b0 --out docs/bench/bandwidth_b0_cl_cpu
+# the checkpointing and U-Net-against-ResNet-50 targets with the caching allocator (2 threads)
+T="python tools/benchmark.py --resolution 256 --warmup 1 --steps 3 --rounds 2 --threads 2"
+$T --batch 8 ours:b0+cp ours:b0+cp@caching ours:b0+me@caching timm:b0 timm:b0@caching --baseline timm:b0 --out docs/bench/targets_b0_cp_cpu
+$T --batch 4 unet:b4+me unet:b4+me@caching unet_timm:resnet50 unet_timm:resnet50@caching --baseline unet_timm:resnet50 --out docs/bench/targets_unet_r50_cpu
