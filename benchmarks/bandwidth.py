@@ -64,7 +64,8 @@ def traffic_bytes(name: str, shapes: Sequence[Sequence[int]], dtypes: Sequence[s
     once and the result written once (the largest argument's size: broadcasting results are as
     large as their largest input). In-place operators write their first argument; ``copy_``
     reads its source and writes its destination; ``fill_`` / ``zero_`` only write; reductions
-    only read. Scalars and empty shapes count nothing."""
+    only read. Scalars and empty shapes count nothing. An expanded (stride-0) argument counts
+    at its full shape, as the profiler records it (MeanBackward's ``div``): an overcount."""
     sizes = []
     for shape, dtype in zip(shapes, dtypes):
         width = dtype_bytes(dtype)
@@ -140,12 +141,20 @@ def elementwise_profile(step: Callable[[], None], device: torch.device, steps: i
             torch.cuda.synchronize()
     dtypes_of = _dtypes_by_event(prof)
     per_op: Dict[str, List[Any]] = defaultdict(lambda: [0, 0.0, 0])  # calls, microseconds, bytes
+    unsized = 0
     for event in _outermost_elementwise(prof.events()):
-        micros = event.device_time_total if cuda else event.cpu_time_total
+        nbytes = traffic_bytes(event.name, event.input_shapes, dtypes_of(event))
+        if not nbytes:  # 0-d tensors only (BN's num_batches_tracked += 1): no traffic to time
+            unsized += any(event.input_shapes)
+            continue
         totals = per_op[event.name]
         totals[0] += 1
-        totals[1] += micros
-        totals[2] += traffic_bytes(event.name, event.input_shapes, dtypes_of(event))
+        totals[1] += event.device_time_total if cuda else event.cpu_time_total
+        totals[2] += nbytes
+    if unsized and not per_op:
+        raise RuntimeError(f'bandwidth: {unsized} element-wise operators had tensor arguments '
+                           'but no argument dtypes this profiler records '
+                           f'(torch {torch.__version__}); cannot count their traffic')
     micros = sum(totals[1] for totals in per_op.values()) / steps
     ranked = sorted(per_op.items(), key=lambda item: -item[1][1])[:top]
     return dict(ms=micros / 1e3, bytes=sum(totals[2] for totals in per_op.values()) // steps,

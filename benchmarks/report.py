@@ -16,7 +16,7 @@ import torch
 if TYPE_CHECKING:
     from .speed import BenchSettings
 
-__all__ = ['summarize', 'add_ratios', 'add_hardware_share', 'add_bandwidth_share',
+__all__ = ['summarize', 'measured', 'add_ratios', 'add_hardware_share', 'add_bandwidth_share',
            'elementwise_breakdown', 'format_markdown', 'plot_scatter', 'describe_machine',
            'settings_header', 'write_results']
 
@@ -38,6 +38,9 @@ def summarize(name: str, results: List[Dict[str, Any]], settings: 'BenchSettings
     if bases:  # CPU: the part of the peak that the steps added on top of model and input
         row['step_mib'] = round(statistics.median(p - b for p, b in zip(peaks, bases)) / 2**20, 1)
     profiles = [result['elementwise'] for result in results if result.get('elementwise')]
+    errors = [result['elementwise_error'] for result in results if 'elementwise_error' in result]
+    if errors and not profiles:  # --bandwidth asked, the profile failed: say why in the table
+        row['ew_error'] = errors[0]
     if profiles:  # --bandwidth: the element-wise operators' time and least traffic per step
         ew_ms = statistics.median(profile['ms'] for profile in profiles)
         row['ew_ms'] = round(ew_ms, 1)
@@ -47,12 +50,22 @@ def summarize(name: str, results: List[Dict[str, Any]], settings: 'BenchSettings
     return row
 
 
+def measured(rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """The rows of candidates that were measured (not the ``failed`` ones)."""
+    return [row for row in rows if 'step_ms' in row]
+
+
 def add_ratios(rows: List[Dict[str, Any]], baseline: str) -> List[Dict[str, Any]]:
-    """Add time and memory ratios against the row named ``baseline``."""
+    """Add time and memory ratios against the row named ``baseline`` (against the first
+    measured row, said in a ``baseline`` entry, when the baseline's own measurement failed)."""
     base = next((row for row in rows if row['name'] == baseline), None)
     if base is None:
         raise ValueError(f'baseline {baseline!r} is not among the candidates {[r["name"] for r in rows]}')
-    for row in rows:
+    if 'step_ms' not in base and measured(rows):
+        base = measured(rows)[0]
+        for row in measured(rows):
+            row['baseline'] = base['name']
+    for row in measured(rows):
         row['time_x'] = round(row['step_ms'] / base['step_ms'], 3)
         row['peak_x'] = round(row['peak_mib'] / base['peak_mib'], 3)
         if 'step_mib' in row and base.get('step_mib'):
@@ -68,7 +81,7 @@ def add_hardware_share(rows: List[Dict[str, Any]], peak_gflops: float,
     passes, forward + the two backward products) and ``of_peak`` (its share of the machine's
     matmul peak) to each row."""
     passes = 3 if settings.mode == 'train' else 1
-    for row in rows:
+    for row in measured(rows):
         flops = 2 * row['gmacs'] * 1e9 * settings.batch * passes
         row['gflop_s'] = round(flops / (row['step_ms'] / 1e3) / 1e9, 1)
         row['of_peak'] = round(row['gflop_s'] / peak_gflops, 3)
@@ -107,6 +120,7 @@ def plot_scatter(rows: List[Dict[str, Any]], path: str, title: str = '') -> None
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+    rows = measured(rows)
     memory_key = 'step_mib' if all('step_mib' in row for row in rows) else 'peak_mib'
     fig, ax = plt.subplots(figsize=(7, 5))
     for index, row in enumerate(rows):

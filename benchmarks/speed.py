@@ -154,7 +154,10 @@ def measure(name: str, settings: BenchSettings) -> Dict[str, Any]:
     result = dict(name=name, params=params, gmacs=round(gmacs, 3), times=times, peak_bytes=peak,
                   base_rss_bytes=base_rss if device.type == 'cpu' else None, saved_bytes=saved)
     if settings.bandwidth:  # after the peak was read: the profiler's records are not the step's
-        result['elementwise'] = elementwise_profile(step, device)
+        try:
+            result['elementwise'] = elementwise_profile(step, device)
+        except Exception as err:  # noqa: BLE001  (the timings above stand without it)
+            result['elementwise_error'] = f'{type(err).__name__}: {err}'[:300]
     return result
 
 
@@ -254,20 +257,38 @@ def run_benchmark(names: Sequence[str], settings: BenchSettings, rounds: int = 3
                   ) -> List[Dict[str, Any]]:
     """Measure every candidate ``rounds`` times, alternating candidates within each round; one
     summary row per candidate (:func:`benchmarks.report.summarize`). ``runs_out``, if given,
-    receives each candidate's raw measurements (:func:`measure`'s dicts)."""
+    receives each candidate's raw measurements (:func:`measure`'s dicts).
+
+    A candidate whose worker fails is logged with its error, measured no more, and reported as
+    a row ``{'name', 'failed'}``: the others' table still comes out (a one-off GPU run cannot
+    be repeated for one broken candidate). RuntimeError if every candidate failed.
+    """
     for name in names:  # fail on a bad name before spending minutes
         parse_candidate(split_allocator(name)[0])
     runs: Dict[str, List[Dict[str, Any]]] = {name: [] for name in names}
+    failures: Dict[str, str] = {}
     for round_index in range(rounds):
         for name in names:
-            result = _measure_in_subprocess(name, settings)
+            if name in failures:
+                continue
+            try:
+                result = _measure_in_subprocess(name, settings)
+            except RuntimeError as err:
+                failures[name] = str(err).strip().splitlines()[-1]
+                log(f'round {round_index + 1}/{rounds} {name}: FAILED\n{err}')
+                continue
             runs[name].append(result)
             log(f'round {round_index + 1}/{rounds} {name}: '
                 f'{statistics.median(result["times"]) * 1e3:.1f} ms/step, '
-                f'peak {result["peak_bytes"] / 2**20:.0f} MiB')
+                f'peak {result["peak_bytes"] / 2**20:.0f} MiB'
+                + (f'; no element-wise profile: {result["elementwise_error"]}'
+                   if 'elementwise_error' in result else ''))
+    if len(failures) == len(names):
+        raise RuntimeError(f'every candidate failed: {failures}')
     if runs_out is not None:
-        runs_out.update(runs)
-    return [summarize(name, runs[name], settings) for name in names]
+        runs_out.update({name: runs[name] for name in names if name not in failures})
+    return [dict(name=name, failed=failures[name]) if name in failures
+            else summarize(name, runs[name], settings) for name in names]
 
 
 def _worker_main(argv: Sequence[str]) -> None:

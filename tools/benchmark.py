@@ -79,6 +79,9 @@ def main(argv=None) -> None:
         print('\n' + format_markdown(breakdown))
     if args.out:
         write_results(args.out, rows, settings, header, ' '.join(sys.argv), breakdown)
+    failed = [row['name'] for row in rows if 'failed' in row]
+    if failed:  # the table is written; the exit status still says it is incomplete
+        sys.exit(f'failed: {", ".join(failed)} (their errors are in the log above)')
 
 
 if __name__ == '__main__':

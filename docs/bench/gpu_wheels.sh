@@ -22,6 +22,7 @@ done
     segmentation-models-pytorch==0.6.0 \
     albumentations==2.0.8 albucore==0.0.24 pydantic==2.14.4 pydantic-core==2.50.5 \
     annotated-types==0.8.0 typing-inspection==0.4.5 stringzilla==5.3.2 simsimd==6.5.16 \
-    pycocotools==2.0.11 nibabel==5.4.2 effdet==0.4.1 omegaconf==2.4.0
+    pycocotools==2.0.11 nibabel==5.4.2 effdet==0.4.1 omegaconf==2.4.0 \
+    typing-extensions==4.16.0  # pydantic needs >= 4.16; the image's version is not known
 ls "$DEST"
 du -sh "$DEST"

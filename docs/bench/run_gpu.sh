@@ -14,7 +14,9 @@
 # Steps run in order of what the goals need (B0 and B4 bf16 + channels_last against timm first)
 # under one deadline (GPU_DEADLINE_S, default 480 s): a step that would start after it is skipped
 # and logged as such, so the command ends inside the device's 10-minute call. Each step may fail
-# without stopping the others. PACK_DIR gets gpu_tables.tgz (every table) and gpu_checks.txt.
+# without stopping the others, and a candidate that fails leaves the rest of its table. PACK_DIR
+# gets gpu_tables.tgz (every table so far) and gpu_checks.txt after each step (the device call
+# returns at most 8 files).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -32,6 +34,14 @@ fi
 mkdir -p "$OUT"
 CHECKS=$OUT/gpu_checks.txt
 : > "$CHECKS"
+pack() {  # into PACK_DIR after every step, so a call cut short still returns what was done
+    [[ -n "${PACK_DIR:-}" ]] || return 0
+    local tables
+    tables=$(cd "$OUT" && ls gpu_*.md gpu_*.json gpu_*.png 2>/dev/null)
+    [[ -n "$tables" ]] && tar czf "$PACK_DIR/gpu_tables.tgz" -C "$OUT" $tables
+    cp "$CHECKS" "$PACK_DIR/"
+}
+trap pack EXIT
 
 if compgen -G ".wheels/*.whl" > /dev/null; then  # what the GPU image lacks (gpu_wheels.sh)
     SITE=/tmp/effnet_gpu_site
@@ -56,11 +66,13 @@ run() {  # run NAME COMMAND...: a step that may fail without stopping the others
     fi
     echo "== $name" | tee -a "$CHECKS"
     local start=$SECONDS
-    if timeout "$((left < 300 ? left : 300))" "$@" >> "$CHECKS" 2>&1; then
+    # -k: a child that ignores the TERM is killed 10 s later, inside the deadline's margin
+    if timeout -k 10 "$((left < 300 ? left : 300))" "$@" >> "$CHECKS" 2>&1; then
         echo "   ok ($((SECONDS - start)) s)" | tee -a "$CHECKS"
     else
         echo "   FAILED ($((SECONDS - start)) s)" | tee -a "$CHECKS"
     fi
+    pack
 }
 # GPU timings vary little between rounds: one round of 10 steps per candidate keeps the starts
 # (a fresh process each, CUDA context and cuDNN set-up) inside the deadline
@@ -108,7 +120,3 @@ run "EfficientDet D0 / effdet D0, 512 px, eager" "${B[@]}" --batch 16 --resoluti
 
 echo "tables: $(cd "$OUT" && ls gpu_*.md 2>/dev/null | tr '\n' ' ') ($SECONDS s in all)" \
     | tee -a "$CHECKS"
-if [[ -n "${PACK_DIR:-}" ]]; then  # the device call returns at most 8 files: pack the tables
-    tar czf "$PACK_DIR/gpu_tables.tgz" -C "$OUT" $(cd "$OUT" && ls gpu_* 2>/dev/null)
-    cp "$CHECKS" "$PACK_DIR/"
-fi

@@ -111,3 +111,31 @@ def test_dtypes_come_from_the_raw_events_where_function_events_lack_them():
     assert list(dtypes_of(bare))[:2] == ['float', 'c10::BFloat16']
     if hasattr(add, 'input_dtypes'):
         assert list(dtypes_of(bare)) == list(add.input_dtypes)
+
+
+def test_zero_dim_updates_are_left_out_and_missing_dtypes_are_an_error(monkeypatch):
+    import benchmarks.bandwidth as bandwidth
+    a, counter = torch.randn(64, 64), torch.zeros((), dtype=torch.long)
+
+    def step():
+        counter.add_(1)  # BN's num_batches_tracked: a 0-d tensor, no traffic worth timing
+        torch.sigmoid(a)
+
+    profile = elementwise_profile(step, torch.device('cpu'))
+    assert profile['calls'] == 1 and [op['name'] for op in profile['ops']] == ['aten::sigmoid']
+    monkeypatch.setattr(bandwidth, '_dtypes_by_event', lambda prof: lambda event: [])
+    with pytest.raises(RuntimeError, match='no argument dtypes'):
+        elementwise_profile(step, torch.device('cpu'))
+
+
+def test_a_failed_profile_keeps_the_timings_and_says_why(monkeypatch):
+    import benchmarks.speed as speed
+
+    def broken(step, device):
+        raise RuntimeError('no CUPTI')
+    monkeypatch.setattr(speed, 'elementwise_profile', broken)
+    settings = BenchSettings(batch=1, resolution=64, warmup=0, steps=1, bandwidth=True)
+    result = measure('ours:b0', settings)
+    assert len(result['times']) == 1 and result['elementwise_error'] == 'RuntimeError: no CUPTI'
+    row = summarize('ours:b0', [result], settings)
+    assert row['ew_error'] == 'RuntimeError: no CUPTI' and 'ew_ms' not in row

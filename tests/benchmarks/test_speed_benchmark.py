@@ -169,3 +169,23 @@ def test_small_conv_benchmark_times_each_formulation_and_names_the_rules_pick(tm
     main(['--out', out, '--sides', '1', '--repeats', '5'])
     table = (tmp_path / 'small.md').read_text()
     assert '| pointwise | 8 | 320 -> 1152 | 1 |' in table and '| depthwise3x3 | 8 | 480 | 1 |' in table
+
+
+def test_a_failing_candidate_leaves_the_others_table(tmp_path, monkeypatch):
+    # +mb50 without --compile fails in its worker: reported, not measured again, not fatal
+    logged = []
+    settings = BenchSettings(batch=1, resolution=64, warmup=0, steps=1, threads=1)
+    rows = speed.run_benchmark(['ours:b0+mb50', 'ours:b0'], settings, rounds=2, log=logged.append)
+    assert rows[0]['name'] == 'ours:b0+mb50' and 'needs --compile' in rows[0]['failed']
+    assert rows[1]['step_ms'] > 0 and sum('ours:b0+mb50' in line for line in logged) == 1
+    rows = add_ratios(rows, 'ours:b0+mb50')  # the baseline failed: ratios against the first measured
+    assert rows[1]['time_x'] == 1.0 and rows[1]['baseline'] == 'ours:b0' and 'time_x' not in rows[0]
+    with pytest.raises(RuntimeError, match='every candidate failed'):
+        speed.run_benchmark(['ours:b0+mb50'], settings, rounds=1, log=logged.append)
+    monkeypatch.chdir(tmp_path)  # the tool writes the table, then exits non-zero
+    with pytest.raises(SystemExit, match='failed: ours:b0\\+mb50'):
+        benchmark_tool.main(['ours:b0+mb50', 'ours:b0', '--batch', '1', '--resolution', '64',
+                             '--warmup', '0', '--steps', '1', '--rounds', '1', '--threads', '1',
+                             '--out', 'partial'])
+    text = (tmp_path / 'partial.md').read_text()
+    assert 'needs --compile' in text and '| ours:b0 |' in text

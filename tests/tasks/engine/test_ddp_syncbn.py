@@ -53,8 +53,10 @@ def test_two_syncbn_ranks_equal_one_process_on_the_whole_batch(tmp_path, memory_
     assert_close_relative(torch.cat([g.flatten() for g in synced['grads'].values()]),
                           torch.cat([grads[name].flatten() for name in synced['grads']]),
                           rtol=1e-4)
-    # the stem sees both samples' statistics: equal to the whole batch's, not to one sample's
-    assert relative_error(synced['grads']['stem.conv.weight'], grads['stem.conv.weight']) < 1e-4
+    # the stem sees both samples' statistics: equal to the whole batch's (1e-3: SyncBN reduces in
+    # another order than cuDNN's BN; the CPU sibling measured up to 6.6e-4 per tensor from order
+    # alone), not to one sample's (plain BN under DDP misses by more than 1e-2)
+    assert relative_error(synced['grads']['stem.conv.weight'], grads['stem.conv.weight']) < 1e-3
     means = [name for name in buffers if name.endswith(('running_mean', 'running_var'))]
     assert_close_relative(torch.cat([synced['buffers'][name] for name in means]),
                           torch.cat([buffers[name] for name in means]), rtol=1e-4)
