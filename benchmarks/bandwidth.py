@@ -127,18 +127,22 @@ def elementwise_profile(step: Callable[[], None], device: torch.device, steps: i
     """Profile ``steps`` calls of ``step`` and sum their element-wise operators' time and least
     traffic, per step (one step alone is at the mercy of a noisy machine).
 
-    Returns ``ms`` (their time per step: kernel time on CUDA, CPU time on CPU), ``bytes``
-    (:func:`traffic_bytes` summed), ``calls`` and ``ops``: the ``top`` operators by time, each
-    ``name, calls, ms, gb_s`` (the breakdown where the time goes).
+    Returns ``ms`` (their time per step: kernel time on CUDA, CPU time on CPU), ``step_ms``
+    (the wall time of a profiled step: the profiler's own cost and, on CPU, the allocator's
+    page faults make it differ from an unprofiled step, so shares of the step refer to this),
+    ``bytes`` (:func:`traffic_bytes` summed), ``calls`` and ``ops``: the ``top`` operators by
+    time, each ``name, calls, ms, gb_s`` (the breakdown where the time goes).
     """
     from torch.profiler import ProfilerActivity, profile
     cuda = device.type == 'cuda'
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     with profile(activities=activities, record_shapes=True) as prof:
+        start = time.perf_counter()
         for _ in range(steps):
             step()
         if cuda:
             torch.cuda.synchronize()
+        wall = (time.perf_counter() - start) / steps
     dtypes_of = _dtypes_by_event(prof)
     per_op: Dict[str, List[Any]] = defaultdict(lambda: [0, 0.0, 0])  # calls, microseconds, bytes
     unsized = 0
@@ -157,7 +161,8 @@ def elementwise_profile(step: Callable[[], None], device: torch.device, steps: i
                            f'(torch {torch.__version__}); cannot count their traffic')
     micros = sum(totals[1] for totals in per_op.values()) / steps
     ranked = sorted(per_op.items(), key=lambda item: -item[1][1])[:top]
-    return dict(ms=micros / 1e3, bytes=sum(totals[2] for totals in per_op.values()) // steps,
+    return dict(ms=micros / 1e3, step_ms=wall * 1e3,
+                bytes=sum(totals[2] for totals in per_op.values()) // steps,
                 calls=sum(totals[0] for totals in per_op.values()) // steps,
                 ops=[dict(name=name, calls=calls // steps, ms=round(us / steps / 1e3, 3),
                           gb_s=round(nbytes / us / 1e3, 2) if us else 0.0)

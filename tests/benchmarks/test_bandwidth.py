@@ -61,6 +61,9 @@ def test_measure_adds_the_elementwise_profile_and_the_tool_its_share():
     assert {'aten::native_batch_norm', 'aten::native_batch_norm_backward'} <= ops
     row = summarize('ours:b0', [result], settings)
     assert row['ew_ms'] == pytest.approx(profile['ms'], abs=0.05)
+    # shares of the step refer to the profiled steps' own wall time, which holds the operators
+    assert row['prof_step_ms'] == pytest.approx(profile['step_ms'], abs=0.05)
+    assert 0 < row['ew_of_step'] <= 1
     assert row['ew_gb_s'] == pytest.approx(profile['bytes'] / profile['ms'] / 1e6, rel=1e-2)
     assert add_bandwidth_share([row], row['ew_gb_s'] * 4)[0]['ew_of_bw'] == 0.25
     breakdown = elementwise_breakdown({'ours:b0': [result]})
