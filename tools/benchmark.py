@@ -56,6 +56,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def _machine_peak(measure_peak, settings: BenchSettings):
+    """The machine's peak by ``measure_peak`` (a worker process); None, said on stderr, if that
+    worker fails: the candidates' table is written without the share columns."""
+    try:
+        return measure_peak(settings)
+    except RuntimeError as err:
+        print(f'{measure_peak.__name__} failed, no share columns:\n{err}', file=sys.stderr)
+        return None
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     settings = BenchSettings(batch=args.batch, resolution=args.resolution, mode=args.mode,
@@ -66,9 +76,10 @@ def main(argv=None) -> None:
     rows = run_benchmark(args.candidates, settings, rounds=args.rounds,
                          log=lambda line: print(line, file=sys.stderr), runs_out=runs)
     rows = add_ratios(rows, args.baseline or args.candidates[0])
-    peak = measure_peak_gflops(settings)  # what fraction of the hardware each step uses
-    rows = add_hardware_share(rows, peak, settings)
-    peak_gb_s = measure_peak_bandwidth(settings) if args.bandwidth else None
+    peak = _machine_peak(measure_peak_gflops, settings)  # the hardware share of each step
+    if peak:
+        rows = add_hardware_share(rows, peak, settings)
+    peak_gb_s = _machine_peak(measure_peak_bandwidth, settings) if args.bandwidth else None
     breakdown = None
     if peak_gb_s:
         rows = add_bandwidth_share(rows, peak_gb_s)

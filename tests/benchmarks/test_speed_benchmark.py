@@ -189,3 +189,14 @@ def test_a_failing_candidate_leaves_the_others_table(tmp_path, monkeypatch):
                              '--out', 'partial'])
     text = (tmp_path / 'partial.md').read_text()
     assert 'needs --compile' in text and '| ours:b0 |' in text
+
+
+def test_a_failed_peak_worker_leaves_the_table_without_share_columns(tmp_path, monkeypatch):
+    def broken(settings):
+        raise RuntimeError('benchmark of __matmul_peak__ failed')
+    monkeypatch.setattr(benchmark_tool, 'measure_peak_gflops', broken)
+    monkeypatch.chdir(tmp_path)
+    benchmark_tool.main(['ours:b0', '--batch', '1', '--resolution', '64', '--warmup', '0',
+                         '--steps', '1', '--rounds', '1', '--threads', '1', '--out', 'nopeak'])
+    row = json.loads((tmp_path / 'nopeak.json').read_text())['rows'][0]
+    assert row['step_ms'] > 0 and 'of_peak' not in row
