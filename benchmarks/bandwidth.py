@@ -21,6 +21,8 @@ from typing import Any, Callable, Dict, List, Sequence
 
 import torch
 
+from .timing import best_seconds
+
 __all__ = ['ELEMENTWISE_OPS', 'REDUCTION_OPS', 'dtype_bytes', 'traffic_bytes',
            'elementwise_profile', 'copy_bandwidth_gb_s']
 
@@ -181,13 +183,4 @@ def copy_bandwidth_gb_s(device: torch.device, threads: int = 0, nbytes: int = 0,
     nbytes = nbytes or (2 ** 30 if cuda else 2 ** 28)
     source = torch.ones(nbytes // 4, device=device)
     target = torch.empty_like(source)
-    best = float('inf')
-    for _ in range(repeats + 1):  # the first touches the pages / warms the copy kernel
-        if cuda:
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        target.copy_(source)
-        if cuda:
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - start)
-    return 2 * source.nbytes / best / 1e9
+    return 2 * source.nbytes / best_seconds(lambda: target.copy_(source), device, repeats) / 1e9

@@ -37,6 +37,7 @@ from effnet_backbones.compiling import compile_model
 from .bandwidth import copy_bandwidth_gb_s, elementwise_profile
 from .candidates import build_candidate, memory_budget_of, optimizer_of, parse_candidate
 from .report import summarize
+from .timing import best_seconds
 
 __all__ = ['BenchSettings', 'ALLOCATORS', 'split_allocator', 'saved_activation_bytes', 'measure',
            'matmul_gflops', 'measure_peak_gflops', 'measure_peak_bandwidth',
@@ -196,16 +197,7 @@ def matmul_gflops(settings: BenchSettings, repeats: int = 5) -> float:
     dtype = getattr(torch, settings.dtype)
     a = torch.randn(side, side, device=device, dtype=dtype)
     b = torch.randn(side, side, device=device, dtype=dtype)
-    best = float('inf')
-    for _ in range(repeats + 1):  # the first one warms up the library
-        if device.type == 'cuda':
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        torch.mm(a, b)
-        if device.type == 'cuda':
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - start)
-    return 2 * side ** 3 / best / 1e9
+    return 2 * side ** 3 / best_seconds(lambda: torch.mm(a, b), device, repeats) / 1e9
 
 
 def measure_peak_gflops(settings: BenchSettings) -> float:

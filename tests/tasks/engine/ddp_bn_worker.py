@@ -4,7 +4,10 @@ every rank on cuda:0, so that one GPU checks it): rank r trains on sample r of a
 rank 0 saves what DDP left in its model (gradients, running statistics) to the file given as the
 first argument. ``--memory-efficient`` builds the fused path and converts its norms afterwards,
 as MMEngine's ``sync_bn='torch'`` does."""
+import os
+import subprocess
 import sys
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -24,6 +27,18 @@ def model_and_batch(memory_efficient: bool = False):
 def loss_of(taps):
     """A loss that reads every tap."""
     return sum(tap.pow(2).mean() for tap in taps)
+
+
+def run_two_ranks(out: Path, *flags: str) -> dict:
+    """Run this worker as 2 ranks under torchrun (``flags``: ``--syncbn``,
+    ``--memory-efficient``) and return what rank 0 saved to ``out``."""
+    from tool_loader import free_port  # the tests' helper: on the path in the test process
+    result = subprocess.run(
+        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
+         f'--master_port={free_port()}', __file__, str(out), *flags],
+        capture_output=True, text=True, timeout=600, env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return torch.load(out, weights_only=True)
 
 
 def main(out: str, syncbn: bool = False, memory_efficient: bool = False) -> None:

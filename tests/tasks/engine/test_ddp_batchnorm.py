@@ -6,8 +6,6 @@ forward. So 2 ranks x batch 1 equal the *average of two single-sample steps*, no
 batch of 2: exact equality with one process needs SyncBN (``norm_layer='syncbn'`` or MMEngine's
 ``sync_bn='torch'``), which torch runs on GPUs only; the GroupNorm case is test_distributed.py.
 """
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,23 +13,14 @@ import pytest
 import torch
 
 from calibration import assert_close_relative, relative_error
-from tool_loader import free_port
 
 sys.path.insert(0, str(Path(__file__).parent))
-from ddp_bn_worker import loss_of, model_and_batch  # noqa: E402
-
-WORKER = Path(__file__).with_name('ddp_bn_worker.py')
+from ddp_bn_worker import loss_of, model_and_batch, run_two_ranks  # noqa: E402
 
 
 @pytest.fixture(scope='module')
 def ddp_step(tmp_path_factory):
-    out = tmp_path_factory.mktemp('ddp_bn') / 'rank0.pt'
-    result = subprocess.run(
-        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
-         f'--master_port={free_port()}', str(WORKER), str(out)],
-        capture_output=True, text=True, timeout=600, env={**os.environ, 'OMP_NUM_THREADS': '1'})
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return torch.load(out, weights_only=True)
+    return run_two_ranks(tmp_path_factory.mktemp('ddp_bn') / 'rank0.pt')
 
 
 def single_process_step(samples):

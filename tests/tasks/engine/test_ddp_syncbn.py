@@ -6,8 +6,6 @@ Two ranks x batch 1 with SyncBN must give what one process with plain BN compute
 statistics, for the plain path and for the memory-efficient one converted after construction (as
 MMEngine's ``sync_bn='torch'`` does). test_ddp_batchnorm.py shows plain BN does not.
 """
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,24 +13,16 @@ import pytest
 import torch
 
 from calibration import assert_close_relative, relative_error
-from tool_loader import free_port
 
 sys.path.insert(0, str(Path(__file__).parent))
-from ddp_bn_worker import loss_of, model_and_batch  # noqa: E402
-
-WORKER = Path(__file__).with_name('ddp_bn_worker.py')
+from ddp_bn_worker import loss_of, model_and_batch, run_two_ranks  # noqa: E402
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason='SyncBN runs on GPUs only')
 
 
 def syncbn_step(out: Path, memory_efficient: bool) -> dict:
     """Rank 0's gradients and buffers after one SyncBN DDP step of 2 ranks on cuda:0."""
     flags = ['--syncbn'] + (['--memory-efficient'] if memory_efficient else [])
-    result = subprocess.run(
-        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
-         f'--master_port={free_port()}', str(WORKER), str(out), *flags],
-        capture_output=True, text=True, timeout=600, env={**os.environ, 'OMP_NUM_THREADS': '1'})
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return torch.load(out, weights_only=True)
+    return run_two_ranks(out, *flags)
 
 
 def whole_batch_step(memory_efficient: bool):
