@@ -44,8 +44,10 @@ setup(
         'numpy',
         'pillow',
         'tifffile',
-        # NIfTI volumes (nnU-Net / Decathlon layouts) are read and written with nibabel
+        # NIfTI volumes (nnU-Net / Decathlon layouts) are read and written with nibabel, NRRD and
+        # MetaImage volumes with SimpleITK (nnU-Net's reader for them)
         'nibabel>=4',
+        'SimpleITK>=2.2',
         # connected components (largest-component post-processing)
         'scipy',
         'matplotlib',

@@ -1,4 +1,5 @@
-"""Small synthetic NIfTI datasets in the nnU-Net v2 raw layout, written by the tests that need them.
+"""Small synthetic volume datasets (NIfTI, or NRRD / MetaImage) in the nnU-Net v2 raw layout,
+written by the tests that need them.
 
 Cases have anisotropic spacing and an oblique direction (a rotation in the affine), one bright
 ellipsoid per case labelled 1, and intensities unlike 8-bit images (MRI-like floats or CT-like
@@ -42,14 +43,24 @@ def write_volume_dataset(root: Path, cases: int = 4, shape: Tuple[int, int, int]
                          spacing: Sequence[float] = (0.8, 0.8, 3.0),
                          channel_names: Sequence[str] = ('T1',),
                          classes: Sequence[str] = ('background', 'lesion'),
-                         splits: bool = True, test_cases: int = 0) -> Path:
+                         splits: bool = True, test_cases: int = 0,
+                         file_ending: str = '.nii.gz') -> Path:
     """Write ``cases`` training cases (``case_000`` ...) as nnU-Net v2 raw data; returns ``root``.
 
     Args:
         splits: also write ``splits_final.json`` with the last case as validation.
         test_cases: unlabelled-but-scored cases in imagesTs / labelsTs.
+        file_ending: '.nii.gz' (written with nibabel) or a SimpleITK format ('.nrrd', '.mha').
     """
     import nibabel as nib
+
+    from tasks.common.volume_io import write_volume
+
+    def save(array, path):
+        if file_ending == '.nii.gz':
+            nib.save(nib.Nifti1Image(array, affine), str(path))
+        else:
+            write_volume(array, affine, path)
 
     root = Path(root)
     affine = oblique_affine(spacing)
@@ -60,16 +71,16 @@ def write_volume_dataset(root: Path, cases: int = 4, shape: Tuple[int, int, int]
             image, label = synthetic_case(shape, seed=index + (100 if folder == 'Ts' else 0),
                                           channels=len(channel_names), ct=any(ct))
             for channel in range(len(channel_names)):
-                path = root / f'images{folder}' / f'{name}_{channel:04d}.nii.gz'
+                path = root / f'images{folder}' / f'{name}_{channel:04d}{file_ending}'
                 path.parent.mkdir(parents=True, exist_ok=True)
-                nib.save(nib.Nifti1Image(image[..., channel], affine), str(path))
-            path = root / f'labels{folder}' / f'{name}.nii.gz'
+                save(image[..., channel], path)
+            path = root / f'labels{folder}' / f'{name}{file_ending}'
             path.parent.mkdir(parents=True, exist_ok=True)
-            nib.save(nib.Nifti1Image(label, affine), str(path))
+            save(label, path)
     (root / 'dataset.json').write_text(json.dumps(dict(
         channel_names={str(i): name for i, name in enumerate(channel_names)},
         labels={name: index for index, name in enumerate(classes)},
-        numTraining=cases, file_ending='.nii.gz', name='synthetic')))
+        numTraining=cases, file_ending=file_ending, name='synthetic')))
     if splits:
         names = [f'case_{index:03d}' for index in range(cases)]
         (root / 'splits_final.json').write_text(json.dumps([dict(train=names[:-1],

@@ -32,8 +32,10 @@ def shorten_list(items: Sequence[object], limit: int = 5) -> str:
 
 def list_images(folder: Path, suffixes: Sequence[str] = IMAGE_SUFFIXES) -> List[Path]:
     """Files in ``folder`` with one of ``suffixes`` (case-insensitive), sorted by name."""
+    suffixes = tuple(suffix.lower() for suffix in suffixes)
+    # by the name's ending, not Path.suffix: '.nii.gz' is one suffix here
     return sorted(path for path in folder.iterdir()
-                  if path.is_file() and path.suffix.lower() in suffixes)
+                  if path.is_file() and path.name.lower().endswith(suffixes))
 
 
 def expand_inputs(inputs: Sequence[str], suffixes: Sequence[str] = IMAGE_SUFFIXES) -> List[Path]:

@@ -1,9 +1,14 @@
-"""NIfTI volumes in and out (nibabel), with errors that name the file and what was expected.
+"""Medical volumes in and out, with errors that name the file and what was expected.
 
-:func:`read_volume` keeps the stored dtype and the file's affine and header, so an output written
-with :func:`write_volume_like` opens aligned with its input in ITK-SNAP, 3D Slicer or FSLeyes.
-Writes go to a temporary file renamed into place: an interrupted write never leaves a truncated
-``.nii.gz`` where a good one was.
+NIfTI (``.nii.gz``, ``.nii``) is read and written with nibabel; NRRD (``.nrrd``, ``.nhdr``) and
+MetaImage (``.mha``, ``.mhd``) with SimpleITK, the reader nnU-Net's ``SimpleITKIO`` uses for them.
+Every volume comes back the same way: the voxel array indexed ``(X, Y, Z)`` (``(X, Y, Z, C)`` with
+channels) and a 4 x 4 voxel-to-world affine in RAS+ millimetres, nibabel's convention (ITK's LPS
+origin and direction are converted), so grids of different formats compare and slicing rules
+apply alike. :func:`write_volume_like` writes an output in its reference's format with the
+reference's geometry (the NIfTI header itself; ITK's origin, spacing and direction), so it opens
+aligned with its input in ITK-SNAP, 3D Slicer or FSLeyes. Writes go to a temporary file renamed
+into place: an interrupted write never leaves a truncated volume where a good one was.
 """
 from __future__ import annotations
 
@@ -12,39 +17,76 @@ import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence, Tuple, Union
+from typing import Any, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from .io import DataError
 
-__all__ = ['NIFTI_SUFFIXES', 'Volume', 'is_nifti', 'nifti_stem', 'read_volume',
-           'write_volume_like', 'slice_axis', 'SLICE_AXIS_RULES']
+__all__ = ['NIFTI_SUFFIXES', 'ITK_SUFFIXES', 'VOLUME_SUFFIXES', 'Volume', 'ItkGeometry',
+           'volume_suffix', 'is_volume_file', 'volume_stem', 'output_suffix', 'read_volume',
+           'write_volume', 'write_volume_like', 'slice_axis', 'SLICE_AXIS_RULES']
 
 NIFTI_SUFFIXES = ('.nii.gz', '.nii')
+#: read with SimpleITK; ``.nhdr`` / ``.mhd`` keep their voxels in a separate data file
+ITK_SUFFIXES = ('.nrrd', '.nhdr', '.mha', '.mhd')
+VOLUME_SUFFIXES = NIFTI_SUFFIXES + ITK_SUFFIXES
+#: an output for a detached-header input is written as the one-file form of its format: a
+#: header renamed into place would name a data file that is not there
+_ONE_FILE_FORM = {'.nhdr': '.nrrd', '.mhd': '.mha'}
 PathLike = Union[str, Path]
 #: ``slice_axis='coarsest'``: the axis with the largest voxel spacing (ties: the last of them)
 SLICE_AXIS_RULES = ('coarsest',)
+#: ITK's world axes are LPS, NIfTI's (and this module's affines) RAS: x and y change sign
+_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 
 
-def is_nifti(path: PathLike) -> bool:
-    """Whether the file name ends in .nii or .nii.gz."""
-    return str(path).endswith(NIFTI_SUFFIXES)
-
-
-def nifti_stem(path: PathLike) -> str:
-    """``case_0000.nii.gz`` -> ``case_0000``."""
+def volume_suffix(path: PathLike) -> Optional[str]:
+    """The volume format suffix ``path`` ends in, as the name spells it (``'.nii.gz'``,
+    ``'.nrrd'`` ...; matched case-insensitively), or ``None``."""
     name = Path(path).name
-    for suffix in NIFTI_SUFFIXES:
-        if name.endswith(suffix):
-            return name[:-len(suffix)]
-    return Path(path).stem
+    return next((name[-len(suffix):] for suffix in VOLUME_SUFFIXES
+                 if name.lower().endswith(suffix)), None)
+
+
+def _format(path: PathLike) -> Optional[str]:
+    suffix = volume_suffix(path)
+    return suffix.lower() if suffix else None
+
+
+def is_volume_file(path: PathLike) -> bool:
+    """Whether the file name ends in a volume suffix (:data:`VOLUME_SUFFIXES`)."""
+    return volume_suffix(path) is not None
+
+
+def volume_stem(path: PathLike) -> str:
+    """``case_0000.nii.gz`` -> ``case_0000`` (``case.nrrd`` -> ``case``)."""
+    name = Path(path).name
+    suffix = volume_suffix(path)
+    return name[:-len(suffix)] if suffix else Path(path).stem
+
+
+def output_suffix(suffix: str) -> str:
+    """The suffix an output written for an input of ``suffix`` gets: the same, except the
+    detached-header forms (``.nhdr`` -> ``.nrrd``, ``.mhd`` -> ``.mha``)."""
+    return _ONE_FILE_FORM.get(suffix.lower(), suffix)
+
+
+@dataclass(frozen=True)
+class ItkGeometry:
+    """Where an ITK image lies, as SimpleITK reports it: voxel spacing, LPS origin and direction
+    (row-major 3 x 3) of the three spatial axes."""
+
+    spacing: Tuple[float, ...]
+    origin: Tuple[float, ...]
+    direction: Tuple[float, ...]
 
 
 @dataclass(frozen=True)
 class Volume:
-    """A volume as stored: the voxel array (``(X, Y, Z)``, or ``(X, Y, Z, C)`` for a 4-D file), its
-    4 x 4 voxel-to-world affine, its nibabel header and the file it came from."""
+    """A volume as stored: the voxel array (``(X, Y, Z)``, or ``(X, Y, Z, C)`` with channels), its
+    4 x 4 voxel-to-world affine (RAS+), its header (nibabel's for NIfTI, an
+    :class:`ItkGeometry` for NRRD and MetaImage) and the file it came from."""
 
     array: np.ndarray
     affine: np.ndarray
@@ -54,6 +96,8 @@ class Volume:
     @property
     def spacing(self) -> Tuple[float, ...]:
         """Voxel sides along the three spatial axes, in the header's units."""
+        if isinstance(self.header, ItkGeometry):
+            return tuple(self.header.spacing[:3])
         return tuple(float(z) for z in self.header.get_zooms()[:3])
 
     @property
@@ -63,20 +107,30 @@ class Volume:
 
 
 def read_volume(path: PathLike, what: str = 'volume') -> Volume:
-    """Read a NIfTI file (``.nii`` or ``.nii.gz``) with nibabel, fully, checking it decodes.
+    """Read a volume file (:data:`VOLUME_SUFFIXES`) fully, checking it decodes.
 
     Args:
         path: the file.
         what: what it is, for error messages ("image of case 'la_003'", "label").
     """
-    import nibabel as nib
-    from nibabel.filebasedimages import ImageFileError
-
     path = Path(path)
     if not path.is_file():
         raise DataError(f'{what} {path} not found')
-    if not is_nifti(path):
-        raise DataError(f'{what} {path} is not a NIfTI file; expected {" or ".join(NIFTI_SUFFIXES)}')
+    suffix = _format(path)
+    if suffix is None:
+        raise DataError(f'{what} {path} is not a volume file; expected one of '
+                        f'{", ".join(VOLUME_SUFFIXES)}')
+    volume = _read_nifti(path, what) if suffix in NIFTI_SUFFIXES else _read_itk(path, what)
+    if volume.array.ndim < 3:
+        raise DataError(f'{what} {path} has {volume.array.ndim} dimension(s) '
+                        f'{volume.array.shape}; a volume has 3 (X, Y, Z), or 4 with channels last')
+    return volume
+
+
+def _read_nifti(path: Path, what: str) -> Volume:
+    import nibabel as nib
+    from nibabel.filebasedimages import ImageFileError
+
     try:
         image = nib.load(str(path))
         # np.asanyarray(dataobj) reads every byte now: a truncated .nii.gz fails here, not later
@@ -84,37 +138,137 @@ def read_volume(path: PathLike, what: str = 'volume') -> Volume:
     except (ImageFileError, EOFError, zlib.error, gzip.BadGzipFile, OSError, ValueError) as err:
         raise DataError(f'{what} {path} cannot be read as NIfTI (truncated or not a NIfTI file?): '
                         f'{type(err).__name__}: {err}') from None
-    if array.ndim < 3:
-        raise DataError(f'{what} {path} has {array.ndim} dimension(s) {array.shape}; a volume has '
-                        f'3 (X, Y, Z), or 4 with channels last')
     return Volume(array, np.asarray(image.affine, np.float64), image.header, path)
+
+
+def _simpleitk():
+    try:
+        import SimpleITK
+    except ImportError:  # pragma: no cover - a dependency of the package
+        raise DataError('NRRD and MetaImage volumes are read with SimpleITK: pip install '
+                        'SimpleITK') from None
+    return SimpleITK
+
+
+def _read_itk(path: Path, what: str) -> Volume:
+    sitk = _simpleitk()
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError as err:  # ITK's exceptions reach Python as RuntimeError
+        first = str(err).strip().splitlines()[-1] if str(err).strip() else ''
+        raise DataError(f'{what} {path} cannot be read as {volume_suffix(path)} (truncated, or '
+                        f'its data file missing?): {first}') from None
+    dimension = image.GetDimension()
+    if dimension < 3:
+        raise DataError(f'{what} {path} is a {dimension}-D image of size {image.GetSize()}; a '
+                        f'volume has 3 spatial dimensions (X, Y, Z)')
+    # SimpleITK's arrays are (Z, Y, X[, components]); reversing the image axes gives nibabel's
+    # (X, Y, Z): index i along x is the first array axis in both. A 4-D image's fourth axis
+    # (time, or channels not stored as vector pixels) becomes the channel axis, as in NIfTI.
+    array = sitk.GetArrayFromImage(image)
+    array = array.transpose(*range(dimension)[::-1], *range(dimension, array.ndim))
+    spacing = tuple(float(s) for s in image.GetSpacing()[:3])
+    origin = tuple(float(o) for o in image.GetOrigin()[:3])
+    direction = np.asarray(image.GetDirection(), np.float64).reshape(dimension, dimension)[:3, :3]
+    geometry = ItkGeometry(spacing, origin, tuple(direction.ravel().tolist()))
+    return Volume(array, _itk_affine(geometry), geometry, path)
+
+
+def _itk_affine(geometry: ItkGeometry) -> np.ndarray:
+    """The RAS+ voxel-to-world affine of an ITK geometry (LPS origin and direction)."""
+    direction = np.asarray(geometry.direction, np.float64).reshape(3, 3)
+    affine = np.eye(4)
+    affine[:3, :3] = _LPS_TO_RAS @ direction @ np.diag(geometry.spacing)
+    affine[:3, 3] = _LPS_TO_RAS @ np.asarray(geometry.origin, np.float64)
+    return affine
+
+
+def _itk_geometry(affine: np.ndarray) -> ItkGeometry:
+    """The ITK geometry of a RAS+ affine: spacing from its column lengths, LPS direction and
+    origin."""
+    affine = np.asarray(affine, np.float64)
+    linear = _LPS_TO_RAS @ affine[:3, :3]
+    spacing = np.linalg.norm(linear, axis=0)
+    if np.any(spacing == 0):
+        raise ValueError(f'affine {affine.tolist()} has an axis of length 0')
+    return ItkGeometry(tuple(spacing.tolist()), tuple((_LPS_TO_RAS @ affine[:3, 3]).tolist()),
+                       tuple((linear / spacing).ravel().tolist()))
+
+
+def _write_atomically(path: Path, save) -> Path:
+    """Call ``save(temporary_path)`` and rename the file into ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = volume_suffix(path) or path.suffix
+    temporary = path.with_name(f'.{volume_stem(path)}.{os.getpid()}.partial{suffix}')
+    try:
+        save(temporary)
+        os.replace(temporary, path)
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+    return path
+
+
+def _save_itk(array: np.ndarray, geometry: ItkGeometry, path: Path) -> Path:
+    sitk = _simpleitk()
+    if _format(path) in _ONE_FILE_FORM:
+        raise ValueError(f'cannot write {path}: write the one-file form '
+                         f'({_ONE_FILE_FORM[_format(path)]}) instead')
+    image = sitk.GetImageFromArray(np.ascontiguousarray(np.asarray(array).transpose(2, 1, 0)))
+    image.SetSpacing(geometry.spacing)
+    image.SetOrigin(geometry.origin)
+    image.SetDirection(geometry.direction)
+    return _write_atomically(path, lambda temporary: sitk.WriteImage(image, str(temporary),
+                                                                     useCompression=True))
+
+
+def write_volume(array: np.ndarray, affine: np.ndarray, path: PathLike) -> Path:
+    """Write an ``(X, Y, Z)`` array with a RAS+ ``affine`` as any format of
+    :data:`VOLUME_SUFFIXES` (by ``path``'s suffix), dtype kept, atomically; returns the path."""
+    import nibabel as nib
+
+    path = Path(path)
+    suffix = _format(path)
+    if suffix is None:
+        raise ValueError(f'cannot write {path}: not a volume suffix ({", ".join(VOLUME_SUFFIXES)})')
+    array = np.asarray(array)
+    if array.ndim != 3:
+        raise ValueError(f'cannot write {path}: expected an (X, Y, Z) array, got {array.shape}')
+    if suffix in ITK_SUFFIXES:
+        return _save_itk(array, _itk_geometry(affine), path)
+    image = nib.Nifti1Image(array, np.asarray(affine, np.float64))
+    image.header.set_data_dtype(array.dtype)
+    image.header.set_slope_inter(1.0, 0.0)
+    return _write_atomically(path, lambda temporary: nib.save(image, str(temporary)))
 
 
 def write_volume_like(array: np.ndarray, reference: Volume, path: PathLike,
                       dtype: Any = np.uint8) -> Path:
-    """Write ``array`` (the reference's spatial shape) as NIfTI with the reference's affine and
-    header, stored as ``dtype`` (no intensity scaling), atomically; returns the path."""
+    """Write ``array`` (the reference's spatial shape) in the format ``path`` names with the
+    reference's geometry (NIfTI: its affine and header; NRRD / MetaImage: its origin, spacing and
+    direction), stored as ``dtype`` (no intensity scaling), atomically; returns the path."""
     import nibabel as nib
 
     path = Path(path)
     if tuple(array.shape[:3]) != reference.shape:
         raise ValueError(f'cannot write {path}: array shape {array.shape} differs from the '
                          f'reference {reference.path} {reference.shape}')
-    header = reference.header.copy()
+    suffix = _format(path)
+    if suffix in ITK_SUFFIXES:
+        geometry = (reference.header if isinstance(reference.header, ItkGeometry)
+                    else _itk_geometry(reference.affine))
+        return _save_itk(np.asarray(array).astype(dtype), geometry, path)
+    if suffix not in NIFTI_SUFFIXES:
+        raise ValueError(f'cannot write {path}: not a volume suffix ({", ".join(VOLUME_SUFFIXES)})')
+    if isinstance(reference.header, nib.Nifti1Header):
+        header = reference.header.copy()
+    else:  # a NIfTI output of an ITK input: the affine is all that carries over
+        header = nib.Nifti1Header()
     header.set_data_dtype(dtype)
     image = nib.Nifti1Image(np.asarray(array).astype(dtype), reference.affine, header)
     image.header.set_slope_inter(1.0, 0.0)  # labels are stored as they are, never rescaled
     image.header['cal_min'], image.header['cal_max'] = 0, float(np.max(array)) if array.size else 0
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = '.nii.gz' if str(path).endswith('.nii.gz') else '.nii'
-    temporary = path.with_name(f'.{nifti_stem(path)}.{os.getpid()}.partial{suffix}')
-    try:
-        nib.save(image, str(temporary))
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
-    return path
+    return _write_atomically(path, lambda temporary: nib.save(image, str(temporary)))
 
 
 def slice_axis(spacing: Sequence[float], rule: Union[str, int] = 'coarsest') -> int:

@@ -3,8 +3,8 @@
 Importing this package registers (:mod:`tasks.segmentation.registry`), in the ``effnet_backbones``
 scope, the model (``SegmentationModel``), its batching (``SegDataPreprocessor``), the losses
 (``DiceLoss``, ``CrossEntropyLoss``, ``BCELoss``), the datasets (``SegFolderDataset`` for image
-folders, ``VolumeSliceDataset`` for NIfTI volumes) and the metrics (``SegMetric``, per-case 3-D
-``VolumeSegMetric``); configs name them ``'effnet_backbones.<Name>'``.
+folders, ``VolumeSliceDataset`` for NIfTI, NRRD and MetaImage volumes) and the metrics
+(``SegMetric``, per-case 3-D ``VolumeSegMetric``); configs name them ``'effnet_backbones.<Name>'``.
 """
 from . import registry  # noqa: F401  (registers the classes below)
 from .data_preprocessor import SegDataPreprocessor

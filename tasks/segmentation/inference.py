@@ -49,11 +49,13 @@ class SegInferencer(Inferencer):
 def run_inference(cfg: Config, checkpoint: str, inputs: Sequence[str], out_dir: str,
                   device: Optional[str] = None, overwrite: bool = False) -> List[Path]:
     """Write ``<name>_mask.png`` (class indices) and ``<name>_overlay.png`` per input image, or for
-    NIfTI inputs ``<case>.nii.gz`` and slice overlays per case
+    volume inputs (NIfTI, NRRD, MetaImage: files, folders, globs) ``<case>.nii.gz`` (``.nrrd``,
+    ``.mha``) and slice overlays per case
     (:class:`~tasks.segmentation.volume_inference.VolumeInferencer`); existing outputs stop the
     run before anything is written unless ``overwrite``."""
-    from .volume_inference import VolumeInferencer, is_volume_input
+    from .volume_inference import VolumeInferencer, volume_inputs
 
-    if is_volume_input(inputs):
-        return VolumeInferencer(cfg, checkpoint, device, overwrite=overwrite).run(inputs, out_dir)
+    volumes = volume_inputs(inputs)
+    if volumes is not None:
+        return VolumeInferencer(cfg, checkpoint, device, overwrite=overwrite).run(volumes, out_dir)
     return SegInferencer(cfg, checkpoint, device).run(inputs, out_dir, overwrite=overwrite)

@@ -1,4 +1,5 @@
-"""``VolumeSliceDataset``: 2-D slices of NIfTI volumes (nnU-Net / Decathlon layout) for 2-D models.
+"""``VolumeSliceDataset``: 2-D slices of volumes (NIfTI, NRRD, MetaImage; nnU-Net / Decathlon
+layout) for 2-D models.
 
 Every case of the split is read, checked (:func:`~tasks.segmentation.volumes.load_case`) and
 normalised per volume (:mod:`tasks.common.volume_norm`) when the dataset is built, so bad data

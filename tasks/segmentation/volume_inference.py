@@ -1,7 +1,8 @@
-"""Predicting NIfTI volumes slice by slice (``tools/infer.py CONFIG CKPT case_0000.nii.gz ...``).
+"""Predicting volumes slice by slice (``tools/infer.py CONFIG CKPT case_0000.nii.gz ...``).
 
 Per case: ``<case>.nii.gz`` (the class index per voxel, uint8, with the input's shape, affine and
-header, so it opens aligned over the scan in ITK-SNAP, 3D Slicer or FSLeyes) and
+header, so it opens aligned over the scan in ITK-SNAP, 3D Slicer or FSLeyes; ``<case>.nrrd`` or
+``<case>.mha`` with the input's origin, spacing and direction for NRRD and MetaImage inputs) and
 ``<case>_slice<k>_overlay.png`` for a few slices (the classes coloured over the image). The volume
 is prepared as the checkpoint's training data was (channels, per-volume normalisation, slicing
 axis, all saved in the checkpoint), its slices are predicted in batches with the model's
@@ -20,16 +21,17 @@ import torch
 from mmengine.config import Config
 
 from ..common.inference import refuse_existing
-from ..common.io import DataError
+from ..common.io import IMAGE_SUFFIXES, DataError, expand_inputs
 from ..common.visualize import overlay, to_display, write_rgb
-from ..common.volume_io import NIFTI_SUFFIXES, Volume, is_nifti, write_volume_like
+from ..common.volume_io import (VOLUME_SUFFIXES, Volume, is_volume_file, output_suffix,
+                                volume_suffix, write_volume_like)
 from ..common.volume_norm import build_volume_norm
 from ..engine.checkpoint import load_trained_model
 from .postprocess import keep_largest_component, largest_component_classes
 from .volume_dataset import SliceStack, prepare_case
-from .volumes import VolumeCase, VolumeDescription, case_name_of, load_case
+from .volumes import VolumeCase, VolumeDescription, case_name_of, load_case, split_channel
 
-__all__ = ['VolumeInferencer', 'VolumePrediction', 'channel_files', 'is_volume_input',
+__all__ = ['VolumeInferencer', 'VolumePrediction', 'channel_files', 'volume_inputs',
            'OVERLAY_SLICES']
 
 #: overlays are written for this many slices (evenly spaced over those with foreground)
@@ -40,12 +42,11 @@ def channel_files(path: Path, channels: int) -> Tuple[Path, ...]:
     """The files of one case given its first: ``x_0000.nii.gz`` -> ``x_0000 ... x_{C-1}``; a file
     without the ``_0000`` suffix (or a 4-D file) stands for the whole case."""
     path = Path(path)
-    name = path.name
-    suffix = next(s for s in NIFTI_SUFFIXES if name.endswith(s))
-    stem = name[:-len(suffix)]
-    if channels == 1 or not stem.endswith('_0000'):
+    suffix = volume_suffix(path)
+    case, channel = split_channel(path)
+    if channels == 1 or channel != 0:
         return (path,)
-    files = tuple(path.with_name(f'{stem[:-4]}{index:04d}{suffix}') for index in range(channels))
+    files = tuple(path.with_name(f'{case}_{index:04d}{suffix}') for index in range(channels))
     missing = [file.name for file in files if not file.is_file()]
     if missing:
         raise DataError(f'case {case_name_of(path)!r}: the model takes {channels} channels but '
@@ -66,7 +67,7 @@ class VolumePrediction:
 
 
 class VolumeInferencer:
-    """A segmentation model trained on volumes, run over NIfTI cases.
+    """A segmentation model trained on volumes, run over cases in any volume format.
 
     Args:
         cfg: the training config (its model with ``test_cfg``; ``test_evaluator.largest_component``
@@ -98,7 +99,7 @@ class VolumeInferencer:
         self.overwrite = overwrite
 
     def _description(self, path: Path) -> VolumeDescription:
-        ending = next(s for s in NIFTI_SUFFIXES if str(path).endswith(s))
+        ending = volume_suffix(path)
         return VolumeDescription(path.parent, self.classes, self.channel_names, ending)
 
     @torch.no_grad()
@@ -134,22 +135,23 @@ class VolumeInferencer:
         folder = Path(out_dir)
         cases = [Path(path) for path in inputs]
         names = [case_name_of(path) for path in cases]
+        outputs = [folder / f'{name}{output_suffix(volume_suffix(path))}'
+                   for name, path in zip(names, cases)]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
             raise DataError(f'several inputs name case(s) {duplicates}; their outputs would '
                             f'overwrite each other')
         # the overlays' number depends on the prediction: any overlay of the case counts
-        refuse_existing([p for name in names for p in [folder / f'{name}.nii.gz',
-                                                       *folder.glob(f'{name}_slice*_overlay.png')]],
+        refuse_existing([p for name, output in zip(names, outputs)
+                         for p in [output, *folder.glob(f'{name}_slice*_overlay.png')]],
                         self.overwrite)
         folder.mkdir(parents=True, exist_ok=True)
         written: List[Path] = []
         self.timings: Dict[str, float] = {}
-        for path in cases:
+        for path, output in zip(cases, outputs):
             prediction = self.predict(path)
             self.timings[prediction.case] = prediction.seconds
-            written.append(write_volume_like(prediction.labels, prediction.reference,
-                                             folder / f'{prediction.case}.nii.gz',
+            written.append(write_volume_like(prediction.labels, prediction.reference, output,
                                              np.uint8 if len(self.classes) <= 256 else np.uint16))
             stack = prediction.stack
             labels_first = np.moveaxis(prediction.labels, stack.axis, 0)
@@ -162,10 +164,24 @@ class VolumeInferencer:
         return written
 
 
-def is_volume_input(inputs: Sequence[str]) -> bool:
-    """Whether the inputs are NIfTI files (all of them; a mix is an error)."""
-    flags = [is_nifti(path) for path in inputs]
-    if any(flags) and not all(flags):
-        raise DataError(f'inputs mix NIfTI volumes and other files: {list(inputs)[:4]}; run them '
-                        f'separately')
-    return bool(flags) and all(flags)
+def volume_inputs(inputs: Sequence[str]) -> Optional[List[Path]]:
+    """The volume files that files, folders and glob patterns name, one per case, or ``None`` when
+    they name 2-D images only; a mix of both is an error.
+
+    A ``<case>_0000`` file stands for its case: the case's other channels (``_0001`` ...), which a
+    folder or a glob lists too, are left out (:func:`channel_files` finds them again)."""
+    files = expand_inputs(inputs, IMAGE_SUFFIXES + VOLUME_SUFFIXES)
+    flags = [is_volume_file(path) for path in files]
+    if not any(flags):
+        return None
+    if not all(flags):
+        images = [path.name for path, flag in zip(files, flags) if not flag]
+        raise DataError(f'inputs {list(inputs)[:4]} mix volumes and 2-D images '
+                        f'({", ".join(images[:3])}); run them separately')
+    listed = set(files)
+
+    def first_of_case(path: Path) -> bool:
+        case, channel = split_channel(path)
+        suffix = volume_suffix(path)
+        return not channel or path.with_name(f'{case}_0000{suffix}') not in listed
+    return [path for path in files if first_of_case(path)]

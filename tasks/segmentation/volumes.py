@@ -9,7 +9,9 @@ nnU-Net v2::
     DATA_ROOT/splits_final.json                 optional: [{"train": [...], "val": [...]}, ...]
 
 The Decathlon's ``imagesTr/<case>.nii.gz`` (several modalities as a 4-D file, channels last, and
-``modality`` instead of ``channel_names``) is read too. :func:`find_cases` pairs the files and
+``modality`` instead of ``channel_names``) is read too. ``file_ending`` picks the format, as in
+nnU-Net v2: NIfTI (``.nii.gz``, ``.nii``), NRRD (``.nrrd``, ``.nhdr``) or MetaImage (``.mha``,
+``.mhd``). :func:`find_cases` pairs the files and
 :func:`load_case` reads one case and checks it; every problem is a
 :class:`~tasks.common.io.DataError` naming the case and the mismatch, raised before training starts
 because the datasets load (and so check) every case when they are built.
@@ -25,14 +27,16 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..common.io import DataError, shorten_list
-from ..common.volume_io import NIFTI_SUFFIXES, Volume, nifti_stem, read_volume
+from ..common.volume_io import (VOLUME_SUFFIXES, Volume, read_volume, volume_stem,
+                               volume_suffix)
 from .dataset_info import read_class_names
 
 __all__ = ['VOLUME_LAYOUT', 'VolumeDescription', 'VolumeCase', 'LoadedCase', 'SPLITS',
            'is_volume_root', 'read_volume_description', 'find_cases', 'split_cases', 'load_case',
-           'case_name_of', 'check_volume_folder']
+           'case_name_of', 'split_channel', 'check_volume_folder']
 
-VOLUME_LAYOUT = ('DATA_ROOT/imagesTr/<case>_0000.nii.gz (one file per channel), '
+VOLUME_LAYOUT = ('DATA_ROOT/imagesTr/<case>_0000.nii.gz (one file per channel; or the '
+                 'file_ending of dataset.json: .nrrd, .mha ...), '
                  'DATA_ROOT/labelsTr/<case>.nii.gz and DATA_ROOT/dataset.json')
 #: 'train' / 'val': a fold of the training cases; 'all': every training case; 'test': imagesTs
 SPLITS = ('train', 'val', 'all', 'test')
@@ -77,9 +81,9 @@ def read_volume_description(root: Path) -> VolumeDescription:
                         f'(Decathlon) entry; add e.g. "channel_names": {{"0": "T1"}}')
     data = json.loads(description.read_text())
     file_ending = data.get('file_ending', '.nii.gz')
-    if file_ending not in NIFTI_SUFFIXES:
+    if file_ending not in VOLUME_SUFFIXES:
         raise DataError(f'{description}: file_ending {file_ending!r} is not supported; volumes '
-                        f'are read as NIfTI ({" or ".join(NIFTI_SUFFIXES)})')
+                        f'are read as {", ".join(VOLUME_SUFFIXES)}')
     return VolumeDescription(root, names.names, names.channel_names, file_ending)
 
 
@@ -98,9 +102,9 @@ def _group_images(folder: Path, description: VolumeDescription) -> Dict[str, Tup
                    if path.is_file() and not path.name.startswith('.'))
     ending = description.file_ending
     others = [path.name for path in files if not path.name.endswith(ending)]
-    nifti_others = [name for name in others if name.endswith(NIFTI_SUFFIXES)]
-    if nifti_others:
-        raise DataError(f'{folder} holds {shorten_list(nifti_others)}, but dataset.json says '
+    volume_others = [name for name in others if volume_suffix(name)]
+    if volume_others:
+        raise DataError(f'{folder} holds {shorten_list(volume_others)}, but dataset.json says '
                         f'file_ending {ending!r}; make them agree')
     files = [path for path in files if path.name.endswith(ending)]
     if not files:
@@ -286,11 +290,17 @@ def load_case(case: VolumeCase, description: VolumeDescription) -> LoadedCase:
     return LoadedCase(case.name, np.stack(channels), label, reference)
 
 
-def case_name_of(path: Path, ending: str = '.nii.gz') -> str:
-    """``imagesTs/la_001_0000.nii.gz`` -> ``la_001`` (the Decathlon's ``la_001.nii.gz`` too)."""
-    stem = nifti_stem(path) if ending in NIFTI_SUFFIXES else Path(path).stem
+def split_channel(path: Path) -> Tuple[str, Optional[int]]:
+    """``imagesTs/la_001_0002.nrrd`` -> ``('la_001', 2)``; a file without the nnU-Net channel
+    suffix (the Decathlon's ``la_001.nii.gz``) -> ``('la_001', None)``."""
+    stem = volume_stem(path)
     match = _CHANNEL_SUFFIX.match(stem)
-    return match['case'] if match else stem
+    return (match['case'], int(match['channel'])) if match else (stem, None)
+
+
+def case_name_of(path: Path) -> str:
+    """``imagesTs/la_001_0000.nii.gz`` -> ``la_001`` (the Decathlon's ``la_001.nii.gz`` too)."""
+    return split_channel(path)[0]
 
 
 def _rounded(values: np.ndarray) -> Tuple[float, ...]:

@@ -1,15 +1,18 @@
-"""The medical-volume workflow end to end on synthetic NIfTI cases with an oblique, anisotropic
-affine: check, train a few iterations from the nnU-Net layout, test per case (with and without
-the inference tricks), infer masks aligned with their inputs, never overwriting unasked."""
+"""The medical-volume workflow end to end on synthetic NIfTI (and NRRD, MetaImage) cases with an
+oblique, anisotropic affine: check, train a few iterations from the nnU-Net layout, test per case
+(with and without the inference tricks), infer masks aligned with their inputs, never overwriting
+unasked."""
 import json
 
 import nibabel as nib
 import numpy as np
 import pytest
+import SimpleITK as sitk
 import torch
 
 from tasks.engine import prepare_train_config
-from tasks.segmentation.volume_inference import channel_files
+from tasks.common.io import DataError
+from tasks.segmentation.volume_inference import channel_files, volume_inputs
 from tool_loader import CONFIGS, cfg_options, run_train_tool, tool
 from volume_data import write_volume_dataset
 
@@ -115,3 +118,39 @@ def test_check_data_lists_volume_problems(tmp_path, capsys):
     (data / 'labelsTr' / 'case_001.nii.gz').write_bytes(b'broken')
     assert tool('check_data').main([str(data)]) == 1
     assert "case 'case_001'" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize('file_ending', ['.nrrd', '.mha'])
+def test_itk_formats_train_and_infer_from_a_folder_in_their_own_format(tmp_path, file_ending):
+    # nnU-Net v2's file_ending picks the format; outputs keep the input's format and geometry
+    data = write_volume_dataset(tmp_path / 'data', cases=3, file_ending=file_ending)
+    work = tmp_path / 'work'
+    runner = run_train_tool(VOLUMES, data, work, 1, *cfg_options(TINY, f'volumes{file_ending}'))
+    assert runner.train_dataloader.dataset.case_names == ['case_000', 'case_001']
+    out = tmp_path / 'predictions'
+    written = tool('infer').main([str(VOLUMES), str(work / 'iter_1.pth'), str(data / 'imagesTr'),
+                                  '--out-dir', str(out), '--cfg-options', 'model.arch=b0',
+                                  'model.decoder_options.decoder_channels=[16,16,16,16,16]'])
+    masks = sorted(path.name for path in written if path.name.endswith(file_ending))
+    assert masks == [f'case_00{i}{file_ending}' for i in range(3)]
+    scan = sitk.ReadImage(str(data / 'imagesTr' / f'case_002_0000{file_ending}'))
+    mask = sitk.ReadImage(str(out / f'case_002{file_ending}'))
+    assert mask.GetSize() == scan.GetSize() == (40, 36, 6)
+    assert mask.GetOrigin() == pytest.approx(scan.GetOrigin())
+    assert mask.GetSpacing() == pytest.approx(scan.GetSpacing())
+    assert mask.GetDirection() == pytest.approx(scan.GetDirection())
+    assert mask.GetPixelID() == sitk.sitkUInt8
+
+
+def test_folders_and_globs_of_volumes_name_each_case_once(tmp_path):
+    data = write_volume_dataset(tmp_path / 'data', cases=2, channel_names=('T1', 'T2'))
+    images = data / 'imagesTr'
+    expected = [images / 'case_000_0000.nii.gz', images / 'case_001_0000.nii.gz']
+    assert volume_inputs([str(images)]) == expected
+    assert volume_inputs([str(images / '*.nii.gz')]) == expected
+    assert volume_inputs([str(images / 'case_001_0001.nii.gz')]) == [
+        images / 'case_001_0001.nii.gz']  # named alone, a channel file stays (and is checked)
+    (images / 'notes.png').write_bytes(b'')
+    with pytest.raises(DataError, match='mix volumes and 2-D images.*notes.png'):
+        volume_inputs([str(images)])
+    assert volume_inputs([str(images / 'notes.png')]) is None
