@@ -214,7 +214,10 @@ def _save_itk(array: np.ndarray, geometry: ItkGeometry, path: Path) -> Path:
     if _format(path) in _ONE_FILE_FORM:
         raise ValueError(f'cannot write {path}: write the one-file form '
                          f'({_ONE_FILE_FORM[_format(path)]}) instead')
-    image = sitk.GetImageFromArray(np.ascontiguousarray(np.asarray(array).transpose(2, 1, 0)))
+    array = np.asarray(array)
+    # (X, Y, Z[, C]) -> SimpleITK's (Z, Y, X[, C]); channels become vector pixels
+    image = sitk.GetImageFromArray(np.ascontiguousarray(array.transpose((2, 1, 0, 3)[:array.ndim])),
+                                   isVector=array.ndim == 4)
     image.SetSpacing(geometry.spacing)
     image.SetOrigin(geometry.origin)
     image.SetDirection(geometry.direction)
@@ -223,8 +226,9 @@ def _save_itk(array: np.ndarray, geometry: ItkGeometry, path: Path) -> Path:
 
 
 def write_volume(array: np.ndarray, affine: np.ndarray, path: PathLike) -> Path:
-    """Write an ``(X, Y, Z)`` array with a RAS+ ``affine`` as any format of
-    :data:`VOLUME_SUFFIXES` (by ``path``'s suffix), dtype kept, atomically; returns the path."""
+    """Write an ``(X, Y, Z)`` or ``(X, Y, Z, C)`` array with a RAS+ ``affine`` as any format of
+    :data:`VOLUME_SUFFIXES` (by ``path``'s suffix; channels as NIfTI's 4th axis or ITK's vector
+    pixels), dtype kept, atomically; returns the path."""
     import nibabel as nib
 
     path = Path(path)
@@ -232,8 +236,9 @@ def write_volume(array: np.ndarray, affine: np.ndarray, path: PathLike) -> Path:
     if suffix is None:
         raise ValueError(f'cannot write {path}: not a volume suffix ({", ".join(VOLUME_SUFFIXES)})')
     array = np.asarray(array)
-    if array.ndim != 3:
-        raise ValueError(f'cannot write {path}: expected an (X, Y, Z) array, got {array.shape}')
+    if array.ndim not in (3, 4):
+        raise ValueError(f'cannot write {path}: expected an (X, Y, Z[, C]) array, got '
+                         f'{array.shape}')
     if suffix in ITK_SUFFIXES:
         return _save_itk(array, _itk_geometry(affine), path)
     image = nib.Nifti1Image(array, np.asarray(affine, np.float64))
@@ -267,7 +272,9 @@ def write_volume_like(array: np.ndarray, reference: Volume, path: PathLike,
     header.set_data_dtype(dtype)
     image = nib.Nifti1Image(np.asarray(array).astype(dtype), reference.affine, header)
     image.header.set_slope_inter(1.0, 0.0)  # labels are stored as they are, never rescaled
-    image.header['cal_min'], image.header['cal_max'] = 0, float(np.max(array)) if array.size else 0
+    if array.size:  # the display range viewers open it with
+        image.header['cal_min'] = float(np.min(array))
+        image.header['cal_max'] = float(np.max(array))
     return _write_atomically(path, lambda temporary: nib.save(image, str(temporary)))
 
 

@@ -19,7 +19,9 @@ because the datasets load (and so check) every case when they are built.
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -27,17 +29,20 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..common.io import DataError, shorten_list
-from ..common.volume_io import (VOLUME_SUFFIXES, Volume, read_volume, volume_stem,
-                               volume_suffix)
+from ..common.volume_io import (VOLUME_SUFFIXES, Volume, output_suffix, read_volume,
+                               volume_stem, volume_suffix, write_volume_like)
 from .dataset_info import read_class_names
 
 __all__ = ['VOLUME_LAYOUT', 'VolumeDescription', 'VolumeCase', 'LoadedCase', 'SPLITS',
            'is_volume_root', 'read_volume_description', 'find_cases', 'split_cases', 'load_case',
-           'case_name_of', 'split_channel', 'check_volume_folder']
+           'case_name_of', 'split_channel', 'check_volume_folder', 'convert_volume_folder',
+           'VOLUME_FOLDERS']
 
 VOLUME_LAYOUT = ('DATA_ROOT/imagesTr/<case>_0000.nii.gz (one file per channel; or the '
                  'file_ending of dataset.json: .nrrd, .mha ...), '
                  'DATA_ROOT/labelsTr/<case>.nii.gz and DATA_ROOT/dataset.json')
+#: the folders of the layout that hold volumes
+VOLUME_FOLDERS = ('imagesTr', 'labelsTr', 'imagesTs', 'labelsTs')
 #: 'train' / 'val': a fold of the training cases; 'all': every training case; 'test': imagesTs
 SPLITS = ('train', 'val', 'all', 'test')
 #: nnU-Net's seed for its 5-fold split (only used when the folder has no splits_final.json)
@@ -363,3 +368,53 @@ def check_volume_folder(root: Path) -> Tuple[str, List[str]]:
         lines.append(f'  training voxels per class: {shares}')
     lines += [f'problem: {problem}' for problem in problems]
     return '\n'.join(lines), problems
+
+
+def convert_volume_folder(source: Path, target: Path, file_ending: str) -> List[Path]:
+    """Copy the nnU-Net folder ``source`` to ``target`` with every volume in the format of
+    ``file_ending`` (``'.nii.gz'``, ``'.nrrd'``, ``'.mha'`` ...): voxels and dtype as stored, the
+    geometry carried over (RAS+ affine; a NIfTI-to-NIfTI copy keeps the header), ``dataset.json``
+    with the new ``file_ending``, every other file copied as it is. Returns the volumes written.
+
+    The copy is built in a hidden folder beside ``target`` and renamed into place at the end, so
+    an interrupted conversion leaves no half dataset; an existing, non-empty ``target`` is an
+    error.
+    """
+    source, target = Path(source), Path(target)
+    description = read_volume_description(source)
+    if file_ending not in VOLUME_SUFFIXES or output_suffix(file_ending) != file_ending:
+        one_file = [suffix for suffix in VOLUME_SUFFIXES if output_suffix(suffix) == suffix]
+        raise DataError(f'file_ending {file_ending!r} cannot be written; choose one of '
+                        f'{", ".join(one_file)}')
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise DataError(f'{target} exists and is not an empty folder; convert into a new one')
+    staging = target.with_name(f'.{target.name}.partial')
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    written: List[Path] = []
+    try:
+        for item in sorted(source.iterdir()):
+            if item.name in VOLUME_FOLDERS and item.is_dir():
+                for file in sorted(item.iterdir()):
+                    if file.name.startswith('.') or not file.name.endswith(
+                            description.file_ending):
+                        continue  # a detached header's data file goes with its header
+                    volume = read_volume(file, f'volume of {item.name}')
+                    out = staging / item.name / (file.name[:-len(description.file_ending)]
+                                                 + file_ending)
+                    write_volume_like(volume.array, volume, out, volume.array.dtype)
+                    written.append(target / item.name / out.name)
+            elif item.name == 'dataset.json':
+                info = json.loads(item.read_text())
+                info['file_ending'] = file_ending
+                (staging / item.name).write_text(json.dumps(info, indent=1) + '\n')
+            elif item.is_dir():
+                shutil.copytree(item, staging / item.name)
+            else:
+                shutil.copy2(item, staging / item.name)
+        if target.exists():
+            target.rmdir()
+        os.replace(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return written

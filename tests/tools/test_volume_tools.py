@@ -12,7 +12,9 @@ import torch
 
 from tasks.engine import prepare_train_config
 from tasks.common.io import DataError
+from tasks.common.volume_io import read_volume, write_volume_like
 from tasks.segmentation.volume_inference import channel_files, volume_inputs
+from tasks.segmentation.volumes import check_volume_folder
 from tool_loader import CONFIGS, cfg_options, run_train_tool, tool
 from volume_data import write_volume_dataset
 
@@ -154,3 +156,52 @@ def test_folders_and_globs_of_volumes_name_each_case_once(tmp_path):
     with pytest.raises(DataError, match='mix volumes and 2-D images.*notes.png'):
         volume_inputs([str(images)])
     assert volume_inputs([str(images / 'notes.png')]) is None
+
+
+def test_convert_volumes_copies_a_dataset_into_another_format_exactly(tmp_path, capsys):
+    data = write_volume_dataset(tmp_path / 'data', cases=3, channel_names=('T1', 'T2'),
+                                test_cases=1)
+    (data / 'SOURCE.md').write_text('where it came from')
+    target = tmp_path / 'as_nrrd'
+    assert tool('convert_volumes').main([str(data), str(target), '--file-ending', '.nrrd']) == 0
+    assert 'wrote 12 volumes (.nrrd)' in capsys.readouterr().out
+    assert json.loads((target / 'dataset.json').read_text())['file_ending'] == '.nrrd'
+    assert (target / 'SOURCE.md').read_text() == 'where it came from'
+    assert (target / 'splits_final.json').read_bytes() == (data / 'splits_final.json').read_bytes()
+    for name in ('imagesTr/case_001_0001', 'labelsTr/case_001', 'imagesTs/test_000_0000'):
+        original = nib.load(str(data / f'{name}.nii.gz'))
+        copy = read_volume(target / f'{name}.nrrd')
+        assert np.array_equal(copy.array, np.asanyarray(original.dataobj))
+        assert copy.array.dtype == original.get_data_dtype()
+        assert np.allclose(copy.affine, original.affine, atol=1e-6)
+    # and back: the round trip is the original, and the copy trains as a dataset of its own
+    back = tmp_path / 'back'
+    assert tool('convert_volumes').main([str(target), str(back), '--file-ending', '.nii.gz']) == 0
+    assert check_volume_folder(back)[1] == [] and check_volume_folder(target)[1] == []
+    again = nib.load(str(back / 'labelsTr/case_002.nii.gz'))
+    assert np.array_equal(np.asanyarray(again.dataobj),
+                          np.asanyarray(nib.load(str(data / 'labelsTr/case_002.nii.gz')).dataobj))
+    # a target in use is refused before anything is written; so is a two-file format
+    assert tool('convert_volumes').main([str(data), str(target), '--file-ending', '.mha']) == 1
+    assert 'not an empty folder' in capsys.readouterr().out
+    assert tool('convert_volumes').main([str(data), str(tmp_path / 'x'), '--file-ending',
+                                         '.nhdr']) == 1
+    assert "'.nhdr' cannot be written" in capsys.readouterr().out
+    assert not (tmp_path / 'x').exists() and not list(tmp_path.glob('.*partial'))
+
+
+def test_an_interrupted_conversion_leaves_no_target(tmp_path, monkeypatch):
+    import tasks.segmentation.volumes as volumes
+
+    data = write_volume_dataset(tmp_path / 'data', cases=2)
+    calls = []
+
+    def failing(array, reference, path, dtype):
+        calls.append(path)
+        if len(calls) == 3:
+            raise OSError('disk full')
+        return write_volume_like(array, reference, path, dtype)
+    monkeypatch.setattr(volumes, 'write_volume_like', failing)
+    with pytest.raises(OSError, match='disk full'):
+        volumes.convert_volume_folder(data, tmp_path / 'copy', '.mha')
+    assert not (tmp_path / 'copy').exists() and not list(tmp_path.glob('.*partial'))
