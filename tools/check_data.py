@@ -16,7 +16,8 @@ wholly outside their image or of zero area (training clips or drops those, with 
 For volumes (``--task volumes``, the default when DATA_ROOT holds imagesTr/): classes, channels,
 cases, shapes, spacings and slicing axes, the fold-0 split and each class's share of the training
 voxels, then every problem: cases missing a channel or a label, labels or channels on another grid
-(shape or affine), 4-D labels, values beyond the classes, unreadable or truncated files, a
+(shape or affine; a label on a whole-voxel part of its image's grid is placed on it, with a
+note), 4-D labels, values beyond the classes, unreadable or truncated files, a
 ``file_ending`` or channel count that disagrees with the files. Training runs the same checks
 before its first iteration.
 """

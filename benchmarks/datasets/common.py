@@ -34,6 +34,7 @@ import numpy as np
 
 from tasks.common.demo import write_png
 from tasks.common.io import DataError
+from tasks.common.volume_io import place_on_grid
 from tasks.detection.demo import nucleus_annotations
 
 __all__ = ['DataError', 'PackageSpec', 'PackageArchive', 'DEFAULT_CACHE', 'CACHE_ENV',
@@ -302,26 +303,11 @@ def to_ras(volume: Volume, where: str = 'volume') -> Volume:
 def embed(volume: Volume, reference: Volume, where: str = 'volume') -> np.ndarray:
     """``volume``'s voxels on ``reference``'s grid (both RAS, same voxel size, a whole-voxel
     shift apart); voxels outside ``volume`` are 0. Raises DataError for other grids."""
-    if not np.allclose(volume.affine[:3, :3], reference.affine[:3, :3], atol=1e-4):
-        raise DataError(f'{where}: voxel axes {np.round(volume.affine[:3, :3], 3).tolist()} differ '
-                        f'from the reference {np.round(reference.affine[:3, :3], 3).tolist()}')
-    offset = volume.affine[:3, 3] - reference.affine[:3, 3]
-    shift = np.linalg.solve(reference.affine[:3, :3], offset)
-    if not np.allclose(shift, np.round(shift), atol=1e-3):
-        raise DataError(f'{where}: grid is shifted by {shift} voxels from the reference, not a '
-                        f'whole number')
-    shift = np.round(shift).astype(int)
-    out = np.zeros(reference.array.shape[:3] + volume.array.shape[3:], volume.array.dtype)
-    src, dst = [], []
-    for axis in range(3):
-        start, stop = shift[axis], shift[axis] + volume.array.shape[axis]
-        lo, hi = max(start, 0), min(stop, out.shape[axis])
-        if lo >= hi:
-            raise DataError(f'{where}: does not overlap the reference grid')
-        dst.append(slice(lo, hi))
-        src.append(slice(lo - start, hi - start))
-    out[tuple(dst)] = volume.array[tuple(src)]
-    return out
+    try:
+        return place_on_grid(volume.array, volume.affine, reference.affine,
+                             reference.array.shape[:3])
+    except ValueError as err:
+        raise DataError(f'{where}: {err}') from None
 
 
 def axial(array: np.ndarray, z: int) -> np.ndarray:

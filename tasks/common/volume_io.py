@@ -25,7 +25,7 @@ from .io import DataError
 
 __all__ = ['NIFTI_SUFFIXES', 'ITK_SUFFIXES', 'VOLUME_SUFFIXES', 'Volume', 'ItkGeometry',
            'volume_suffix', 'is_volume_file', 'volume_stem', 'output_suffix', 'read_volume',
-           'write_volume', 'write_volume_like', 'slice_axis', 'SLICE_AXIS_RULES']
+           'write_volume', 'write_volume_like', 'place_on_grid', 'slice_axis', 'SLICE_AXIS_RULES']
 
 NIFTI_SUFFIXES = ('.nii.gz', '.nii')
 #: read with SimpleITK; ``.nhdr`` / ``.mhd`` keep their voxels in a separate data file
@@ -276,6 +276,41 @@ def write_volume_like(array: np.ndarray, reference: Volume, path: PathLike,
         image.header['cal_min'] = float(np.min(array))
         image.header['cal_max'] = float(np.max(array))
     return _write_atomically(path, lambda temporary: nib.save(image, str(temporary)))
+
+
+def place_on_grid(array: np.ndarray, affine: np.ndarray, reference_affine: np.ndarray,
+                  reference_shape: Sequence[int], tolerance: float = 1e-3) -> np.ndarray:
+    """``array`` (``(X, Y, Z[, ...])`` on ``affine``'s grid) moved onto the reference grid, which
+    has the same voxel axes and lies a whole number of voxels away (a crop of it, a padded copy,
+    a shifted one): reference voxels outside ``array`` are 0, voxels of ``array`` outside the
+    reference grid are left out. No interpolation: anything else raises ValueError saying what
+    differs.
+
+    Args:
+        tolerance: how far (world units; voxels for the shift) the axes and the shift may be from
+            equal and whole.
+    """
+    affine, reference_affine = np.asarray(affine, float), np.asarray(reference_affine, float)
+    if not np.allclose(affine[:3, :3], reference_affine[:3, :3], atol=tolerance):
+        raise ValueError(f'voxel axes {np.round(affine[:3, :3], 4).tolist()} differ from the '
+                         f'reference\'s {np.round(reference_affine[:3, :3], 4).tolist()}')
+    shift = np.linalg.solve(reference_affine[:3, :3], affine[:3, 3] - reference_affine[:3, 3])
+    if not np.allclose(shift, np.round(shift), atol=tolerance):
+        raise ValueError(f'the grid is shifted by {np.round(shift, 4).tolist()} voxels from the '
+                         f'reference, not a whole number')
+    shift = np.round(shift).astype(int)
+    placed = np.zeros(tuple(reference_shape[:3]) + array.shape[3:], array.dtype)
+    source, target = [], []
+    for axis in range(3):
+        start, stop = shift[axis], shift[axis] + array.shape[axis]
+        low, high = max(start, 0), min(stop, placed.shape[axis])
+        if low >= high:
+            raise ValueError(f'the grid does not overlap the reference (shifted by '
+                             f'{shift.tolist()} voxels)')
+        target.append(slice(low, high))
+        source.append(slice(low - start, high - start))
+    placed[tuple(target)] = array[tuple(source)]
+    return placed
 
 
 def slice_axis(spacing: Sequence[float], rule: Union[str, int] = 'coarsest') -> int:

@@ -29,8 +29,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..common.io import DataError, shorten_list
-from ..common.volume_io import (VOLUME_SUFFIXES, Volume, output_suffix, read_volume,
-                               volume_stem, volume_suffix, write_volume_like)
+from ..common.volume_io import (VOLUME_SUFFIXES, Volume, output_suffix, place_on_grid,
+                               read_volume, volume_stem, volume_suffix, write_volume_like)
 from .dataset_info import read_class_names
 
 __all__ = ['VOLUME_LAYOUT', 'VolumeDescription', 'VolumeCase', 'LoadedCase', 'SPLITS',
@@ -214,12 +214,14 @@ def split_cases(cases: Sequence[VolumeCase], split: str, root: Path, fold: int =
 @dataclass
 class LoadedCase:
     """A case in memory: ``image`` ``(C, X, Y, Z)`` as stored, ``label`` ``(X, Y, Z)`` uint8 or
-    ``None``, and the first channel's :class:`~tasks.common.volume_io.Volume` (affine, header)."""
+    ``None``, the first channel's :class:`~tasks.common.volume_io.Volume` (affine, header), and
+    whether the label file covered another part of the image's grid and was placed on it."""
 
     name: str
     image: np.ndarray
     label: Optional[np.ndarray]
     reference: Volume
+    label_placed: bool = False
 
     @property
     def spacing(self) -> Tuple[float, ...]:
@@ -289,10 +291,26 @@ def load_case(case: VolumeCase, description: VolumeDescription) -> LoadedCase:
         label_volume = read_volume(case.label, f'label of case {case.name!r}')
         problem = _same_grid(label_volume, reference)
         if problem:
-            raise DataError(f'case {case.name!r}: label {case.label.name} has {problem}; the label '
-                            f'must lie on its image\'s grid (same shape and affine)')
+            label_volume = _label_on_image_grid(label_volume, reference, case.name, problem)
         label = _label_array(label_volume, case.name, len(description.classes))
-    return LoadedCase(case.name, np.stack(channels), label, reference)
+    return LoadedCase(case.name, np.stack(channels), label, reference, bool(problem))
+
+
+def _label_on_image_grid(label: Volume, image: Volume, case: str, problem: str) -> Volume:
+    """A label that covers a whole-voxel part of its image's grid (3D Slicer exports
+    segmentations cropped to their extent) placed on that grid, background elsewhere; any other
+    grid, or labelled voxels outside the image, is an error naming both."""
+    mismatch = (f'case {case!r}: label {label.path.name} has {problem}; the label must lie on '
+                f'its image\'s grid (same shape and affine), or on a part of it')
+    try:
+        array = place_on_grid(label.array, label.affine, image.affine, image.shape,
+                              tolerance=AFFINE_TOLERANCE)
+    except ValueError as err:
+        raise DataError(f'{mismatch} ({err})') from None
+    lost = int(np.count_nonzero(label.array)) - int(np.count_nonzero(array))
+    if lost:
+        raise DataError(f'{mismatch}: {lost} labelled voxel(s) lie outside the image\'s grid')
+    return Volume(array, image.affine, image.header, label.path)
 
 
 def split_channel(path: Path) -> Tuple[str, Optional[int]]:
@@ -337,13 +355,15 @@ def check_volume_folder(root: Path) -> Tuple[str, List[str]]:
         except DataError as err:
             problems.append(str(err))
             continue
-        shapes, spacings, axes = [], [], []
+        shapes, spacings, axes, placed = [], [], [], []
         for case in cases:
             try:
                 loaded = load_case(case, description)
             except DataError as err:
                 problems.append(str(err))
                 continue
+            if loaded.label_placed:
+                placed.append(case.name)
             shapes.append(loaded.reference.shape)
             spacings.append(loaded.spacing)
             axes.append(slice_axis(loaded.spacing))
@@ -354,6 +374,10 @@ def check_volume_folder(root: Path) -> Tuple[str, List[str]]:
                         f'{_rounded(np.min(spacings, 0))} .. {_rounded(np.max(spacings, 0))}, '
                         f'slicing axis (coarsest) '
                         f'{sorted(set(axes))}' if shapes else ''))
+        if placed:
+            lines.append(f'  note: the labels of {len(placed)} case(s) in {labels_dir} '
+                         f'({shorten_list(placed)}) cover part of their image\'s grid and are '
+                         f'placed on it, background elsewhere')
         if images_dir == 'imagesTr' and cases:
             source = ('splits_final.json' if (root / 'splits_final.json').is_file() else
                       f'a seeded 5-fold split (seed {SPLIT_SEED})')

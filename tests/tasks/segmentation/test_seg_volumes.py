@@ -13,8 +13,8 @@ from tasks.common.volume_io import read_volume, slice_axis, write_volume_like
 from tasks.common.volume_norm import ZSCORE_CLIP, build_volume_norm, measure_ct_statistics
 from tasks.segmentation import SegSample, VolumeSegMetric, VolumeSliceDataset
 from tasks.segmentation.volume_config import resolve_volume_normalization
-from tasks.segmentation.volumes import (check_volume_folder, find_cases, read_volume_description,
-                                        split_cases)
+from tasks.segmentation.volumes import (check_volume_folder, find_cases, load_case,
+                                        read_volume_description, split_cases)
 from volume_data import oblique_affine, synthetic_case, write_volume_dataset
 
 
@@ -192,6 +192,12 @@ def _relabel(root, case, array, affine=None):
     nib.save(nib.Nifti1Image(array, original.affine if affine is None else affine), str(path))
 
 
+def _labelled_at(shape, voxel):
+    array = np.zeros(shape, np.uint8)
+    array[voxel] = 1
+    return array
+
+
 def _shifted_affine(root):
     affine = nib.load(str(root / 'labelsTr/case_001.nii.gz')).affine.copy()
     affine[0, 3] += 2.0
@@ -200,8 +206,9 @@ def _shifted_affine(root):
 
 BAD_INPUTS = {
     # name: (how to break a good dataset, phrases the message must hold)
-    'label shape': (lambda r: _relabel(r, 'case_001', np.zeros((40, 36, 5), np.uint8)),
-                    ["case 'case_001'", 'shape (40, 36, 5)', '(40, 36, 6)']),
+    'label shape': (lambda r: _relabel(r, 'case_001', _labelled_at((40, 36, 7), (3, 3, 6))),
+                    ["case 'case_001'", 'shape (40, 36, 7)', '(40, 36, 6)',
+                     "1 labelled voxel(s) lie outside the image's grid"]),
     'label affine': (lambda r: _relabel(r, 'case_001', np.zeros((40, 36, 6), np.uint8),
                                         _shifted_affine(r)),
                      ["case 'case_001'", 'affine', 'same shape and affine']),
@@ -226,6 +233,32 @@ BAD_INPUTS = {
                       ['case_002', 'no label']),
     'no dataset.json': (lambda r: (r / 'dataset.json').unlink(), ['dataset.json not found']),
 }
+
+
+def test_a_label_cropped_to_part_of_its_image_grid_is_placed_on_it(tmp_path):
+    # 3D Slicer exports a segmentation cropped to its extent: the same voxel axes, another origin
+    root = write_volume_dataset(tmp_path / 'data', cases=4, splits=False)
+    path = root / 'labelsTr/case_001.nii.gz'
+    full = nib.load(str(path))
+    label = np.asanyarray(full.dataobj)
+    crop = label[5:30, 4:33, 1:5]
+    affine = full.affine.copy()
+    affine[:3, 3] = (full.affine @ [5, 4, 1, 1])[:3]
+    nib.save(nib.Nifti1Image(crop, affine), str(path))
+    description = read_volume_description(root)
+    case = [c for c in find_cases(description) if c.name == 'case_001'][0]
+    loaded = load_case(case, description)
+    expected = np.zeros_like(label)
+    expected[5:30, 4:33, 1:5] = crop
+    assert loaded.label_placed and np.array_equal(loaded.label, expected)
+    assert crop.sum() == label.sum() > 0 and crop.shape != label.shape  # the extent, all of it
+    summary, problems = check_volume_folder(root)
+    assert problems == [] and '1 case(s) in labelsTr (case_001) cover part' in summary
+    # half a voxel off is no crop: refused, naming the shift
+    affine[0, 3] += 0.4
+    nib.save(nib.Nifti1Image(crop, affine), str(path))
+    with pytest.raises(DataError, match=r"case 'case_001'.*not a whole number"):
+        load_case(case, description)
 
 
 @pytest.mark.parametrize('name', sorted(BAD_INPUTS))
