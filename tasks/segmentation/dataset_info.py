@@ -101,6 +101,16 @@ class SegDatasetInfo:
                             + '\n(python tools/check_data.py DATA_ROOT lists them all)')
 
 
+#: class indices are stored as uint8 with 255 meaning "ignore": at most 255 classes (0..254)
+MAX_CLASSES = 255
+
+
+def _check_class_count(path: Path, count: int) -> None:
+    if count > MAX_CLASSES:
+        raise DataError(f'{path} declares {count} classes; at most {MAX_CLASSES} are supported '
+                        f'(class indices are stored as uint8, 255 marks ignored pixels)')
+
+
 def _labels_of(path: Path, labels: object) -> Tuple[str, ...]:
     """Class names from nnU-Net's ``{name: index}`` or Decathlon's ``{"index": name}``."""
     if not isinstance(labels, dict) or not labels:
@@ -118,6 +128,7 @@ def _labels_of(path: Path, labels: object) -> Tuple[str, ...]:
     if sorted(by_index) != list(range(len(by_index))):
         raise DataError(f'{path}: label indices must be 0..{len(by_index) - 1} without gaps, got '
                         f'{sorted(by_index)}')
+    _check_class_count(path, len(by_index))
     return tuple(by_index[index] for index in range(len(by_index)))
 
 
@@ -145,6 +156,7 @@ def read_class_names(root: Path) -> Optional[ClassNames]:
         if len(names) < 2 or not all(names):
             raise DataError(f'{listing} must list at least 2 class names, one per line (background '
                             f'first), with no empty line between them; got {names!r}')
+        _check_class_count(listing, len(names))
         return ClassNames(tuple(names), str(listing))
     return None
 

@@ -76,10 +76,19 @@ def test_declared_labels_no_mask_holds_are_a_warning(tmp_path):
     ({'background': 0, 'a': 2}, 'without gaps'),
     ({'background': 0, 'both': [1, 2]}, 'region labels'),
     ([], 'must map class names'),
+    ({f'c{i}': i for i in range(256)}, r'256 classes; at most 255 .*255 marks ignored'),
 ])
 def test_bad_dataset_json(tmp_path, labels, match):
     (tmp_path / 'dataset.json').write_text(json.dumps({'labels': labels}))
     with pytest.raises(DataError, match=match):
+        read_class_names(tmp_path)
+
+
+def test_255_classes_fit_and_256_in_classes_txt_do_not(tmp_path):
+    (tmp_path / 'classes.txt').write_text('\n'.join(f'c{i}' for i in range(255)))
+    assert len(read_class_names(tmp_path).names) == 255
+    (tmp_path / 'classes.txt').write_text('\n'.join(f'c{i}' for i in range(256)))
+    with pytest.raises(DataError, match=r'classes.txt declares 256 classes'):
         read_class_names(tmp_path)
 
 
