@@ -286,7 +286,7 @@ def load_case(case: VolumeCase, description: VolumeDescription) -> LoadedCase:
                         f'({", ".join(p.name for p in case.images)}) but dataset.json '
                         f'channel_names lists {description.in_channels} '
                         f'{description.channel_names}')
-    label = None
+    label, problem = None, None
     if case.label is not None:
         label_volume = read_volume(case.label, f'label of case {case.name!r}')
         problem = _same_grid(label_volume, reference)
