@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -44,39 +44,42 @@ def write_volume_dataset(root: Path, cases: int = 4, shape: Tuple[int, int, int]
                          channel_names: Sequence[str] = ('T1',),
                          classes: Sequence[str] = ('background', 'lesion'),
                          splits: bool = True, test_cases: int = 0,
-                         file_ending: str = '.nii.gz') -> Path:
+                         file_ending: str = '.nii.gz',
+                         case_spacings: Optional[Sequence[Sequence[float]]] = None) -> Path:
     """Write ``cases`` training cases (``case_000`` ...) as nnU-Net v2 raw data; returns ``root``.
 
     Args:
         splits: also write ``splits_final.json`` with the last case as validation.
         test_cases: unlabelled-but-scored cases in imagesTs / labelsTs.
         file_ending: '.nii.gz' (written with nibabel) or a SimpleITK format ('.nrrd', '.mha').
+        case_spacings: one spacing per training case (cycled), instead of ``spacing`` for all.
     """
     import nibabel as nib
 
     from tasks.common.volume_io import write_volume
 
-    def save(array, path):
+    def save(array, path, affine):
         if file_ending == '.nii.gz':
             nib.save(nib.Nifti1Image(array, affine), str(path))
         else:
             write_volume(array, affine, path)
 
     root = Path(root)
-    affine = oblique_affine(spacing)
     ct = [name.lower() == 'ct' for name in channel_names]
     for folder, count, prefix in (('Tr', cases, 'case'), ('Ts', test_cases, 'test')):
         for index in range(count):
             name = f'{prefix}_{index:03d}'
+            affine = oblique_affine(case_spacings[index % len(case_spacings)]
+                                    if case_spacings and folder == 'Tr' else spacing)
             image, label = synthetic_case(shape, seed=index + (100 if folder == 'Ts' else 0),
                                           channels=len(channel_names), ct=any(ct))
             for channel in range(len(channel_names)):
                 path = root / f'images{folder}' / f'{name}_{channel:04d}{file_ending}'
                 path.parent.mkdir(parents=True, exist_ok=True)
-                save(image[..., channel], path)
+                save(image[..., channel], path, affine)
             path = root / f'labels{folder}' / f'{name}{file_ending}'
             path.parent.mkdir(parents=True, exist_ok=True)
-            save(label, path)
+            save(label, path, affine)
     (root / 'dataset.json').write_text(json.dumps(dict(
         channel_names={str(i): name for i, name in enumerate(channel_names)},
         labels={name: index for index, name in enumerate(classes)},

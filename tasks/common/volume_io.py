@@ -25,6 +25,7 @@ from .io import DataError
 
 __all__ = ['NIFTI_SUFFIXES', 'ITK_SUFFIXES', 'VOLUME_SUFFIXES', 'Volume', 'ItkGeometry',
            'volume_suffix', 'is_volume_file', 'volume_stem', 'output_suffix', 'read_volume',
+           'read_spacing',
            'write_volume', 'write_volume_like', 'place_on_grid', 'slice_axis', 'SLICE_AXIS_RULES']
 
 NIFTI_SUFFIXES = ('.nii.gz', '.nii')
@@ -125,6 +126,27 @@ def read_volume(path: PathLike, what: str = 'volume') -> Volume:
         raise DataError(f'{what} {path} has {volume.array.ndim} dimension(s) '
                         f'{volume.array.shape}; a volume has 3 (X, Y, Z), or 4 with channels last')
     return volume
+
+
+def read_spacing(path: PathLike, what: str = 'volume') -> Tuple[float, float, float]:
+    """The voxel spacing of a volume file from its header alone (the voxels are not read)."""
+    path = Path(path)
+    if _format(path) in ITK_SUFFIXES:
+        sitk = _simpleitk()
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(path))
+        try:
+            reader.ReadImageInformation()
+        except RuntimeError:
+            return read_volume(path, what).spacing  # the full read names the problem
+        return tuple(float(s) for s in reader.GetSpacing()[:3])  # type: ignore[return-value]
+    if _format(path) in NIFTI_SUFFIXES:
+        import nibabel as nib
+        try:
+            return tuple(float(z) for z in nib.load(str(path)).header.get_zooms()[:3])
+        except Exception:  # noqa: BLE001 - the full read names the problem
+            return read_volume(path, what).spacing
+    return read_volume(path, what).spacing
 
 
 def _read_nifti(path: Path, what: str) -> Volume:

@@ -17,6 +17,7 @@ from .postprocess import keep_largest_component, largest_component_classes
 from .sample import SegSample
 from .sliding_window import as_window, check_overlap, sliding_window_logits
 from .tta import check_flips, tta_logits
+from .volume_spacing import resize_logits
 
 __all__ = ['SegmentationModel', 'DEFAULT_TEST_CFG', 'resolve_test_cfg']
 
@@ -239,22 +240,30 @@ class SegmentationModel(BaseModel):
         if data_samples is None:
             size = tuple(inputs.shape[-2:])
             data_samples = [SegSample(img_path='', img_shape=size) for _ in range(len(inputs))]
-        labels = [label[:sample.img_shape[0], :sample.img_shape[1]]
-                  for sample, label in zip(data_samples, self._batch_labels(inputs, data_samples))]
+        labels = [self._label_map(logits, sample)
+                  for sample, logits in zip(data_samples, self._batch_logits(inputs, data_samples))]
         classes = largest_component_classes(self.test_cfg['largest_component'])
         if classes != []:
             labels = [torch.from_numpy(keep_largest_component(label.cpu().numpy(), classes))
                       .to(label.device) for label in labels]
         return [replace(sample, pred_mask=label) for sample, label in zip(data_samples, labels)]
 
-    def _batch_labels(self, inputs: torch.Tensor,
+    def _batch_logits(self, inputs: torch.Tensor,
                       data_samples: List[SegSample]) -> Sequence[torch.Tensor]:
-        """Class maps of a padded batch. Windows and flipped views would see the batch padding as
-        image (and flipped to the top left, where training never put it): with either, images
-        smaller than the batch are predicted alone, at their own size."""
+        """Logits ``(K, H, W)`` of each image of a padded batch. Windows and flipped views would
+        see the batch padding as image (and flipped to the top left, where training never put
+        it): with either, images smaller than the batch are predicted alone, at their own size."""
         size = tuple(inputs.shape[-2:])
         tricks = self.test_cfg['mode'] != 'whole' or self.test_cfg['tta'] is not None
         if not tricks or all(tuple(sample.img_shape) == size for sample in data_samples):
-            return self.labels(self.predict_logits(inputs))
-        return [self.labels(self.predict_logits(image[None, :, :height, :width]))[0]
+            return self.predict_logits(inputs)
+        return [self.predict_logits(image[None, :, :height, :width])[0]
                 for image, (height, width) in zip(inputs, (s.img_shape for s in data_samples))]
+
+    def _label_map(self, logits: torch.Tensor, sample: SegSample) -> torch.Tensor:
+        """One image's class map: its logits cropped to its own size and, for a slice resampled
+        to the training spacing, resized back to ``ori_shape`` before the argmax."""
+        logits = logits[None, :, :sample.img_shape[0], :sample.img_shape[1]]
+        if sample.ori_shape is not None:
+            logits = resize_logits(logits, sample.ori_shape)
+        return self.labels(logits)[0]

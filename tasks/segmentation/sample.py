@@ -21,6 +21,9 @@ class SegSample:
         pred_mask: ``(H, W)`` int64 predicted class indices, set by the model's predict mode.
         case: for a slice of a volume, the case it belongs to (volume metrics group by it).
         slice_index: for a slice of a volume, its position along the slicing axis.
+        ori_shape: ``(H, W)`` the prediction is resized to (its logits, bilinearly) after the
+            crop to ``img_shape``: a slice resampled to the training spacing is scored on its
+            own grid. ``None``: ``img_shape``.
     """
 
     img_path: str
@@ -29,6 +32,7 @@ class SegSample:
     pred_mask: Optional[torch.Tensor] = None
     case: Optional[str] = None
     slice_index: Optional[int] = None
+    ori_shape: Optional[Tuple[int, int]] = None
 
     def to(self, device: torch.device) -> 'SegSample':
         """A copy with its tensors on ``device``."""

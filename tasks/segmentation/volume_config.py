@@ -10,13 +10,17 @@ from mmengine.config import Config, ConfigDict
 from mmengine.logging import print_log
 
 from ..common.io import DataError
+from ..common.volume_io import read_spacing
+from ..common.volume_io import slice_axis as choose_slice_axis
 from ..common.volume_norm import build_volume_norm, measure_ct_statistics
 from ..engine.data import datasets_of, follow_the_data
+from .volume_spacing import (TARGET_SPACING_RULES, differs_from_target, in_plane_spacing,
+                             median_in_plane_spacing)
 from .volumes import (find_cases, is_volume_root, load_case, read_volume_description,
                       split_cases)
 
 __all__ = ['VOLUME_DATASET_TYPE', 'VOLUME_METRIC_TYPE', 'resolve_volume_data',
-           'resolve_volume_normalization', 'switch_to_volumes']
+           'resolve_volume_normalization', 'resolve_volume_spacing', 'switch_to_volumes']
 
 VOLUME_DATASET_TYPE = 'effnet_backbones.VolumeSliceDataset'
 VOLUME_METRIC_TYPE = 'effnet_backbones.VolumeSegMetric'
@@ -45,7 +49,8 @@ def switch_to_volumes(cfg: Config) -> bool:
         kept = {name: dataset[name] for name in _KEPT_KEYS if name in dataset}
         if key == 'train_dataloader':  # the recipe's share (its CPU profile's included)
             kept['foreground_ratio'] = dataset.get('foreground_ratio', FOREGROUND_RATIO)
-        cfg[key].dataset = ConfigDict(type=VOLUME_DATASET_TYPE, normalize=dict(mode='auto'), **kept)
+        cfg[key].dataset = ConfigDict(type=VOLUME_DATASET_TYPE, normalize=dict(mode='auto'),
+                                      target_spacing='median', **kept)
     for key in ('val_evaluator', 'test_evaluator'):
         evaluator = cfg.get(key)
         if isinstance(evaluator, dict) and evaluator.get('type') in _FOLDER_METRICS:
@@ -84,6 +89,27 @@ def resolve_volume_normalization(train: Mapping[str, Any], channel_names: Tuple[
     return config
 
 
+def resolve_volume_spacing(train: Mapping[str, Any]) -> Any:
+    """The training dataset's ``target_spacing`` made concrete: 'median' becomes the median
+    in-plane spacing of the training split's cases (read from their headers); anything else is
+    returned as it is."""
+    target = train.get('target_spacing')
+    if not (isinstance(target, str) and target in TARGET_SPACING_RULES):
+        return target
+    description = read_volume_description(train['data_root'])
+    cases = split_cases(find_cases(description), train.get('split', 'train'), description.root,
+                        train.get('fold', 0), train.get('num_folds', 5))
+    spacings = [read_spacing(case.images[0], f'image of case {case.name!r}') for case in cases]
+    axis_rule = train.get('slice_axis', 'coarsest')
+    median = median_in_plane_spacing(spacings, axis_rule)
+    resampled = sum(differs_from_target(in_plane_spacing(s, choose_slice_axis(s, axis_rule)),
+                                        median) for s in spacings)
+    print_log(f'target_spacing (median in-plane spacing of {len(cases)} training cases): '
+              f'{tuple(round(v, 6) for v in median)}; {resampled} of them resampled to it, the '
+              f'rest used as stored', logger='current')
+    return list(median)
+
+
 def resolve_volume_data(cfg: Config, checkpoint_meta: Optional[Mapping[str, Any]] = None) -> None:
     """Fill ``classes``, ``in_channels``, ``normalize`` of every volume dataset and the model's
     ``num_classes``, ``in_channels``; a value the config sets must agree with the data."""
@@ -111,6 +137,13 @@ def resolve_volume_data(cfg: Config, checkpoint_meta: Optional[Mapping[str, Any]
     normalize = resolve_volume_normalization(train, channel_names, meta.get('normalize'))
     for _, dataset in datasets:
         dataset.normalize = [ConfigDict(entry) for entry in normalize]
+    # a checkpoint's spacing is what it trained at (none before resampling existed); else the
+    # training split's median, for every split that asks for the median
+    spacing = (meta.get('target_spacing') if meta.get('classes') else
+               resolve_volume_spacing(train))
+    for _, dataset in datasets:
+        if meta.get('classes') or dataset.get('target_spacing') in TARGET_SPACING_RULES:
+            dataset.target_spacing = None if spacing is None else list(spacing)
     evidence = (f'{datasets[0][0]}.dataset: classes {classes!r}, channels {channel_names!r} '
                 f'from {source}')
     follow_the_data(cfg.model, 'num_classes', len(classes), evidence)

@@ -29,6 +29,8 @@ from ..common.volume_norm import VolumeNorm, build_volume_norm
 from .augment import (CropSize, apply_pipeline, build_pipeline, crop_around_foreground,
                       crop_pair)
 from .sample import SegSample
+from .volume_spacing import (TargetSpacing, in_plane_spacing, resampled_size, resize_slices,
+                             resolve_target_spacing)
 from .volumes import (LoadedCase, VolumeDescription, find_cases, load_case,
                       read_volume_description, split_cases)
 
@@ -38,24 +40,42 @@ __all__ = ['VolumeSliceDataset', 'SliceStack', 'prepare_case']
 @dataclass
 class SliceStack:
     """One case ready for slicing: ``image`` ``(S, H, W, C)`` float32 in [0, 1] (S slices along
-    ``axis``), ``label`` ``(S, H, W)`` uint8 or ``None``, and the slices holding foreground."""
+    ``axis``, at the target in-plane spacing), ``label`` ``(S, H, W)`` uint8 or ``None`` (the
+    same grid), the slices holding foreground, the slices' size as stored (``native_size``) and,
+    for a resampled case, its label as stored (``native_label``, what it is scored against)."""
 
     name: str
     axis: int
     image: np.ndarray
     label: Optional[np.ndarray]
     foreground_slices: np.ndarray
+    native_size: Tuple[int, int] = (0, 0)
+    native_label: Optional[np.ndarray] = None
+
+    @property
+    def resampled(self) -> bool:
+        """Whether the slices were resized from their stored size."""
+        return tuple(self.image.shape[1:3]) != tuple(self.native_size)
 
 
-def prepare_case(case: LoadedCase, norm: VolumeNorm, axis_rule: Union[str, int]) -> SliceStack:
-    """Normalise a loaded case and put its slicing axis first (channels last)."""
+def prepare_case(case: LoadedCase, norm: VolumeNorm, axis_rule: Union[str, int],
+                 target_spacing: Optional[Sequence[float]] = None) -> SliceStack:
+    """Normalise a loaded case, put its slicing axis first (channels last) and resample its
+    slices to ``target_spacing`` (row, column; ``None``: as stored)."""
     axis = choose_slice_axis(case.spacing, axis_rule)
     unit = norm.to_unit(case.image)  # (C, X, Y, Z)
     image = np.ascontiguousarray(np.moveaxis(unit, (axis + 1, 0), (0, 3)))
     label = None if case.label is None else np.ascontiguousarray(np.moveaxis(case.label, axis, 0))
+    native_size = tuple(image.shape[1:3])
+    size = resampled_size(native_size, in_plane_spacing(case.spacing, axis), target_spacing)
+    native_label = None
+    if size != native_size:
+        image = resize_slices(image, size)
+        if label is not None:
+            native_label, label = label, resize_slices(label, size, labels=True)
     foreground = (np.zeros(0, np.int64) if label is None else
                   np.nonzero(label.reshape(len(label), -1).max(axis=1) > 0)[0])
-    return SliceStack(case.name, axis, image, label, foreground)
+    return SliceStack(case.name, axis, image, label, foreground, native_size, native_label)
 
 
 class VolumeSliceDataset(Dataset):
@@ -78,6 +98,13 @@ class VolumeSliceDataset(Dataset):
             build_volume_norm`: ``dict(mode='auto')`` (CT -> 'ct', else 'zscore'), one dict for
             all channels or a list of one per channel.
         slice_axis: 'coarsest' (per case, the axis of largest spacing) or an array axis 0..2.
+        target_spacing: in-plane spacing (row, column) every case's slices are resampled to;
+            'median': the median of this dataset's cases (training configs resolve it once from
+            the training split, for every split, and the checkpoint keeps it); ``None``: as
+            stored. Cases already within 0.1 % of it are used as stored.
+        score_native: evaluation items carry the label as stored and ``ori_shape``, so that
+            predictions of resampled cases are resized back and scored on the case's own grid;
+            default: for the 'val' and 'test' splits.
         foreground_ratio: share of training items drawn from slices holding foreground and
             cropped around it (nnU-Net uses 0.33); 0 for validation.
         crop_size: random crop (int or (h, w)) before ``pipeline``, padding small slices with
@@ -94,7 +121,9 @@ class VolumeSliceDataset(Dataset):
                  normalize: Any = None, slice_axis: Union[str, int] = 'coarsest',
                  foreground_ratio: float = 0.0, crop_size: Optional[CropSize] = None,
                  pipeline: Sequence[Dict[str, Any]] = (), ignore_index: int = 255,
-                 images_dir: Optional[str] = None, labels_dir: Optional[str] = None) -> None:
+                 images_dir: Optional[str] = None, labels_dir: Optional[str] = None,
+                 target_spacing: TargetSpacing = None,
+                 score_native: Optional[bool] = None) -> None:
         root = Path(data_root).expanduser()
         if not root.is_dir():
             raise DataError(f'data root {root} does not exist; expected a volume dataset '
@@ -116,11 +145,16 @@ class VolumeSliceDataset(Dataset):
                              'pass them (tasks.common.volume_norm.measure_ct_statistics)')
         self.normalize = self.norm.to_config()
         self.pipeline = build_pipeline(pipeline, crop_size, ignore_index)
-        self.cases = [prepare_case(load_case(case, self.description), self.norm, slice_axis)
-                      for case in self._select_cases(split, images_dir, labels_dir, fold,
-                                                     num_folds)]
-        if not self.cases:
+        loaded = [load_case(case, self.description)
+                  for case in self._select_cases(split, images_dir, labels_dir, fold, num_folds)]
+        if not loaded:
             raise DataError(f'split {split!r} (fold {fold}) of {root} holds no case')
+        self.target_spacing = resolve_target_spacing(
+            target_spacing, [case.spacing for case in loaded], slice_axis)
+        self.score_native = split in ('val', 'test') if score_native is None else score_native
+        self.cases = [prepare_case(case, self.norm, slice_axis, self.target_spacing)
+                      for case in loaded]
+        del loaded
         self.index = [(c, s) for c, case in enumerate(self.cases) for s in range(len(case.image))]
 
     def _agree(self, key: str, given: Any, found: Any) -> Any:
@@ -145,7 +179,8 @@ class VolumeSliceDataset(Dataset):
         saves it in checkpoints, so evaluation and inference prepare volumes the same way."""
         return dict(classes=self.classes, in_channels=self.in_channels,
                     ignore_index=self.ignore_index, normalize=self.normalize,
-                    channel_names=self.description.channel_names, slice_axis=self.slice_axis)
+                    channel_names=self.description.channel_names, slice_axis=self.slice_axis,
+                    target_spacing=self.target_spacing)
 
     @property
     def case_names(self) -> List[str]:
@@ -174,9 +209,13 @@ class VolumeSliceDataset(Dataset):
         if image.ndim == 2:  # some albumentations steps drop a single channel axis
             image = image[:, :, None]
         image = self.norm.standardize(image)
+        ori_shape = None
+        if self.score_native and case.resampled:  # scored on the case's own grid
+            ori_shape = case.native_size
+            mask = None if case.native_label is None else case.native_label[slice_index]
         sample = SegSample(img_path=f'{self.data_root.name}/{case.name}#{slice_index}',
                            img_shape=image.shape[:2],
                            gt_mask=None if mask is None else torch.from_numpy(mask.astype(np.int64)),
-                           case=case.name, slice_index=slice_index)
+                           case=case.name, slice_index=slice_index, ori_shape=ori_shape)
         inputs = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
         return dict(inputs=inputs, data_samples=sample)

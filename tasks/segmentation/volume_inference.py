@@ -29,6 +29,7 @@ from ..common.volume_norm import build_volume_norm
 from ..engine.checkpoint import load_trained_model
 from .postprocess import keep_largest_component, largest_component_classes
 from .volume_dataset import SliceStack, prepare_case
+from .volume_spacing import resize_logits, resize_slices
 from .volumes import VolumeCase, VolumeDescription, case_name_of, load_case, split_channel
 
 __all__ = ['VolumeInferencer', 'VolumePrediction', 'channel_files', 'volume_inputs',
@@ -91,6 +92,8 @@ class VolumeInferencer:
         self.channel_names = tuple(dataset_meta['channel_names'])
         self.norm = build_volume_norm(dataset_meta.get('normalize'), self.channel_names)
         self.slice_axis = dataset_meta.get('slice_axis', 'coarsest')
+        # checkpoints from before resampling have no entry: they trained on slices as stored
+        self.target_spacing = dataset_meta.get('target_spacing')
         evaluator = cfg.get('test_evaluator') or {}
         test_cfg = cfg.model.get('test_cfg') or {}
         self.component_classes = largest_component_classes(
@@ -109,13 +112,14 @@ class VolumeInferencer:
         path = Path(path)
         case = VolumeCase(case_name_of(path), channel_files(path, len(self.channel_names)), None)
         loaded = load_case(case, self._description(path))
-        stack = prepare_case(loaded, self.norm, self.slice_axis)
+        stack = prepare_case(loaded, self.norm, self.slice_axis, self.target_spacing)
         predictions = []
         for first in range(0, len(stack.image), self.batch_size):
             batch = np.stack([self.norm.standardize(image)
                               for image in stack.image[first:first + self.batch_size]])
             inputs = torch.from_numpy(np.ascontiguousarray(batch.transpose(0, 3, 1, 2)))
-            logits = self.model.predict_logits(inputs.to(self.device))
+            logits = resize_logits(self.model.predict_logits(inputs.to(self.device)),
+                                   stack.native_size)  # back to the case's own grid
             predictions.append(self.model.labels(logits).to(torch.uint8).cpu().numpy())
         labels = np.moveaxis(np.concatenate(predictions), 0, stack.axis)
         if self.component_classes != []:
@@ -156,7 +160,7 @@ class VolumeInferencer:
             stack = prediction.stack
             labels_first = np.moveaxis(prediction.labels, stack.axis, 0)
             for k, index in enumerate(self._overlay_slices(labels_first)):
-                image = stack.image[index]
+                image = resize_slices(stack.image[index:index + 1], stack.native_size)[0]
                 target = folder / f'{prediction.case}_slice{k}_overlay.png'
                 write_rgb(target, overlay(to_display(image[..., :1] if image.shape[-1] != 3
                                                      else image), labels_first[index]))

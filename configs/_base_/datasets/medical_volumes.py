@@ -14,6 +14,11 @@ fold = 0
 # list with one per channel
 normalize = dict(mode='auto')
 crop_size = 256
+# every case's slices resampled in-plane to one spacing (nnU-Net's 2-D configuration): 'median'
+# of the training cases (measured when training starts, kept in the checkpoint), a (row, column)
+# spacing, or None to use every case as stored; predictions are scored and written on each
+# case's own grid
+target_spacing = 'median'
 
 train_pipeline = [
     dict(type='HorizontalFlip', p=0.5),
@@ -24,7 +29,8 @@ train_pipeline = [
     dict(type='RandomGamma', gamma_limit=(70, 150), p=0.3),
 ]
 dataset = dict(type='effnet_backbones.VolumeSliceDataset', data_root=data_root, fold=fold,
-               classes=None, in_channels=None, normalize=normalize, slice_axis='coarsest')
+               classes=None, in_channels=None, normalize=normalize, slice_axis='coarsest',
+               target_spacing=target_spacing)
 
 train_dataloader = dict(
     batch_size=8,
