@@ -205,3 +205,30 @@ def test_an_interrupted_conversion_leaves_no_target(tmp_path, monkeypatch):
     with pytest.raises(OSError, match='disk full'):
         volumes.convert_volume_folder(data, tmp_path / 'copy', '.mha')
     assert not (tmp_path / 'copy').exists() and not list(tmp_path.glob('.*partial'))
+
+
+def test_cases_of_other_spacings_train_resampled_and_come_back_on_their_own_grid(tmp_path,
+                                                                                  capsys):
+    # training cases at 0.8, 0.4 and 0.8 mm in-plane, the validation case at 1.2 mm
+    spacings = [(0.8, 0.8, 3.0), (0.4, 0.4, 3.0), (0.8, 0.8, 3.0), (1.2, 1.2, 3.0)]
+    data = write_volume_dataset(tmp_path / 'data', cases=4, case_spacings=spacings)
+    work = tmp_path / 'work'
+    runner = run_train_tool(VOLUMES, data, work, 1, *cfg_options(TINY, 'volumes_spacing'))
+    assert 'target_spacing (median in-plane spacing of 3 training cases): (0.8, 0.8); 1 of ' \
+           'them resampled' in capsys.readouterr().out
+    assert runner.val_dataloader.dataset.target_spacing == pytest.approx((0.8, 0.8))
+    meta = torch.load(work / 'iter_1.pth', map_location='cpu',
+                      weights_only=False)['meta']['dataset_meta']
+    assert meta['target_spacing'] == pytest.approx((0.8, 0.8))
+    metrics = tool('test').main([str(VOLUMES), str(work / 'iter_1.pth'), '--data-root', str(data),
+                                 '--work-dir', str(tmp_path / 'test'),
+                                 *cfg_options(TINY, 'volumes_spacing_test')])
+    assert 0 <= metrics['mFgDice'] <= 1  # scored against the 40 x 36 x 6 label as stored
+    case = data / 'imagesTr' / 'case_003_0000.nii.gz'
+    written = tool('infer').main([str(VOLUMES), str(work / 'iter_1.pth'), str(case),
+                                  '--out-dir', str(tmp_path / 'out'), '--cfg-options',
+                                  'model.arch=b0',
+                                  'model.decoder_options.decoder_channels=[16,16,16,16,16]'])
+    mask = nib.load(str(tmp_path / 'out' / 'case_003.nii.gz'))
+    assert mask.shape == (40, 36, 6) and np.allclose(mask.affine, nib.load(str(case)).affine)
+    assert len(written) == 4

@@ -11,7 +11,8 @@ from tasks.segmentation.volume_dataset import prepare_case
 from tasks.segmentation.volume_spacing import (median_in_plane_spacing, resampled_size,
                                                resize_logits, resize_slices,
                                                resolve_target_spacing)
-from tasks.segmentation.volumes import LoadedCase, find_cases, load_case, read_volume_description
+from tasks.segmentation.volumes import (LoadedCase, check_volume_folder, find_cases, load_case,
+                                        read_volume_description)
 from volume_data import write_volume_dataset
 
 #: cases 0 and 2 at 0.8 mm in-plane, case 1 at half the pixel size, case 3 (validation) at 1.2
@@ -126,3 +127,10 @@ def test_a_loaded_case_spacing_comes_from_its_file(tmp_path):
     root = write_volume_dataset(tmp_path / 'data', cases=4, case_spacings=SPACINGS)
     case = _loaded(root, 'case_001')
     assert isinstance(case, LoadedCase) and case.spacing == pytest.approx((0.4, 0.4, 3.0))
+
+
+def test_check_data_reports_the_median_and_the_cases_that_differ(tmp_path):
+    root = write_volume_dataset(tmp_path / 'data', cases=4, case_spacings=SPACINGS)
+    summary, problems = check_volume_folder(root)
+    assert problems == []
+    assert 'in-plane spacing: median (0.8, 0.8); 2 of 4 case(s) differ' in summary
