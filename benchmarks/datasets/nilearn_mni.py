@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -58,6 +58,9 @@ class Template:
     t1: np.ndarray
     labels: np.ndarray
     affine: np.ndarray
+    #: the grey and white matter probability maps (0..255) the labels come from
+    gm: Optional[np.ndarray] = None
+    wm: Optional[np.ndarray] = None
 
 
 def tissue_labels(gm: np.ndarray, wm: np.ndarray) -> np.ndarray:
@@ -79,7 +82,7 @@ def read_template(archive: PackageArchive) -> Template:
         raise DataError(f'{archive.path}: the template and tissue maps should share one 3-D '
                         f'grid, got {shapes}')
     return Template(volumes['t1'].array, tissue_labels(volumes['gm'].array, volumes['wm'].array),
-                    volumes['t1'].affine)
+                    volumes['t1'].affine, volumes['gm'].array, volumes['wm'].array)
 
 
 def tissue_slices(labels: np.ndarray) -> List[int]:

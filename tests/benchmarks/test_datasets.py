@@ -471,6 +471,59 @@ def test_mni_tissue_volumes_are_slabs_in_place_with_a_gapped_split(tmp_path, mon
     assert tree_bytes(out) == tree_bytes(again)
 
 
+def test_in_plane_resampling_keeps_every_voxel_at_its_world_position():
+    # a ramp equal to the world x coordinate stays equal to it at the new voxels' positions
+    affine = np.array([[1.0, 0, 0, -9], [0, 1, 0, 4], [0, 0, 2, 1], [0, 0, 0, 1]])
+    i = np.arange(20, dtype=np.float32)[:, None, None]
+    ramp = np.broadcast_to(-9 + i, (20, 22, 3))
+    for spacing in (0.6, 0.8, 1.4):
+        resampled, moved = nilearn_volumes.resample_in_plane(ramp, affine, spacing)
+        assert resampled.shape == (round(20 / spacing), round(22 / spacing), 3)
+        assert np.linalg.norm(moved[:3, :3], axis=0) == pytest.approx(
+            [20 / resampled.shape[0], 22 / resampled.shape[1], 2.0])
+        inside = slice(2, -2)  # edges repeat the border voxel
+        positions = (moved @ np.stack([np.arange(resampled.shape[0]), np.zeros(
+            resampled.shape[0]), np.zeros(resampled.shape[0]), np.ones(resampled.shape[0])]))[0]
+        assert np.allclose(resampled[inside, 5, 1], positions[inside], atol=1e-4)
+    same, moved = nilearn_volumes.resample_in_plane(ramp, affine, 1.0)
+    assert np.array_equal(same, ramp) and np.allclose(moved, affine)
+
+
+def _centre(image):
+    return image.affine @ [(image.shape[0] - 1) / 2, (image.shape[1] - 1) / 2, 1, 1]
+
+
+def test_mni_tissue_volumes_mixed_resamples_slabs_in_turn(tmp_path, monkeypatch):
+    import nibabel as nib
+    monkeypatch.setattr(nilearn_mni, 'MIN_TISSUE_PIXELS', 20)
+    monkeypatch.setattr(nilearn_volumes, 'SLAB_SLICES', 3)
+    package = fake_nilearn(tmp_path)
+    build_dataset('mni-tissue-volumes', tmp_path / 'plain', package)
+    counts = build_dataset('mni-tissue-volumes-mixed', tmp_path / 'mixed', package)
+    split, loaded = check_nnunet(tmp_path / 'mixed', nilearn_mni.CLASSES, 'T1')
+    plain_split, plain = check_nnunet(tmp_path / 'plain', nilearn_mni.CLASSES, 'T1')
+    assert split == plain_split and counts == {key: len(split[key]) for key in ('train', 'val')}
+    template = nilearn_mni.read_template(PackageArchive(package))
+    starts = nilearn_volumes.slab_starts(nilearn_mni.tissue_slices(template.labels), 3, 30)
+    for case, (image, label) in loaded.items():
+        spacing = nilearn_volumes.MIXED_SPACINGS[starts.index(int(case[-3:])) % 3]
+        assert image.shape == (round(20 / spacing), round(22 / spacing), 3)
+        assert np.linalg.norm(image.affine[:3, :3], axis=0)[:2] == pytest.approx(
+            [20 / image.shape[0], 22 / image.shape[1]])
+        # the slab's centre stays where it was
+        assert np.allclose(_centre(image), _centre(plain[case][0]))
+        values = np.asanyarray(label.dataobj)
+        assert set(np.unique(values)) <= {0, 1, 2}
+        if spacing == 1.0:
+            plain_image, plain_label = plain[case]
+            assert np.array_equal(np.asanyarray(image.dataobj),
+                                  np.asanyarray(plain_image.dataobj))
+            assert np.array_equal(values, np.asanyarray(plain_label.dataobj))
+    assert 'Mixed spacings' in (tmp_path / 'mixed' / 'SOURCE.md').read_text()
+    assert isinstance(nib.load(tmp_path / 'mixed' / 'labelsTr' / f'{split["val"][0]}.nii.gz'),
+                      nib.Nifti1Image)
+
+
 def test_both_mni_tissue_builders_share_the_label_function(tmp_path, monkeypatch):
     monkeypatch.setattr(nilearn_mni, 'MIN_TISSUE_PIXELS', 20)
     monkeypatch.setattr(nilearn_volumes, 'SLAB_SLICES', 3)
