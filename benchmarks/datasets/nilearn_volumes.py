@@ -58,8 +58,8 @@ PROCESSING = """
    Slabs: {roles}.
 """
 
-MIXED_PROCESSING = """7. Mixed spacings ('mni-tissue-volumes-mixed'): each slab is resampled along x and y to the
-   pixel size its position gives ({spacings}) over the same extent (new voxel i at old voxel
+MIXED_PROCESSING = """7. Mixed spacings ('mni-tissue-volumes-mixed'): each slab is resampled along x and y to
+   the pixel size its position gives ({spacings}) over the same extent (new voxel i at old voxel
    (i + 0.5) * step - 0.5, step = old voxels per new one; linear interpolation,
    scipy.ndimage.affine_transform, edges repeated), T1 and the two tissue maps alike; the labels
    are step 2's argmax of the resampled maps; the affine's x and y columns scaled by the step and
