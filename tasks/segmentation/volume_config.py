@@ -11,11 +11,9 @@ from mmengine.logging import print_log
 
 from ..common.io import DataError
 from ..common.volume_io import read_spacing
-from ..common.volume_io import slice_axis as choose_slice_axis
 from ..common.volume_norm import build_volume_norm, measure_ct_statistics
 from ..engine.data import datasets_of, follow_the_data
-from .volume_spacing import (TARGET_SPACING_RULES, differs_from_target, in_plane_spacing,
-                             median_in_plane_spacing)
+from .volume_spacing import TARGET_SPACING_RULES, cases_off_target, median_in_plane_spacing
 from .volumes import (find_cases, is_volume_root, load_case, read_volume_description,
                       split_cases)
 
@@ -102,8 +100,7 @@ def resolve_volume_spacing(train: Mapping[str, Any]) -> Any:
     spacings = [read_spacing(case.images[0], f'image of case {case.name!r}') for case in cases]
     axis_rule = train.get('slice_axis', 'coarsest')
     median = median_in_plane_spacing(spacings, axis_rule)
-    resampled = sum(differs_from_target(in_plane_spacing(s, choose_slice_axis(s, axis_rule)),
-                                        median) for s in spacings)
+    resampled = cases_off_target(spacings, median, axis_rule)
     print_log(f'target_spacing (median in-plane spacing of {len(cases)} training cases): '
               f'{tuple(round(v, 6) for v in median)}; {resampled} of them resampled to it, the '
               f'rest used as stored', logger='current')

@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from ..common.volume_io import slice_axis as choose_slice_axis
 
 __all__ = ['TARGET_SPACING_RULES', 'TargetSpacing', 'in_plane_spacing', 'median_in_plane_spacing',
-           'resolve_target_spacing', 'differs_from_target', 'resampled_size', 'resize_slices',
+           'resolve_target_spacing', 'differs_from_target', 'cases_off_target', 'resampled_size',
+           'resize_slices',
            'resize_logits']
 
 #: ``target_spacing='median'``: the median in-plane spacing of the training cases
@@ -45,6 +46,13 @@ def median_in_plane_spacing(spacings: Sequence[Sequence[float]],
         raise ValueError('no case to take the median in-plane spacing of')
     planes = np.array([in_plane_spacing(s, choose_slice_axis(s, axis_rule)) for s in spacings])
     return tuple(float(v) for v in np.median(planes, axis=0))  # type: ignore[return-value]
+
+
+def cases_off_target(spacings: Sequence[Sequence[float]], target: Optional[Sequence[float]],
+                     axis_rule: Union[str, int] = 'coarsest') -> int:
+    """How many of the cases (their 3-D spacings) are resampled to ``target``."""
+    return sum(differs_from_target(in_plane_spacing(s, choose_slice_axis(s, axis_rule)), target)
+               for s in spacings)
 
 
 def resolve_target_spacing(target: TargetSpacing, spacings: Sequence[Sequence[float]],

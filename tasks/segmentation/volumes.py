@@ -334,7 +334,7 @@ def check_volume_folder(root: Path) -> Tuple[str, List[str]]:
     """What a volume folder holds and every problem in it, without stopping at the first:
     ``(summary text, problems)`` for ``tools/check_data.py``."""
     from ..common.volume_io import slice_axis
-    from .volume_spacing import differs_from_target, in_plane_spacing, median_in_plane_spacing
+    from .volume_spacing import cases_off_target, median_in_plane_spacing
 
     root = Path(root)
     try:
@@ -377,8 +377,7 @@ def check_volume_folder(root: Path) -> Tuple[str, List[str]]:
                         f'{sorted(set(axes))}' if shapes else ''))
         if spacings and images_dir == 'imagesTr':
             median = median_in_plane_spacing(spacings)
-            other = sum(differs_from_target(in_plane_spacing(s, a), median)
-                        for s, a in zip(spacings, axes))
+            other = cases_off_target(spacings, median)
             lines.append(f'  in-plane spacing: median {_rounded(np.array(median))}; {other} of '
                          f'{len(spacings)} case(s) differ by more than 0.1 % (target_spacing='
                          f"'median' resamples them to it)")
