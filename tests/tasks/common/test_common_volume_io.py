@@ -7,8 +7,9 @@ import pytest
 import SimpleITK as sitk
 
 from tasks.common.io import DataError
-from tasks.common.volume_io import (ItkGeometry, is_volume_file, output_suffix, read_volume,
-                                    volume_stem, volume_suffix, write_volume, write_volume_like)
+from tasks.common.volume_io import (ItkGeometry, is_volume_file, output_suffix, read_spacing,
+                                    read_volume, volume_stem, volume_suffix, write_volume,
+                                    write_volume_like)
 from volume_data import oblique_affine
 
 VOXELS = np.arange(4 * 3 * 2, dtype=np.int16).reshape(4, 3, 2) * 7 - 40  # (X, Y, Z)
@@ -142,3 +143,17 @@ def test_names_and_suffixes():
     assert volume_suffix('image.png') is None and not is_volume_file('image.png')
     assert [output_suffix(s) for s in ('.nii.gz', '.nhdr', '.mhd', '.mha')] == [
         '.nii.gz', '.nrrd', '.mha', '.mha']
+
+
+def test_spacing_is_read_from_the_header_alone(tmp_path, monkeypatch):
+    affine = oblique_affine((0.8, 0.9, 3.0))
+    paths = [write_volume(VOXELS, affine, tmp_path / f'scan{suffix}')
+             for suffix in ('.nii.gz', '.nrrd', '.mha')]
+    from tasks.common import volume_io
+    monkeypatch.setattr(volume_io, 'read_volume', None)  # no voxel read on a good header
+    for path in paths:
+        assert read_spacing(path) == pytest.approx((0.8, 0.9, 3.0), rel=1e-6)
+    monkeypatch.undo()
+    (tmp_path / 'bad.nrrd').write_bytes(b'NRRD0004\nnonsense')
+    with pytest.raises(DataError, match=r"image of case 'x' .*bad\.nrrd cannot be read"):
+        read_spacing(tmp_path / 'bad.nrrd', "image of case 'x'")
