@@ -17,7 +17,7 @@ import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -137,16 +137,20 @@ def read_spacing(path: PathLike, what: str = 'volume') -> Tuple[float, float, fl
         reader.SetFileName(str(path))
         try:
             reader.ReadImageInformation()
+            spacing = reader.GetSpacing()
         except RuntimeError:
-            return read_volume(path, what).spacing  # the full read names the problem
-        return tuple(float(s) for s in reader.GetSpacing()[:3])  # type: ignore[return-value]
-    if _format(path) in NIFTI_SUFFIXES:
+            spacing = ()
+    elif _format(path) in NIFTI_SUFFIXES:
         import nibabel as nib
         try:
-            return tuple(float(z) for z in nib.load(str(path)).header.get_zooms()[:3])
-        except Exception:  # noqa: BLE001 - the full read names the problem
-            return read_volume(path, what).spacing
-    return read_volume(path, what).spacing
+            spacing = nib.load(str(path)).header.get_zooms()
+        except Exception:  # noqa: BLE001 - the full read below names the problem
+            spacing = ()
+    else:
+        spacing = ()
+    if len(spacing) < 3:  # unreadable, not a volume, or 2-D: the full read names the problem
+        return read_volume(path, what).spacing  # type: ignore[return-value]
+    return tuple(float(s) for s in spacing[:3])  # type: ignore[return-value]
 
 
 def _read_nifti(path: Path, what: str) -> Volume:
@@ -217,7 +221,7 @@ def _itk_geometry(affine: np.ndarray) -> ItkGeometry:
                        tuple((linear / spacing).ravel().tolist()))
 
 
-def _write_atomically(path: Path, save) -> Path:
+def _write_atomically(path: Path, save: Callable[[Path], Any]) -> Path:
     """Call ``save(temporary_path)`` and rename the file into ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = volume_suffix(path) or path.suffix
@@ -251,22 +255,11 @@ def write_volume(array: np.ndarray, affine: np.ndarray, path: PathLike) -> Path:
     """Write an ``(X, Y, Z)`` or ``(X, Y, Z, C)`` array with a RAS+ ``affine`` as any format of
     :data:`VOLUME_SUFFIXES` (by ``path``'s suffix; channels as NIfTI's 4th axis or ITK's vector
     pixels), dtype kept, atomically; returns the path."""
-    import nibabel as nib
-
-    path = Path(path)
-    suffix = _format(path)
-    if suffix is None:
-        raise ValueError(f'cannot write {path}: not a volume suffix ({", ".join(VOLUME_SUFFIXES)})')
     array = np.asarray(array)
     if array.ndim not in (3, 4):
         raise ValueError(f'cannot write {path}: expected an (X, Y, Z[, C]) array, got '
                          f'{array.shape}')
-    if suffix in ITK_SUFFIXES:
-        return _save_itk(array, _itk_geometry(affine), path)
-    image = nib.Nifti1Image(array, np.asarray(affine, np.float64))
-    image.header.set_data_dtype(array.dtype)
-    image.header.set_slope_inter(1.0, 0.0)
-    return _write_atomically(path, lambda temporary: nib.save(image, str(temporary)))
+    return _save(array, np.asarray(affine, np.float64), None, Path(path))
 
 
 def write_volume_like(array: np.ndarray, reference: Volume, path: PathLike,
@@ -274,26 +267,32 @@ def write_volume_like(array: np.ndarray, reference: Volume, path: PathLike,
     """Write ``array`` (the reference's spatial shape) in the format ``path`` names with the
     reference's geometry (NIfTI: its affine and header; NRRD / MetaImage: its origin, spacing and
     direction), stored as ``dtype`` (no intensity scaling), atomically; returns the path."""
-    import nibabel as nib
-
-    path = Path(path)
     if tuple(array.shape[:3]) != reference.shape:
         raise ValueError(f'cannot write {path}: array shape {array.shape} differs from the '
                          f'reference {reference.path} {reference.shape}')
+    return _save(np.asarray(array).astype(dtype), reference.affine, reference.header, Path(path))
+
+
+def _save(array: np.ndarray, affine: np.ndarray, header: Any, path: Path) -> Path:
+    """Write ``array`` as ``path``'s format: ITK formats with ``header``'s geometry when it is an
+    :class:`ItkGeometry` (else ``affine``'s), NIfTI with ``affine`` and a copy of ``header`` when
+    it is a NIfTI header (else a new one), dtype as it is, no intensity scaling."""
+    import nibabel as nib
+
     suffix = _format(path)
-    if suffix in ITK_SUFFIXES:
-        geometry = (reference.header if isinstance(reference.header, ItkGeometry)
-                    else _itk_geometry(reference.affine))
-        return _save_itk(np.asarray(array).astype(dtype), geometry, path)
-    if suffix not in NIFTI_SUFFIXES:
+    if suffix is None:
         raise ValueError(f'cannot write {path}: not a volume suffix ({", ".join(VOLUME_SUFFIXES)})')
-    if isinstance(reference.header, nib.Nifti1Header):
-        header = reference.header.copy()
-    else:  # a NIfTI output of an ITK input: the affine is all that carries over
-        header = nib.Nifti1Header()
-    header.set_data_dtype(dtype)
-    image = nib.Nifti1Image(np.asarray(array).astype(dtype), reference.affine, header)
-    image.header.set_slope_inter(1.0, 0.0)  # labels are stored as they are, never rescaled
+    if suffix in ITK_SUFFIXES:
+        try:
+            geometry = header if isinstance(header, ItkGeometry) else _itk_geometry(affine)
+        except ValueError as err:
+            raise ValueError(f'cannot write {path}: {err}') from None
+        return _save_itk(array, geometry, path)
+    # a NIfTI output of an ITK input (or of an affine alone): the affine is all that carries over
+    header = header.copy() if isinstance(header, nib.Nifti1Header) else nib.Nifti1Header()
+    header.set_data_dtype(array.dtype)
+    image = nib.Nifti1Image(array, affine, header)
+    image.header.set_slope_inter(1.0, 0.0)  # values are stored as they are, never rescaled
     if array.size:  # the display range viewers open it with
         image.header['cal_min'] = float(np.min(array))
         image.header['cal_max'] = float(np.max(array))

@@ -4,7 +4,7 @@ the training cases once, when training starts). Part of the segmentation task's 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, List, Mapping, Optional, Tuple
+from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 from mmengine.config import Config, ConfigDict
 from mmengine.logging import print_log
@@ -14,8 +14,8 @@ from ..common.volume_io import read_spacing
 from ..common.volume_norm import build_volume_norm, measure_ct_statistics
 from ..engine.data import datasets_of, follow_the_data
 from .volume_spacing import TARGET_SPACING_RULES, cases_off_target, median_in_plane_spacing
-from .volumes import (find_cases, is_volume_root, load_case, read_volume_description,
-                      split_cases)
+from .volumes import (VolumeCase, VolumeDescription, is_volume_root, load_case,
+                      read_volume_description, select_cases)
 
 __all__ = ['VOLUME_DATASET_TYPE', 'VOLUME_METRIC_TYPE', 'resolve_volume_data',
            'resolve_volume_normalization', 'resolve_volume_spacing', 'switch_to_volumes']
@@ -59,6 +59,13 @@ def switch_to_volumes(cfg: Config) -> bool:
     return True
 
 
+def _training_cases(train: Mapping[str, Any], description: VolumeDescription) -> List[VolumeCase]:
+    """The cases the training dataset ``train`` (its config) reads."""
+    return select_cases(description, train.get('split', 'train'), train.get('fold', 0),
+                        train.get('num_folds', 5), train.get('images_dir'),
+                        train.get('labels_dir'))
+
+
 def resolve_volume_normalization(train: Mapping[str, Any], channel_names: Tuple[str, ...],
                                  saved: Any = None) -> List[dict]:
     """The concrete per-channel normalisation of a run: the checkpoint's (``saved``) when given,
@@ -73,9 +80,7 @@ def resolve_volume_normalization(train: Mapping[str, Any], channel_names: Tuple[
     if not wanted:
         return config
     description = read_volume_description(train['data_root'])
-    cases = split_cases(find_cases(description), train.get('split', 'train'), description.root,
-                        train.get('fold', 0), train.get('num_folds', 5))
-    loaded = [load_case(case, description) for case in cases]
+    loaded = [load_case(case, description) for case in _training_cases(train, description)]
     for index in wanted:
         statistics = measure_ct_statistics([case.image[index] for case in loaded],
                                            [case.label for case in loaded])
@@ -87,16 +92,14 @@ def resolve_volume_normalization(train: Mapping[str, Any], channel_names: Tuple[
     return config
 
 
-def resolve_volume_spacing(train: Mapping[str, Any]) -> Any:
+def resolve_volume_spacing(train: Mapping[str, Any]) -> Optional[Sequence[float]]:
     """The training dataset's ``target_spacing`` made concrete: 'median' becomes the median
     in-plane spacing of the training split's cases (read from their headers); anything else is
     returned as it is."""
     target = train.get('target_spacing')
     if not (isinstance(target, str) and target in TARGET_SPACING_RULES):
         return target
-    description = read_volume_description(train['data_root'])
-    cases = split_cases(find_cases(description), train.get('split', 'train'), description.root,
-                        train.get('fold', 0), train.get('num_folds', 5))
+    cases = _training_cases(train, read_volume_description(train['data_root']))
     spacings = [read_spacing(case.images[0], f'image of case {case.name!r}') for case in cases]
     axis_rule = train.get('slice_axis', 'coarsest')
     median = median_in_plane_spacing(spacings, axis_rule)

@@ -24,6 +24,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..common.io import DataError
+from ..common.volume_io import read_spacing
 from ..common.volume_io import slice_axis as choose_slice_axis
 from ..common.volume_norm import VolumeNorm, build_volume_norm
 from .augment import (CropSize, apply_pipeline, build_pipeline, crop_around_foreground,
@@ -31,8 +32,8 @@ from .augment import (CropSize, apply_pipeline, build_pipeline, crop_around_fore
 from .sample import SegSample
 from .volume_spacing import (TargetSpacing, in_plane_spacing, resampled_size, resize_slices,
                              resolve_target_spacing)
-from .volumes import (LoadedCase, VolumeDescription, find_cases, load_case,
-                      read_volume_description, split_cases)
+from .volumes import (LoadedCase, VolumeDescription, load_case, read_volume_description,
+                      select_cases)
 
 __all__ = ['VolumeSliceDataset', 'SliceStack', 'prepare_case']
 
@@ -145,16 +146,26 @@ class VolumeSliceDataset(Dataset):
                              'pass them (tasks.common.volume_norm.measure_ct_statistics)')
         self.normalize = self.norm.to_config()
         self.pipeline = build_pipeline(pipeline, crop_size, ignore_index)
-        loaded = [load_case(case, self.description)
-                  for case in self._select_cases(split, images_dir, labels_dir, fold, num_folds)]
-        if not loaded:
+        selected = select_cases(self.description, split, fold, num_folds, images_dir,
+                                labels_dir)
+        if not selected:
             raise DataError(f'split {split!r} (fold {fold}) of {root} holds no case')
-        self.target_spacing = resolve_target_spacing(
-            target_spacing, [case.spacing for case in loaded], slice_axis)
+        # the median needs only the headers: cases are then read and prepared one at a time
+        spacings = ([read_spacing(case.images[0], f'image of case {case.name!r}')
+                     for case in selected] if isinstance(target_spacing, str) else [])
+        self.target_spacing = resolve_target_spacing(target_spacing, spacings, slice_axis)
         self.score_native = split in ('val', 'test') if score_native is None else score_native
-        self.cases = [prepare_case(case, self.norm, slice_axis, self.target_spacing)
-                      for case in loaded]
-        del loaded
+        self.cases = [prepare_case(load_case(case, self.description), self.norm, slice_axis,
+                                   self.target_spacing) for case in selected]
+        for case in self.cases:
+            if not self.score_native:
+                case.native_label = None  # training scores nothing on the stored grid
+            elif case.resampled and (self.crop is not None or pipeline):
+                raise ValueError(f'case {case.name!r} is resampled to target_spacing '
+                                 f'{self.target_spacing} and scored on its own grid '
+                                 f'(score_native), which needs whole slices: remove crop_size '
+                                 f'and pipeline from the {split!r} dataset, or set '
+                                 f'score_native=False')
         self.index = [(c, s) for c, case in enumerate(self.cases) for s in range(len(case.image))]
 
     def _agree(self, key: str, given: Any, found: Any) -> Any:
@@ -162,16 +173,6 @@ class VolumeSliceDataset(Dataset):
             raise DataError(f'{key}={given!r} but {self.description.root / "dataset.json"} gives '
                             f'{found!r}; remove the key to follow the data, or make them agree')
         return found
-
-    def _select_cases(self, split: str, images_dir: Optional[str], labels_dir: Optional[str],
-                      fold: int, num_folds: int):
-        if split == 'test':
-            images_dir = images_dir or 'imagesTs'
-            if labels_dir is None:
-                labels_dir = 'labelsTs' if (self.description.root / 'labelsTs').is_dir() else ''
-        cases = find_cases(self.description, images_dir or 'imagesTr',
-                           (labels_dir if labels_dir is not None else 'labelsTr') or None)
-        return split_cases(cases, split, self.description.root, fold, num_folds)
 
     @property
     def metainfo(self) -> Dict[str, Any]:

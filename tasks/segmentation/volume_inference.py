@@ -32,22 +32,26 @@ from .volume_dataset import SliceStack, prepare_case
 from .volume_spacing import resize_logits, resize_slices
 from .volumes import VolumeCase, VolumeDescription, case_name_of, load_case, split_channel
 
-__all__ = ['VolumeInferencer', 'VolumePrediction', 'channel_files', 'volume_inputs',
+__all__ = ['VolumeInferencer', 'VolumePrediction', 'channel_file', 'channel_files', 'volume_inputs',
            'OVERLAY_SLICES']
 
 #: overlays are written for this many slices (evenly spaced over those with foreground)
 OVERLAY_SLICES = 3
 
 
+def channel_file(path: Path, channel: int) -> Path:
+    """The file of channel ``channel`` of the case ``path`` is a channel file of:
+    ``x_0001.nrrd``, 0 -> ``x_0000.nrrd``."""
+    return path.with_name(f'{split_channel(path)[0]}_{channel:04d}{volume_suffix(path)}')
+
+
 def channel_files(path: Path, channels: int) -> Tuple[Path, ...]:
     """The files of one case given its first: ``x_0000.nii.gz`` -> ``x_0000 ... x_{C-1}``; a file
     without the ``_0000`` suffix (or a 4-D file) stands for the whole case."""
     path = Path(path)
-    suffix = volume_suffix(path)
-    case, channel = split_channel(path)
-    if channels == 1 or channel != 0:
+    if channels == 1 or split_channel(path)[1] != 0:
         return (path,)
-    files = tuple(path.with_name(f'{case}_{index:04d}{suffix}') for index in range(channels))
+    files = tuple(channel_file(path, index) for index in range(channels))
     missing = [file.name for file in files if not file.is_file()]
     if missing:
         raise DataError(f'case {case_name_of(path)!r}: the model takes {channels} channels but '
@@ -145,6 +149,12 @@ class VolumeInferencer:
         if duplicates:
             raise DataError(f'several inputs name case(s) {duplicates}; their outputs would '
                             f'overwrite each other')
+        inputs_read = {file.resolve() for path in cases
+                       for file in channel_files(path, len(self.channel_names))}
+        clashes = [str(output) for output in outputs if output.resolve() in inputs_read]
+        if clashes:  # a scan named like its case (Slicer's scan.nrrd) predicted into its folder
+            raise DataError(f'output(s) {clashes} would replace the input scan(s) of the same '
+                            f'name; choose another --out-dir')
         # the overlays' number depends on the prediction: any overlay of the case counts
         refuse_existing([p for name, output in zip(names, outputs)
                          for p in [output, *folder.glob(f'{name}_slice*_overlay.png')]],
@@ -155,8 +165,7 @@ class VolumeInferencer:
         for path, output in zip(cases, outputs):
             prediction = self.predict(path)
             self.timings[prediction.case] = prediction.seconds
-            written.append(write_volume_like(prediction.labels, prediction.reference, output,
-                                             np.uint8 if len(self.classes) <= 256 else np.uint16))
+            written.append(write_volume_like(prediction.labels, prediction.reference, output))
             stack = prediction.stack
             labels_first = np.moveaxis(prediction.labels, stack.axis, 0)
             for k, index in enumerate(self._overlay_slices(labels_first)):
@@ -174,7 +183,10 @@ def volume_inputs(inputs: Sequence[str]) -> Optional[List[Path]]:
 
     A ``<case>_0000`` file stands for its case: the case's other channels (``_0001`` ...), which a
     folder or a glob lists too, are left out (:func:`channel_files` finds them again)."""
-    files = expand_inputs(inputs, IMAGE_SUFFIXES + VOLUME_SUFFIXES)
+    # a glob also matches detached data files (x.raw beside x.mhd) and hidden partial writes
+    files = [path for path in expand_inputs(inputs, IMAGE_SUFFIXES + VOLUME_SUFFIXES)
+             if not path.name.startswith('.')
+             and (is_volume_file(path) or path.name.lower().endswith(IMAGE_SUFFIXES))]
     flags = [is_volume_file(path) for path in files]
     if not any(flags):
         return None
@@ -185,7 +197,5 @@ def volume_inputs(inputs: Sequence[str]) -> Optional[List[Path]]:
     listed = set(files)
 
     def first_of_case(path: Path) -> bool:
-        case, channel = split_channel(path)
-        suffix = volume_suffix(path)
-        return not channel or path.with_name(f'{case}_0000{suffix}') not in listed
+        return not split_channel(path)[1] or channel_file(path, 0) not in listed
     return [path for path in files if first_of_case(path)]

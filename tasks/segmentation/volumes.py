@@ -24,7 +24,7 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -34,7 +34,8 @@ from ..common.volume_io import (VOLUME_SUFFIXES, Volume, output_suffix, place_on
 from .dataset_info import read_class_names
 
 __all__ = ['VOLUME_LAYOUT', 'VolumeDescription', 'VolumeCase', 'LoadedCase', 'SPLITS',
-           'is_volume_root', 'read_volume_description', 'find_cases', 'split_cases', 'load_case',
+           'is_volume_root', 'read_volume_description', 'find_cases', 'split_cases', 'select_cases',
+           'load_case',
            'case_name_of', 'split_channel', 'check_volume_folder', 'convert_volume_folder',
            'VOLUME_FOLDERS']
 
@@ -211,6 +212,21 @@ def split_cases(cases: Sequence[VolumeCase], split: str, root: Path, fold: int =
     return [sorted(cases, key=lambda case: case.name)[i] for i in chosen]
 
 
+def select_cases(description: VolumeDescription, split: str = 'train', fold: int = 0,
+                 num_folds: int = 5, images_dir: Optional[str] = None,
+                 labels_dir: Optional[str] = None) -> List[VolumeCase]:
+    """The cases of a split as the volume datasets read them: 'test' from ``imagesTs`` (with
+    ``labelsTs`` when present), the others fold ``fold`` of ``imagesTr`` / ``labelsTr``
+    (:func:`split_cases`); ``labels_dir=''`` reads no labels."""
+    if split == 'test':
+        images_dir = images_dir or 'imagesTs'
+        if labels_dir is None:
+            labels_dir = 'labelsTs' if (description.root / 'labelsTs').is_dir() else ''
+    cases = find_cases(description, images_dir or 'imagesTr',
+                       (labels_dir if labels_dir is not None else 'labelsTr') or None)
+    return split_cases(cases, split, description.root, fold, num_folds)
+
+
 @dataclass
 class LoadedCase:
     """A case in memory: ``image`` ``(C, X, Y, Z)`` as stored, ``label`` ``(X, Y, Z)`` uint8 or
@@ -330,11 +346,29 @@ def _rounded(values: np.ndarray) -> Tuple[float, ...]:
     return tuple(round(float(value), 4) for value in values)
 
 
+def _spacing_summary(cases: Sequence[VolumeCase], spacings: Dict[str, Tuple[float, ...]],
+                     root: Path) -> str:
+    """The median in-plane spacing training would resample to (over fold 0's training cases,
+    as ``target_spacing='median'`` takes it) and how many of the cases differ from it."""
+    from .volume_spacing import cases_off_target, median_in_plane_spacing
+
+    try:
+        names = [case.name for case in split_cases(cases, 'train', root)]
+        source = "fold 0's training cases"
+    except DataError:  # too few cases for a split: say what all of them give
+        names, source = [case.name for case in cases], 'all cases'
+    training = [spacings[name] for name in names if name in spacings] or list(spacings.values())
+    median = median_in_plane_spacing(training)
+    other = cases_off_target(list(spacings.values()), median)
+    return (f'  in-plane spacing: median {_rounded(np.array(median))} (of {source}); {other} of '
+            f'{len(spacings)} case(s) differ by more than 0.1 % (target_spacing=\'median\' '
+            f'resamples them to it)')
+
+
 def check_volume_folder(root: Path) -> Tuple[str, List[str]]:
     """What a volume folder holds and every problem in it, without stopping at the first:
     ``(summary text, problems)`` for ``tools/check_data.py``."""
     from ..common.volume_io import slice_axis
-    from .volume_spacing import cases_off_target, median_in_plane_spacing
 
     root = Path(root)
     try:
@@ -356,7 +390,7 @@ def check_volume_folder(root: Path) -> Tuple[str, List[str]]:
         except DataError as err:
             problems.append(str(err))
             continue
-        shapes, spacings, axes, placed = [], [], [], []
+        shapes, spacings, axes, placed = [], {}, [], []
         for case in cases:
             try:
                 loaded = load_case(case, description)
@@ -366,21 +400,18 @@ def check_volume_folder(root: Path) -> Tuple[str, List[str]]:
             if loaded.label_placed:
                 placed.append(case.name)
             shapes.append(loaded.reference.shape)
-            spacings.append(loaded.spacing)
+            spacings[case.name] = loaded.spacing
             axes.append(slice_axis(loaded.spacing))
             if loaded.label is not None and images_dir == 'imagesTr':
                 voxels += np.bincount(loaded.label.ravel(), minlength=len(voxels))[:len(voxels)]
         lines.append(f'  {images_dir}: {len(cases)} case(s)'
                      + (f', shapes {min(shapes)} .. {max(shapes)}, spacing '
-                        f'{_rounded(np.min(spacings, 0))} .. {_rounded(np.max(spacings, 0))}, '
+                        f'{_rounded(np.min(list(spacings.values()), 0))} .. '
+                        f'{_rounded(np.max(list(spacings.values()), 0))}, '
                         f'slicing axis (coarsest) '
                         f'{sorted(set(axes))}' if shapes else ''))
         if spacings and images_dir == 'imagesTr':
-            median = median_in_plane_spacing(spacings)
-            other = cases_off_target(spacings, median)
-            lines.append(f'  in-plane spacing: median {_rounded(np.array(median))}; {other} of '
-                         f'{len(spacings)} case(s) differ by more than 0.1 % (target_spacing='
-                         f"'median' resamples them to it)")
+            lines.append(_spacing_summary(cases, spacings, root))
         if placed:
             lines.append(f'  note: the labels of {len(placed)} case(s) in {labels_dir} '
                          f'({shorten_list(placed)}) cover part of their image\'s grid and are '
@@ -401,10 +432,12 @@ def check_volume_folder(root: Path) -> Tuple[str, List[str]]:
     return '\n'.join(lines), problems
 
 
-def convert_volume_folder(source: Path, target: Path, file_ending: str) -> List[Path]:
+def convert_volume_folder(source: Union[str, Path], target: Union[str, Path],
+                          file_ending: str) -> List[Path]:
     """Copy the nnU-Net folder ``source`` to ``target`` with every volume in the format of
     ``file_ending`` (``'.nii.gz'``, ``'.nrrd'``, ``'.mha'`` ...): voxels and dtype as stored, the
-    geometry carried over (RAS+ affine; a NIfTI-to-NIfTI copy keeps the header), ``dataset.json``
+    geometry carried over (RAS+ affine; a NIfTI-to-NIfTI copy keeps the header; a NIfTI stored
+    with an intensity scaling is written as the scaled values, float64), ``dataset.json``
     with the new ``file_ending``, every other file copied as it is. Returns the volumes written.
 
     The copy is built in a hidden folder beside ``target`` and renamed into place at the end, so
@@ -419,6 +452,8 @@ def convert_volume_folder(source: Path, target: Path, file_ending: str) -> List[
                         f'{", ".join(one_file)}')
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise DataError(f'{target} exists and is not an empty folder; convert into a new one')
+    if target.resolve().is_relative_to(source.resolve()):
+        raise DataError(f'{target} lies inside {source}; convert into a folder outside it')
     staging = target.with_name(f'.{target.name}.partial')
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)

@@ -11,9 +11,10 @@ import SimpleITK as sitk
 import torch
 
 from tasks.engine import prepare_train_config
+from tasks.engine.runner import prepare_test_config
 from tasks.common.io import DataError
 from tasks.common.volume_io import read_volume, write_volume_like
-from tasks.segmentation.volume_inference import channel_files, volume_inputs
+from tasks.segmentation.volume_inference import VolumeInferencer, channel_files, volume_inputs
 from tasks.segmentation.volumes import check_volume_folder
 from tool_loader import CONFIGS, cfg_options, run_train_tool, tool
 from volume_data import write_volume_dataset
@@ -144,6 +145,19 @@ def test_itk_formats_train_and_infer_from_a_folder_in_their_own_format(tmp_path,
     assert mask.GetPixelID() == sitk.sitkUInt8
 
 
+def test_infer_never_writes_over_an_input_scan(trained, tmp_path):
+    # a scan named like its case (3D Slicer's scan.nrrd), predicted into its own folder
+    data, work, _ = trained
+    scan = tmp_path / 'scan.nii.gz'
+    scan.write_bytes((data / 'imagesTr' / 'case_003_0000.nii.gz').read_bytes())
+    before = scan.read_bytes()
+    with pytest.raises(DataError, match=r'would replace the input scan'):
+        tool('infer').main([str(VOLUMES), str(work / 'iter_2.pth'), str(scan), '--out-dir',
+                            str(tmp_path), '--overwrite', '--cfg-options', 'model.arch=b0',
+                            'model.decoder_options.decoder_channels=[16,16,16,16,16]'])
+    assert scan.read_bytes() == before and not list(tmp_path.glob('*overlay*'))
+
+
 def test_folders_and_globs_of_volumes_name_each_case_once(tmp_path):
     data = write_volume_dataset(tmp_path / 'data', cases=2, channel_names=('T1', 'T2'))
     images = data / 'imagesTr'
@@ -152,6 +166,9 @@ def test_folders_and_globs_of_volumes_name_each_case_once(tmp_path):
     assert volume_inputs([str(images / '*.nii.gz')]) == expected
     assert volume_inputs([str(images / 'case_001_0001.nii.gz')]) == [
         images / 'case_001_0001.nii.gz']  # named alone, a channel file stays (and is checked)
+    (images / '.case_000.123.partial.nii.gz').write_bytes(b'')  # an interrupted write
+    (images / 'case_000.raw').write_bytes(b'')  # a detached header's data file
+    assert volume_inputs([str(images / '*')]) == expected
     (images / 'notes.png').write_bytes(b'')
     with pytest.raises(DataError, match='mix volumes and 2-D images.*notes.png'):
         volume_inputs([str(images)])
@@ -187,6 +204,9 @@ def test_convert_volumes_copies_a_dataset_into_another_format_exactly(tmp_path, 
     assert tool('convert_volumes').main([str(data), str(tmp_path / 'x'), '--file-ending',
                                          '.nhdr']) == 1
     assert "'.nhdr' cannot be written" in capsys.readouterr().out
+    assert tool('convert_volumes').main([str(data), str(data / 'inner'), '--file-ending',
+                                         '.mha']) == 1
+    assert 'lies inside' in capsys.readouterr().out and not (data / 'inner').exists()
     assert not (tmp_path / 'x').exists() and not list(tmp_path.glob('.*partial'))
 
 
@@ -207,15 +227,13 @@ def test_an_interrupted_conversion_leaves_no_target(tmp_path, monkeypatch):
     assert not (tmp_path / 'copy').exists() and not list(tmp_path.glob('.*partial'))
 
 
-def test_cases_of_other_spacings_train_resampled_and_come_back_on_their_own_grid(tmp_path,
-                                                                                  capsys):
+def test_cases_of_other_spacings_train_resampled_and_come_back_on_their_own_grid(tmp_path):
     # training cases at 0.8, 0.4 and 0.8 mm in-plane, the validation case at 1.2 mm
     spacings = [(0.8, 0.8, 3.0), (0.4, 0.4, 3.0), (0.8, 0.8, 3.0), (1.2, 1.2, 3.0)]
     data = write_volume_dataset(tmp_path / 'data', cases=4, case_spacings=spacings)
     work = tmp_path / 'work'
     runner = run_train_tool(VOLUMES, data, work, 1, *cfg_options(TINY, 'volumes_spacing'))
-    assert 'target_spacing (median in-plane spacing of 3 training cases): (0.8, 0.8); 1 of ' \
-           'them resampled' in capsys.readouterr().out
+    assert runner.train_dataloader.dataset.target_spacing == pytest.approx((0.8, 0.8))
     assert runner.val_dataloader.dataset.target_spacing == pytest.approx((0.8, 0.8))
     meta = torch.load(work / 'iter_1.pth', map_location='cpu',
                       weights_only=False)['meta']['dataset_meta']
@@ -232,3 +250,20 @@ def test_cases_of_other_spacings_train_resampled_and_come_back_on_their_own_grid
     mask = nib.load(str(tmp_path / 'out' / 'case_003.nii.gz'))
     assert mask.shape == (40, 36, 6) and np.allclose(mask.affine, nib.load(str(case)).affine)
     assert len(written) == 4
+    # test and infer take the spacing the checkpoint trained at, not the data's median again;
+    # a checkpoint from before resampling (no entry) predicts slices as stored
+    checkpoint = torch.load(work / 'iter_1.pth', map_location='cpu', weights_only=False)
+    options = {**TINY, 'test_dataloader.dataset.target_spacing': (0.5, 0.5)}
+    for name, spacing in (('coarse.pth', [1.6, 1.6]), ('old.pth', None)):
+        if spacing is None:
+            del checkpoint['meta']['dataset_meta']['target_spacing']
+        else:
+            checkpoint['meta']['dataset_meta']['target_spacing'] = spacing
+        torch.save(checkpoint, tmp_path / name)
+        cfg = prepare_test_config(str(VOLUMES), str(tmp_path / name), str(tmp_path / 'cfg'),
+                                  data_root=str(data), cfg_options=options)
+        assert cfg.test_dataloader.dataset.target_spacing == spacing
+        inferencer = VolumeInferencer(cfg, str(tmp_path / name))
+        prediction = inferencer.predict(case)
+        assert inferencer.target_spacing == spacing and prediction.labels.shape == (40, 36, 6)
+        assert prediction.stack.image.shape[1:3] == ((30, 27) if spacing else (40, 36))

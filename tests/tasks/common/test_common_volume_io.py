@@ -154,6 +154,9 @@ def test_spacing_is_read_from_the_header_alone(tmp_path, monkeypatch):
     for path in paths:
         assert read_spacing(path) == pytest.approx((0.8, 0.9, 3.0), rel=1e-6)
     monkeypatch.undo()
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((5, 6), np.uint8)), str(tmp_path / 'flat.mha'))
+    with pytest.raises(DataError, match=r'flat\.mha is a 2-D image'):
+        read_spacing(tmp_path / 'flat.mha')
     (tmp_path / 'bad.nrrd').write_bytes(b'NRRD0004\nnonsense')
     with pytest.raises(DataError, match=r"image of case 'x' .*bad\.nrrd cannot be read"):
         read_spacing(tmp_path / 'bad.nrrd', "image of case 'x'")

@@ -129,8 +129,22 @@ def test_a_loaded_case_spacing_comes_from_its_file(tmp_path):
     assert isinstance(case, LoadedCase) and case.spacing == pytest.approx((0.4, 0.4, 3.0))
 
 
-def test_check_data_reports_the_median_and_the_cases_that_differ(tmp_path):
-    root = write_volume_dataset(tmp_path / 'data', cases=4, case_spacings=SPACINGS)
+def test_check_data_reports_the_median_training_takes_and_the_cases_that_differ(tmp_path):
+    # over all four cases the median would be 1.0; fold 0 trains on the first three: 0.8
+    spacings = SPACINGS[:3] + [(2.0, 2.0, 3.0)]
+    root = write_volume_dataset(tmp_path / 'data', cases=4, case_spacings=spacings)
     summary, problems = check_volume_folder(root)
     assert problems == []
-    assert 'in-plane spacing: median (0.8, 0.8); 2 of 4 case(s) differ' in summary
+    assert "in-plane spacing: median (0.8, 0.8) (of fold 0's training cases); 2 of 4 case(s) " \
+           'differ' in summary
+
+
+def test_scoring_resampled_cases_on_their_own_grid_needs_whole_slices(tmp_path):
+    root = write_volume_dataset(tmp_path / 'data', cases=4, case_spacings=SPACINGS)
+    with pytest.raises(ValueError, match=r"case 'case_003' is resampled .* remove crop_size"):
+        VolumeSliceDataset(str(root), split='val', normalize=dict(mode='zscore'),
+                           target_spacing=(0.8, 0.8), crop_size=16)
+    cropped = VolumeSliceDataset(str(root), split='val', normalize=dict(mode='zscore'),
+                                 target_spacing=(0.8, 0.8), crop_size=16, score_native=False)
+    assert cropped[0]['data_samples'].ori_shape is None
+    assert all(case.native_label is None for case in cropped.cases)
