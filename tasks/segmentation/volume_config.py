@@ -3,9 +3,11 @@ training checkpoint), and the per-channel normalisation made concrete (CT statis
 the training cases once, when training starts). Part of the segmentation task's data resolver."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
+import numpy as np
 from mmengine.config import Config, ConfigDict
 from mmengine.logging import print_log
 
@@ -110,6 +112,16 @@ def resolve_volume_spacing(train: Mapping[str, Any]) -> Optional[Sequence[float]
     return list(median)
 
 
+def _spacing_differs(given: Any, spacing: Optional[Sequence[float]]) -> bool:
+    """Whether a config's ``target_spacing`` asks for other than ``spacing`` ('median' asks for
+    whatever training resolved)."""
+    if isinstance(given, str):
+        return False
+    if given is None or spacing is None:
+        return (given is None) != (spacing is None)
+    return not np.allclose(given, spacing)
+
+
 def resolve_volume_data(cfg: Config, checkpoint_meta: Optional[Mapping[str, Any]] = None) -> None:
     """Fill ``classes``, ``in_channels``, ``normalize`` of every volume dataset and the model's
     ``num_classes``, ``in_channels``; a value the config sets must agree with the data."""
@@ -141,8 +153,14 @@ def resolve_volume_data(cfg: Config, checkpoint_meta: Optional[Mapping[str, Any]
     # training split's median, for every split that asks for the median
     spacing = (meta.get('target_spacing') if meta.get('classes') else
                resolve_volume_spacing(train))
-    for _, dataset in datasets:
-        if meta.get('classes') or dataset.get('target_spacing') in TARGET_SPACING_RULES:
+    from_checkpoint = bool(meta.get('classes'))
+    for key, dataset in datasets:
+        given = dataset.get('target_spacing')
+        if from_checkpoint and _spacing_differs(given, spacing):
+            print_log(f'{key}.dataset.target_spacing={given!r} is replaced by the checkpoint\'s '
+                      f'{spacing!r}: a model is scored and run at the spacing it trained at',
+                      logger='current', level=logging.WARNING)
+        if from_checkpoint or given in TARGET_SPACING_RULES:
             dataset.target_spacing = None if spacing is None else list(spacing)
     evidence = (f'{datasets[0][0]}.dataset: classes {classes!r}, channels {channel_names!r} '
                 f'from {source}')

@@ -148,3 +148,11 @@ def test_scoring_resampled_cases_on_their_own_grid_needs_whole_slices(tmp_path):
                                  target_spacing=(0.8, 0.8), crop_size=16, score_native=False)
     assert cropped[0]['data_samples'].ori_shape is None
     assert all(case.native_label is None for case in cropped.cases)
+
+
+def test_a_config_spacing_unlike_the_checkpoint_is_told_apart():
+    from tasks.segmentation.volume_config import _spacing_differs
+    assert not _spacing_differs('median', [0.8, 0.8])  # the median is what training resolved
+    assert not _spacing_differs((0.8, 0.8), [0.8, 0.8]) and not _spacing_differs(None, None)
+    assert _spacing_differs((0.5, 0.5), [0.8, 0.8]) and _spacing_differs(None, [0.8, 0.8])
+    assert _spacing_differs((0.8, 0.8), None)
