@@ -43,6 +43,9 @@ def run_variant(config: str, checkpoint: str, data_root: Optional[str], work_dir
     apply_inference_options(cfg, tta=tta, sliding_window=sliding_window,
                             overlap=overlap if sliding_window else None,
                             largest_component=largest_component)
+    if not sliding_window and cfg.get('task', 'segmentation') == 'segmentation':
+        # the 'whole' rows predict whole slices even where the config validates in windows
+        cfg.model.test_cfg = {**(cfg.model.get('test_cfg') or {}), 'mode': 'whole'}
     runner = build_runner(cfg)
     start = time.perf_counter()
     metrics = dict(runner.test())
