@@ -21,8 +21,7 @@ from ..common.volume_io import slice_axis as choose_slice_axis
 
 __all__ = ['TARGET_SPACING_RULES', 'TargetSpacing', 'in_plane_spacing', 'median_in_plane_spacing',
            'resolve_target_spacing', 'differs_from_target', 'cases_off_target', 'resampled_size',
-           'resize_slices',
-           'resize_logits']
+           'resize_slices', 'resize_logits']
 
 #: ``target_spacing='median'``: the median in-plane spacing of the training cases
 TARGET_SPACING_RULES = ('median',)
