@@ -359,10 +359,11 @@ def _spacing_summary(cases: Sequence[VolumeCase], spacings: Dict[str, Tuple[floa
         names, source = [case.name for case in cases], 'all cases'
     training = [spacings[name] for name in names if name in spacings] or list(spacings.values())
     median = median_in_plane_spacing(training)
-    other = cases_off_target(list(spacings.values()), median)
-    return (f'  in-plane spacing: median {_rounded(np.array(median))} (of {source}); {other} of '
-            f'{len(spacings)} case(s) differ by more than 0.1 % (target_spacing=\'median\' '
-            f'resamples them to it)')
+    other = [name for name, spacing in spacings.items() if cases_off_target([spacing], median)]
+    return (f'  in-plane spacing: median {_rounded(np.array(median))} (of {source}); '
+            f'{len(other)} of {len(spacings)} case(s) differ by more than 0.1 %'
+            + (f': {shorten_list(other)}' if other else '')
+            + " (target_spacing='median' resamples them to it)")
 
 
 def check_volume_folder(root: Path) -> Tuple[str, List[str]]:

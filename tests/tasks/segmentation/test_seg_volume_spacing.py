@@ -136,7 +136,7 @@ def test_check_data_reports_the_median_training_takes_and_the_cases_that_differ(
     summary, problems = check_volume_folder(root)
     assert problems == []
     assert "in-plane spacing: median (0.8, 0.8) (of fold 0's training cases); 2 of 4 case(s) " \
-           'differ' in summary
+           'differ by more than 0.1 %: case_001, case_003' in summary
 
 
 def test_scoring_resampled_cases_on_their_own_grid_needs_whole_slices(tmp_path):
