@@ -12,11 +12,10 @@ from mmengine.config import Config, ConfigDict
 from mmengine.logging import print_log
 
 from ..common.io import DataError
-from ..common.volume_io import read_spacing
 from ..common.volume_norm import build_volume_norm, measure_ct_statistics
 from ..engine.data import datasets_of, follow_the_data
 from .volume_spacing import TARGET_SPACING_RULES, cases_off_target, median_in_plane_spacing
-from .volumes import (VolumeCase, VolumeDescription, is_volume_root, load_case,
+from .volumes import (VolumeCase, VolumeDescription, case_spacings, is_volume_root, load_case,
                       read_volume_description, select_cases)
 
 __all__ = ['VOLUME_DATASET_TYPE', 'VOLUME_METRIC_TYPE', 'resolve_volume_data',
@@ -102,7 +101,7 @@ def resolve_volume_spacing(train: Mapping[str, Any]) -> Optional[Sequence[float]
     if not (isinstance(target, str) and target in TARGET_SPACING_RULES):
         return target
     cases = _training_cases(train, read_volume_description(train['data_root']))
-    spacings = [read_spacing(case.images[0], f'image of case {case.name!r}') for case in cases]
+    spacings = case_spacings(cases)
     axis_rule = train.get('slice_axis', 'coarsest')
     median = median_in_plane_spacing(spacings, axis_rule)
     resampled = cases_off_target(spacings, median, axis_rule)

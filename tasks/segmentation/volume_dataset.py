@@ -24,7 +24,6 @@ import torch
 from torch.utils.data import Dataset
 
 from ..common.io import DataError
-from ..common.volume_io import read_spacing
 from ..common.volume_io import slice_axis as choose_slice_axis
 from ..common.volume_norm import VolumeNorm, build_volume_norm
 from .augment import (CropSize, apply_pipeline, build_pipeline, crop_around_foreground,
@@ -32,8 +31,8 @@ from .augment import (CropSize, apply_pipeline, build_pipeline, crop_around_fore
 from .sample import SegSample
 from .volume_spacing import (TargetSpacing, in_plane_spacing, resampled_size, resize_slices,
                              resolve_target_spacing)
-from .volumes import (LoadedCase, VolumeDescription, load_case, read_volume_description,
-                      select_cases)
+from .volumes import (LoadedCase, VolumeDescription, case_spacings, load_case,
+                      read_volume_description, select_cases)
 
 __all__ = ['VolumeSliceDataset', 'SliceStack', 'prepare_case']
 
@@ -151,8 +150,7 @@ class VolumeSliceDataset(Dataset):
         if not selected:
             raise DataError(f'split {split!r} (fold {fold}) of {root} holds no case')
         # the median needs only the headers: cases are then read and prepared one at a time
-        spacings = ([read_spacing(case.images[0], f'image of case {case.name!r}')
-                     for case in selected] if isinstance(target_spacing, str) else [])
+        spacings = case_spacings(selected) if isinstance(target_spacing, str) else []
         self.target_spacing = resolve_target_spacing(target_spacing, spacings, slice_axis)
         self.score_native = split in ('val', 'test') if score_native is None else score_native
         self.cases = [prepare_case(load_case(case, self.description), self.norm, slice_axis,

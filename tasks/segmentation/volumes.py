@@ -30,14 +30,14 @@ import numpy as np
 
 from ..common.io import DataError, shorten_list
 from ..common.volume_io import (VOLUME_SUFFIXES, Volume, output_suffix, place_on_grid,
-                               read_volume, volume_stem, volume_suffix, write_volume_like)
+                               read_spacing, read_volume, volume_stem, volume_suffix,
+                               write_volume_like)
 from .dataset_info import read_class_names
 
-__all__ = ['VOLUME_LAYOUT', 'VolumeDescription', 'VolumeCase', 'LoadedCase', 'SPLITS',
-           'is_volume_root', 'read_volume_description', 'find_cases', 'split_cases', 'select_cases',
-           'load_case',
-           'case_name_of', 'split_channel', 'check_volume_folder', 'convert_volume_folder',
-           'VOLUME_FOLDERS']
+__all__ = ['VOLUME_LAYOUT', 'VOLUME_FOLDERS', 'VolumeDescription', 'VolumeCase', 'LoadedCase',
+           'SPLITS', 'is_volume_root', 'read_volume_description', 'find_cases', 'split_cases',
+           'select_cases', 'case_spacings', 'load_case', 'case_name_of', 'split_channel',
+           'check_volume_folder', 'convert_volume_folder']
 
 VOLUME_LAYOUT = ('DATA_ROOT/imagesTr/<case>_0000.nii.gz (one file per channel; or the '
                  'file_ending of dataset.json: .nrrd, .mha ...), '
@@ -225,6 +225,11 @@ def select_cases(description: VolumeDescription, split: str = 'train', fold: int
     cases = find_cases(description, images_dir or 'imagesTr',
                        (labels_dir if labels_dir is not None else 'labelsTr') or None)
     return split_cases(cases, split, description.root, fold, num_folds)
+
+
+def case_spacings(cases: Sequence[VolumeCase]) -> List[Tuple[float, float, float]]:
+    """Each case's voxel spacing, from its first image's header (no voxel is read)."""
+    return [read_spacing(case.images[0], f'image of case {case.name!r}') for case in cases]
 
 
 @dataclass
